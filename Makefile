@@ -1,0 +1,39 @@
+# Two commands for a fresh machine: `make demo` and `make test`; both install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU-capable torch pair that lies on this machine's disk; on a GPU cluster pass your own build,
+# e.g. make setup TORCH_SPEC="torch==2.14.1 torchvision==0.29.1 --index-url <your CUDA index>".
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= all,dev
+SAMPLE_DIR ?= .cache/sample
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-done
+# setup reruns only when the project metadata, this file or the requested torch/extras change
+SETUP_KEY := $(shell cat pyproject.toml Makefile 2>/dev/null | cksum | cut -d' ' -f1) $(TORCH_SPEC) $(EXTRAS)
+
+.PHONY: setup demo test bench lint clean
+
+setup:
+	@if [ "$$(cat $(STAMP) 2>/dev/null)" = "$(SETUP_KEY)" ]; then echo "setup: $(VENV) is up to date"; else \
+	  set -e; \
+	  test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	  echo "setup: installing $(TORCH_SPEC)"; \
+	  $(BIN)/python -m pip install -q $(TORCH_SPEC); \
+	  echo "setup: installing realportrait[$(EXTRAS)]"; \
+	  $(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"; \
+	  echo "$(SETUP_KEY)" > $(STAMP); \
+	fi
+
+demo: setup
+	$(BIN)/rp-data sample --out $(SAMPLE_DIR)
+	$(BIN)/rp-data scan --dataset sample --root $(SAMPLE_DIR) --probe --out $(SAMPLE_DIR)/../sample-manifest.parquet
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf .cache .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,179 @@
+"""CelebV-HQ in its official layout: celebvhq_info.json, downloaded_celebvhq/raw and /processed.
+
+Clip keys of both forms (<ytid>_<k> and <ytid>_<k>_<j>), a YouTube id that begins with '-' and
+contains '_', sparse clip indices, one clip that spans a scene cut, one clip left unprocessed (the
+official script ships its processing step commented out). Planted: a truncated processed clip.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.sample.files import even, face_box, truncate, write_json
+from pipeline.sample.render import Actor, Shot, render_video, write_mp4
+from pipeline.sources.celebvhq import official_crop
+
+FPS = 25
+APPEARANCE = (
+    "blurry",
+    "male",
+    "young",
+    "chubby",
+    "pale_skin",
+    "rosy_cheeks",
+    "oval_face",
+    "receding_hairline",
+    "bald",
+    "bangs",
+    "black_hair",
+    "blonde_hair",
+    "gray_hair",
+    "brown_hair",
+    "straight_hair",
+    "wavy_hair",
+    "long_hair",
+    "arched_eyebrows",
+    "bushy_eyebrows",
+    "bags_under_eyes",
+    "eyeglasses",
+    "sunglasses",
+    "narrow_eyes",
+    "big_nose",
+    "pointy_nose",
+    "high_cheekbones",
+    "big_lips",
+    "double_chin",
+    "no_beard",
+    "5_o_clock_shadow",
+    "goatee",
+    "mustache",
+    "sideburns",
+    "heavy_makeup",
+    "wearing_earrings",
+    "wearing_hat",
+    "wearing_lipstick",
+    "wearing_necklace",
+    "wearing_necktie",
+    "wearing_mask",
+)
+ACTION = (
+    "blow",
+    "chew",
+    "close_eyes",
+    "cough",
+    "cry",
+    "drink",
+    "eat",
+    "frown",
+    "gaze",
+    "glare",
+    "head_wagging",
+    "kiss",
+    "laugh",
+    "listen_to_music",
+    "look_around",
+    "make_a_face",
+    "nod",
+    "play_instrument",
+    "read",
+    "shake_head",
+    "shout",
+    "sigh",
+    "sing",
+    "sleep",
+    "smile",
+    "smoke",
+    "sneer",
+    "sneeze",
+    "sniff",
+    "talk",
+    "turn",
+    "weep",
+    "whisper",
+    "wink",
+    "yawn",
+)
+VIDEOS = {
+    "-xU_9kQ2mZ0": (
+        (384, 288),
+        [
+            Shot((Actor("t1_a", (0.45, 0.45), 110),), 40, scene=11),
+            Shot((Actor("t1_b", (0.55, 0.5), 110),), 30, scene=12),
+            Shot((Actor("astronaut", (0.5, 0.45), 120),), 30, scene=13),
+        ],
+    ),
+    "Yk7_pQ3vW1s": (
+        (320, 240),
+        [
+            Shot((Actor("hanks", (0.5, 0.5), 100),), 50, scene=14),
+            Shot((Actor("t1_f", (0.45, 0.45), 100),), 40, scene=15),
+        ],
+    ),
+}
+# key -> (start_sec, end_sec, processed?)
+CLIPS = {
+    "-xU_9kQ2mZ0_1": (0.0, 1.56, True),
+    "-xU_9kQ2mZ0_2_0": (1.2, 2.8, True),  # crosses the cut at 1.6 s
+    "-xU_9kQ2mZ0_3": (2.8, 4.0, False),
+    "Yk7_pQ3vW1s_0": (0.0, 2.0, True),
+    "Yk7_pQ3vW1s_4": (2.0, 3.6, True),
+}
+TRUNCATED = "Yk7_pQ3vW1s_0"
+EMOTION_SEGMENTS = {
+    "-xU_9kQ2mZ0_2_0": [
+        {"emotion": "neutral", "start_sec": 0.0, "end_sec": 0.4},
+        {"emotion": "happy", "start_sec": 0.4, "end_sec": 1.6},
+    ]
+}
+
+
+def _frame_range(start: float, end: float) -> range:
+    return range(math.ceil(start * FPS - 1e-9), math.ceil(end * FPS - 1e-9))
+
+
+def write(root: Path) -> None:
+    clips = {}
+    for ytid, (size, shots) in VIDEOS.items():
+        frames, geometry = render_video(shots, size, seed=sum(map(ord, ytid)))
+        write_mp4(root / "downloaded_celebvhq" / "raw" / f"{ytid}.mp4", frames, FPS)
+        width, height = size
+        for key in sorted(k for k in CLIPS if k.startswith(ytid)):
+            start, end, processed = CLIPS[key]
+            span = _frame_range(start, end)
+            x0, y0, x1, y1 = face_box([g for i in span for g in geometry[i]])
+            bbox = {
+                "top": round(y0 / height, 4),
+                "bottom": round(y1 / height, 4),
+                "left": round(x0 / width, 4),
+                "right": round(x1 / width, 4),
+            }
+            if processed:
+                _, window = official_crop(bbox, width, height)
+                cx0, cy0, cx1, cy1 = (int(v) for v in window)
+                out = root / "downloaded_celebvhq" / "processed" / f"{key}.mp4"
+                write_mp4(out, even(frames[span.start : span.stop, cy0:cy1, cx0:cx1]), FPS)
+                if key == TRUNCATED:
+                    truncate(out, 0.5)
+            appearance = np.zeros(len(APPEARANCE), dtype=int)
+            appearance[[1, 2, 28]] = 1
+            emotion = (
+                {"sep_flag": True, "labels": EMOTION_SEGMENTS[key]}
+                if key in EMOTION_SEGMENTS
+                else {"sep_flag": False, "labels": "neutral"}
+            )
+            action = np.zeros(len(ACTION), dtype=int)
+            action[ACTION.index("talk")] = 1
+            clips[key] = {
+                "ytb_id": ytid,
+                "duration": {"start_sec": start, "end_sec": end},
+                "bbox": bbox,
+                "attributes": {"appearance": appearance.tolist(), "action": action.tolist(), "emotion": emotion},
+                "version": "v0.1",
+            }
+    write_json(
+        root / "celebvhq_info.json",
+        {"meta_info": {"appearance_mapping": APPEARANCE, "action_mapping": ACTION}, "clips": clips},
+    )

@@ -1,0 +1,138 @@
+"""What every adapter shares: reading annotation files tolerantly and recording what goes wrong.
+
+An adapter turns one official layout into SourceItems. The rule for all of them: a missing file, an
+unreadable file or a malformed line becomes a Problem (dataset, file, line, reason) and the scan goes
+on; nothing is dropped without a Problem saying so.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from manifests.schema import DatasetSpec, SpecError
+from pipeline.sources.records import MediaStatus, Problem, SourceItem
+
+T = TypeVar("T")
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceAdapter(ABC):
+    """Reads one dataset's official layout under `root`; subclasses implement `items`."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, spec: DatasetSpec, root: Path, report: Callable[[Problem], None]):
+        self.spec = spec
+        self.root = Path(root)
+        self._report = report
+        try:
+            self.options = self.Options.model_validate(spec.options)
+        except ValidationError as exc:
+            fields = "; ".join(f"field 'options.{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+            raise SpecError(f"manifests/datasets/{spec.name}.yaml: {fields}") from exc
+
+    @abstractmethod
+    def items(self) -> Iterator[SourceItem]:
+        """Stream the items; problems go to the report callback as they are found."""
+
+    # -- recording --------------------------------------------------------------------------------
+
+    def problem(
+        self, file: str | Path, reason: str, detail: str, line: int | None = None, item_id: str | None = None
+    ) -> None:
+        self._report(Problem(self.spec.name, self.rel(file), line, reason, detail, item_id))
+
+    def rel(self, path: str | Path) -> str:
+        path = Path(path)
+        if path.is_absolute():
+            try:
+                path = path.relative_to(self.root)
+            except ValueError:
+                return str(path)
+        return path.as_posix()
+
+    def item_id(self, native_id: str) -> str:
+        return f"{self.spec.name}/{native_id}"
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def media_status(self, rel_path: str, item_id: str | None = None, required: bool = True) -> MediaStatus:
+        """Existence and size from one stat call; a missing or empty file is reported."""
+        try:
+            size = os.stat(self.root / rel_path).st_size
+        except OSError:
+            if required:
+                self.problem(rel_path, "missing_media", "referenced by the annotations, not on disk", None, item_id)
+            return "missing"
+        if size == 0:
+            self.problem(rel_path, "empty_file", "the file has zero bytes", None, item_id)
+            return "empty"
+        return "present"
+
+    def lines(self, rel_path: str, required: bool = True) -> Iterator[tuple[int, str]]:
+        """(1-based line number, text) of a text annotation file, tolerating a BOM and CRLF endings.
+
+        A missing file is a `missing_annotation_file` problem (when required); undecodable bytes stop
+        the file with an `unreadable_file` problem at the line where they occur.
+        """
+        path = self.root / rel_path
+        try:
+            handle = open(path, encoding="utf-8-sig", newline=None)  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            if required:
+                self.problem(rel_path, "missing_annotation_file", "not found in the dataset root")
+            return
+        except OSError as exc:
+            self.problem(rel_path, "unreadable_file", f"cannot open: {exc.strerror or exc}")
+            return
+        number = 0
+        with handle:
+            try:
+                for number, text in enumerate(handle, start=1):
+                    text = text.rstrip("\n")
+                    if text.strip():
+                        yield number, text
+            except UnicodeDecodeError as exc:
+                self.problem(rel_path, "unreadable_file", f"not UTF-8 text ({exc.reason})", number + 1)
+
+    def exists(self, rel_path: str) -> bool:
+        return (self.root / rel_path).exists()
+
+
+class KeyedLookahead(Generic[T]):
+    """Joins a companion annotation file to an item list without loading it whole.
+
+    Official companion files (boxes, landmarks, identities) list items in the same order as the index
+    file, so `pop` normally reads exactly one row and memory stays flat. Rows read ahead but not yet
+    claimed are held until asked for, so a file in another order, or a key without a row (which reads
+    to the end of the file), stays correct at the cost of memory.
+    """
+
+    def __init__(self, rows: Iterable[tuple[str, T]]):
+        self._rows = iter(rows)
+        self._pending: dict[str, T] = {}
+
+    def pop(self, key: str) -> T | None:
+        if key in self._pending:
+            return self._pending.pop(key)
+        for row_key, value in self._rows:
+            if row_key == key:
+                return value
+            self._pending[row_key] = value
+        return None
+
+    def leftovers(self) -> Iterator[tuple[str, T]]:
+        """Rows never claimed, including the unread rest of the file."""
+        yield from self._pending.items()
+        self._pending = {}
+        yield from self._rows

@@ -1,0 +1,168 @@
+"""Normalized source items and recorded problems: what every adapter yields, whatever its dataset.
+
+Coordinate convention (all geometry in a SourceItem):
+    boxes are (x0, y0, x1, y1) floats in pixels, origin at the top-left corner of the top-left pixel,
+    x to the right, y down, x1/y1 exclusive; points are (x, y) in the same frame. `geometry_space`
+    names the frame: "media" = the file at `media_path` as stored; "source" = the uncut source video or
+    photo the media was (or is to be) cut from, of size `space_w` x `space_h` where the annotation
+    states it. Annotation formats (x,y,w,h; l,t,r,b; normalized top/bottom/left/right; x w y h) are
+    converted into this convention by the adapter that reads them, and nowhere else.
+
+Time convention: `start`/`end` on the timeline of the media named by `media_path` when `media_cut` is
+false (the range still has to be cut), otherwise on the source timeline the media was cut from
+(provenance). `time_unit` says frames or seconds, `end_inclusive` says what `end` means.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+Modality = Literal["image", "video", "frames"]
+TimeUnit = Literal["frame", "sec"]
+GeometrySpace = Literal["media", "source"]
+LandmarksKind = Literal["5pt", "68pt_dlib"]
+# present = exists and is not empty (not opened); ok = opened by --probe; the rest cannot be used
+MediaStatus = Literal["present", "ok", "missing", "empty", "unreadable"]
+USABLE_MEDIA = ("present", "ok")
+
+Box = tuple[float, float, float, float]
+
+
+def xywh_to_xyxy(x: float, y: float, w: float, h: float) -> Box:
+    return (float(x), float(y), float(x) + float(w), float(y) + float(h))
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One image or one clip as an official annotation describes it (datasets.md §10, trimmed)."""
+
+    dataset: str
+    native_id: str
+    modality: Modality
+    media_path: str  # relative to the dataset root, posix separators
+    media_status: MediaStatus
+    split: str  # official split, or "unsplit"
+    identity: str | None  # "<dataset>:<label>"
+    identity_kind: str  # manifests.schema.IdentityKind value
+    license_tag: str
+    media_cut: bool = True  # the media file holds exactly this item (already trimmed/cropped)
+    youtube_id: str | None = None
+    audio_path: str | None = None
+    time_unit: TimeUnit | None = None
+    start: float | None = None
+    end: float | None = None
+    end_inclusive: bool | None = None
+    fps: float | None = None  # nominal rate stated by the annotation
+    geometry_space: GeometrySpace | None = None
+    space_w: int | None = None
+    space_h: int | None = None
+    crop: Box | None = None  # region of the source the media is (or is to be) cut from
+    box: Box | None = None  # the face
+    landmarks: tuple[float, ...] | None = None  # flat x0, y0, x1, y1, ...
+    landmarks_kind: LandmarksKind | None = None
+    frame_index: tuple[int, ...] | None = None  # per-frame annotations: source frame numbers ...
+    frame_boxes: tuple[float, ...] | None = None  # ... with a face box (4 floats) per frame ...
+    frame_landmarks: tuple[float, ...] | None = None  # ... and 5 points (10 floats) per frame
+    labels: dict[str, object] = field(default_factory=dict)  # dataset-specific facts kept verbatim
+
+    @property
+    def item_id(self) -> str:
+        return f"{self.dataset}/{self.native_id}"
+
+    def row(self) -> dict[str, object]:
+        values = asdict(self)
+        values["labels"] = json.dumps(self.labels, sort_keys=True, ensure_ascii=False)
+        return {"item_id": self.item_id, **values}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something in a dataset that could not be used as the official files describe it.
+
+    Problems never stop a scan: they are collected, counted by reason and written beside the manifest,
+    so that a user sees exactly which file and line to look at.
+    """
+
+    dataset: str
+    file: str  # relative to the dataset root
+    line: int | None  # 1-based, when the problem is one line of an annotation file
+    reason: str  # short stable code, e.g. "malformed_line" (see REASONS)
+    detail: str  # human-readable: what was expected, what was found
+    item_id: str | None = None
+
+    def row(self) -> dict[str, object]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"[{self.dataset}] {where}: {self.reason}: {self.detail}"
+
+
+REASONS: dict[str, str] = {
+    "missing_annotation_file": "an annotation file of the official layout is absent",
+    "unreadable_file": "a file exists but cannot be read or decoded as text/JSON",
+    "malformed_line": "an annotation line does not have the official format",
+    "malformed_entry": "a JSON entry lacks a field of the official format or has a wrong type",
+    "missing_media": "an annotation refers to a media file that is not on disk",
+    "empty_file": "a media file has zero bytes",
+    "unreadable_media": "a media file cannot be opened or is truncated (--probe)",
+    "missing_annotation": "an item lacks an entry in a companion annotation file",
+    "unlisted_annotation": "an annotation entry refers to no listed item",
+    "duplicate_id": "the same item id appears twice",
+    "no_crop_window": "an annotated interval has no crop window",
+    "no_intervals": "a video has no annotated interval",
+    "invalid_value": "a value is out of range (e.g. an interval that ends before it starts)",
+    "count_mismatch": "the number of files differs from the count the annotation states",
+    "missing_view": "a recording lacks a camera view or emotion that the dataset defines",
+    "unextracted_archive": "an archive is present but was not extracted",
+}
+
+_BOX = pa.list_(pa.float64())  # 4 values; fixed-size lists with nulls do not round-trip parquet
+ITEM_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("dataset", pa.string()),
+        ("native_id", pa.string()),
+        ("modality", pa.string()),
+        ("media_path", pa.string()),
+        ("media_status", pa.string()),
+        ("split", pa.string()),
+        ("identity", pa.string()),
+        ("identity_kind", pa.string()),
+        ("license_tag", pa.string()),
+        ("media_cut", pa.bool_()),
+        ("youtube_id", pa.string()),
+        ("audio_path", pa.string()),
+        ("time_unit", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("end_inclusive", pa.bool_()),
+        ("fps", pa.float64()),
+        ("geometry_space", pa.string()),
+        ("space_w", pa.int32()),
+        ("space_h", pa.int32()),
+        ("crop", _BOX),
+        ("box", _BOX),
+        ("landmarks", pa.list_(pa.float32())),
+        ("landmarks_kind", pa.string()),
+        ("frame_index", pa.list_(pa.int64())),
+        ("frame_boxes", pa.list_(pa.float32())),
+        ("frame_landmarks", pa.list_(pa.float32())),
+        ("labels", pa.string()),
+    ]
+)
+
+PROBLEM_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("file", pa.string()),
+        ("line", pa.int64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("item_id", pa.string()),
+    ]
+)

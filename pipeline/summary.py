@@ -1,0 +1,85 @@
+"""Console tables: the registry, a scan's counts per dataset, and its problems."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from manifests.schema import DatasetSpec
+from pipeline.sources.records import REASONS
+from pipeline.sources.scan import DatasetScan
+
+
+def datasets_table(specs: dict[str, DatasetSpec]) -> Table:
+    table = Table(title=f"dataset registry ({len(specs)} specs)", caption="rp-data datasets NAME shows one in full")
+    for column in ("name", "modality", "identity", "split", "licence", "commercial use"):
+        table.add_column(column, overflow="fold")
+    for spec in specs.values():
+        table.add_row(
+            spec.name,
+            spec.modality.value,
+            spec.identity.kind.value,
+            "/".join(spec.split.values) if spec.split.official else "none official",
+            spec.license.tag,
+            "yes" if spec.license.commercial_use else "no",
+        )
+    return table
+
+
+def _counts(counter: dict[str, int]) -> str:
+    return " ".join(f"{key}:{value}" for key, value in sorted(counter.items()))
+
+
+def scan_table(results: Sequence[DatasetScan]) -> Table:
+    table = Table(title="scan summary")
+    for column in ("dataset", "items", "usable", "media not usable", "modality", "splits", "identities", "problems"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        unusable = {k: v for k, v in r.media.items() if k not in ("present", "ok")}
+        kinds = "/".join(sorted(r.identity_kinds))
+        table.add_row(
+            r.dataset,
+            str(r.items),
+            str(r.usable),
+            _counts(unusable) or "-",
+            _counts(r.modalities),
+            _counts(r.splits),
+            f"{len(r.identities)} ({kinds})" if r.identities else f"0 ({kinds or '-'})",
+            _counts(r.problems) or "-",
+        )
+    if len(results) > 1:
+        table.add_row(
+            "all",
+            str(sum(r.items for r in results)),
+            str(sum(r.usable for r in results)),
+            "",
+            "",
+            "",
+            str(sum(len(r.identities) for r in results)),
+            str(sum(sum(r.problems.values()) for r in results)),
+            style="bold",
+        )
+    return table
+
+
+def problems_table(results: Sequence[DatasetScan], limit: int) -> Table:
+    table = Table(title=f"problems (file, line, reason; at most {limit} per dataset and reason)")
+    for column in ("dataset", "file", "line", "reason", "detail"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        for reason, examples in sorted(r.examples.items()):
+            for problem in examples[:limit]:
+                table.add_row(
+                    problem.dataset,
+                    problem.file,
+                    "" if problem.line is None else str(problem.line),
+                    reason,
+                    problem.detail,
+                )
+            hidden = r.problems[reason] - min(limit, len(examples))
+            if hidden > 0:
+                table.add_row(r.dataset, f"... {hidden} more", "", reason, "all are in the problems parquet (--out)")
+    seen = {reason for r in results for reason in r.problems}
+    table.caption = "reasons: " + "; ".join(f"{k} = {v}" for k, v in REASONS.items() if k in seen)
+    return table
