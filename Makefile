@@ -26,7 +26,7 @@ setup:
 
 demo: setup
 	$(BIN)/rp-data sample --out $(SAMPLE_DIR)
-	$(BIN)/rp-data scan --dataset sample --root $(SAMPLE_DIR) --probe --out $(SAMPLE_DIR)/../sample-manifest.parquet
+	$(BIN)/rp-data scan --dataset sample --root $(SAMPLE_DIR) --probe --faces --out .cache/sample-manifest.parquet
 
 test: setup
 	$(BIN)/python -m pytest

@@ -77,6 +77,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             probe_media=args.probe,
             workers=args.workers,
             on_item=on_item,
+            check_faces=args.faces,
             registry=load_registry(args.registry),
         )
     console.print(scan_table(results))
@@ -136,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(plus <name>.problems.parquet listing every problem with file, line and reason).",
         epilog="examples:\n"
         "  rp-data scan --dataset vfhq --root /data/VFHQ --out vfhq.parquet\n"
-        "  rp-data scan --dataset sample --root data/sample --probe\n"
+        "  rp-data scan --dataset sample --root data/sample --probe --faces\n"
         "  rp-data scan --dataset hdtf --root ../shared/fixtures/hdtf_annotations",
     )
     scan.add_argument("--dataset", required=True, metavar="NAME", help="a registry name (see rp-data datasets)")
@@ -144,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--out", metavar="FILE.parquet", help="write the source manifest here")
     scan.add_argument(
         "--probe", action="store_true", help="open every media file to catch truncated or unreadable ones (slower)"
+    )
+    scan.add_argument(
+        "--faces",
+        action="store_true",
+        help="look for exactly one prominent face in each item's middle frame (slower still)",
     )
     scan.add_argument("--workers", type=int, default=8, help="threads that open media with --probe (default 8)")
     scan.add_argument(

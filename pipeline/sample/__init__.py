@@ -34,17 +34,17 @@ class Planted:
     dataset: str
     path: str  # relative to the dataset's folder
     what: str
-    scan_reason: str | None  # what `rp-data scan --probe` reports, None when only the build can tell
+    scan_reason: str  # what `rp-data scan --probe --faces` reports for it
 
 
 PLANTED = (
     Planted("vggface2", "train/n000002/0003_01.jpg", "missing file referenced by train_list.txt", "missing_media"),
     Planted("vggface2", "bb_landmark/loose_bb_train.csv", "malformed annotation line", "malformed_line"),
-    Planted("celeba", "Img/img_celeba/000008.jpg", "image with two faces", None),
+    Planted("celeba", "Img/img_celeba/000008.jpg", "image with two faces", "multiple_faces"),
     Planted("ffhq", "images1024x1024/00000/00002.png", "missing file referenced by the JSON", "missing_media"),
     Planted("celebvhq", "downloaded_celebvhq/processed/Yk7_pQ3vW1s_0.mp4", "truncated mp4", "unreadable_media"),
     Planted("talkinghead_1kh", "data_list/train_video_tubes.txt", "malformed annotation line", "malformed_line"),
-    Planted("hdtf", "RD_Radio3_000.mp4", "clip with no face", None),
+    Planted("hdtf", "RD_Radio3_000.mp4", "clip with no face", "no_face"),
     Planted("mead", "M003/video/front/angry/level_1/003.mp4", "zero-byte file", "empty_file"),
     Planted(
         "vfhq", "meta_info/train/Clip+Ab3_dE-7fGh+P1+C1+F100-130.txt", "malformed annotation line", "malformed_line"

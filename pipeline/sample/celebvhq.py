@@ -143,7 +143,11 @@ def write(root: Path) -> None:
         for key in sorted(k for k in CLIPS if k.startswith(ytid)):
             start, end, processed = CLIPS[key]
             span = _frame_range(start, end)
-            x0, y0, x1, y1 = face_box([g for i in span for g in geometry[i]])
+            # CelebV-HQ boxes hold the head, not just the face: widen the face boxes' union by half
+            fx0, fy0, fx1, fy1 = face_box([g for i in span for g in geometry[i]])
+            grow_x, grow_y = (fx1 - fx0) / 4, (fy1 - fy0) / 4
+            x0, y0 = max(fx0 - grow_x, 0.0), max(fy0 - grow_y, 0.0)
+            x1, y1 = min(fx1 + grow_x, float(width)), min(fy1 + grow_y, float(height))
             bbox = {
                 "top": round(y0 / height, 4),
                 "bottom": round(y1 / height, 4),

@@ -84,7 +84,7 @@ def write(root: Path) -> None:
                 window = (
                     NO_FACE_WINDOW
                     if not geometry[first]
-                    else square_around(face_box([g for i in range(first, last) for g in geometry[i]]), 1.6, *SIZE)
+                    else square_around(face_box([g for i in range(first, last) for g in geometry[i]]), 2.0, *SIZE)
                 )
                 x0, y0, x1, y1 = window
                 crops.append(f"{name}_{k}.mp4 {x0} {x1 - x0} {y0} {y1 - y0}")

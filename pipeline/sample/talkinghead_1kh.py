@@ -52,7 +52,7 @@ def write(root: Path) -> None:
             scale_x, scale_y = annotated[0] / size[0], annotated[1] / size[1]
             for first, last, cropped in spans:
                 x0, y0, x1, y1 = square_around(
-                    face_box([g for i in range(first, last + 1) for g in geometry[i]]), 1.5, *size
+                    face_box([g for i in range(first, last + 1) for g in geometry[i]]), 2.0, *size
                 )
                 box = (int(x0 * scale_x), int(y0 * scale_y), int(x1 * scale_x), int(y1 * scale_y))
                 tubes.append(f"{chunk}, {annotated[1]}, {annotated[0]}, {first}, {last}, " + ", ".join(map(str, box)))

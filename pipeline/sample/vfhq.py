@@ -43,7 +43,7 @@ def write(root: Path) -> None:
         for pid, index, first, last in clips:
             name = f"Clip+{ytid}+P{pid}+C{index}+F{first}-{last}"
             faces = [next(g for g in geometry[f - offset] if g.actor == pid) for f in range(first, last + 1)]
-            x0, y0, x1, y1 = square_around(face_box(faces), 1.8, *size)
+            x0, y0, x1, y1 = square_around(face_box(faces), 2.0, *size)
             lines = [
                 f"Video ID: {ytid}",
                 f"H: {size[1]}",

@@ -73,6 +73,25 @@ class SourceItem:
     def item_id(self) -> str:
         return f"{self.dataset}/{self.native_id}"
 
+    def crop_in_media(self, width: int, height: int) -> Box | None:
+        """The annotated crop in pixels of the media as stored (width x height), when it still applies.
+
+        Media already cut by the official tools hold only the crop; uncut sources may have been
+        downloaded at another resolution than the one the annotation was drawn at, so the crop is
+        rescaled (by height alone when the annotation states only a height, as HDTF's does).
+        """
+        if self.crop is None or self.media_cut:
+            return None
+        if self.geometry_space == "media":
+            return self.crop
+        scale_y = height / self.space_h if self.space_h else None
+        scale_x = width / self.space_w if self.space_w else scale_y
+        scale_y = scale_y or scale_x
+        if scale_x is None or scale_y is None:
+            return self.crop
+        x0, y0, x1, y1 = self.crop
+        return (x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y)
+
     def row(self) -> dict[str, object]:
         values = asdict(self)
         values["labels"] = json.dumps(self.labels, sort_keys=True, ensure_ascii=False)
@@ -110,6 +129,8 @@ REASONS: dict[str, str] = {
     "missing_media": "an annotation refers to a media file that is not on disk",
     "empty_file": "a media file has zero bytes",
     "unreadable_media": "a media file cannot be opened or is truncated (--probe)",
+    "no_face": "no face in the item's middle frame (--faces)",
+    "multiple_faces": "several faces of similar size in the item's middle frame (--faces)",
     "missing_annotation": "an item lacks an entry in a companion annotation file",
     "unlisted_annotation": "an annotation entry refers to no listed item",
     "duplicate_id": "the same item id appears twice",

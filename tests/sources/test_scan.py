@@ -21,13 +21,15 @@ def test_sample_scan_with_probe_writes_manifests_and_reports_every_planted_probl
     sample_root: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "manifest.parquet"
-    results = scan("sample", sample_root, out=out, probe_media=True, workers=4)
+    results = scan("sample", sample_root, out=out, probe_media=True, workers=4, check_faces=True)
     assert {r.dataset: r.items for r in results} == ITEMS
     problems = pd.read_parquet(tmp_path / "manifest.problems.parquet")
     reported = set(zip(problems.dataset, problems.file, problems.reason, strict=True))
     for planted in PLANTED:
-        if planted.scan_reason is not None:
-            assert (planted.dataset, planted.path, planted.scan_reason) in reported, planted
+        assert (planted.dataset, planted.path, planted.scan_reason) in reported, planted
+    # the face check finds the planted faceless clip and group photo, and nothing else
+    faces = {(d, f, r) for d, f, r in reported if r in ("no_face", "multiple_faces")}
+    assert faces == {(p.dataset, p.path, p.scan_reason) for p in PLANTED if "face" in p.scan_reason}
     assert len(problems) == sum(sum(r.problems.values()) for r in results)
     items = pd.read_parquet(out)
     assert len(items) == sum(ITEMS.values()) and items.item_id.is_unique

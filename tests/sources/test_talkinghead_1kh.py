@@ -8,17 +8,17 @@ from conftest import reasons, run_adapter
 def test_sample_layout(sample_root: Path) -> None:
     items, problems = run_adapter("talkinghead_1kh", sample_root / "talkinghead_1kh")
     assert [item.native_id for item in items] == [
-        "-_k2Lx9Qe0A_0000_S0_E39_L286_T94_R746_B554",
-        "-_k2Lx9Qe0A_0000_S50_E85_L552_T104_R988_B540",
-        "Qm3_r8Tz-Lw_0000_S2_E33_L155_T48_R355_B248",
+        "-_k2Lx9Qe0A_0000_S0_E39_L210_T18_R822_B630",
+        "-_k2Lx9Qe0A_0000_S50_E85_L480_T32_R1060_B612",
+        "Qm3_r8Tz-Lw_0000_S2_E33_L122_T15_R388_B281",
     ]
     first, second, val = items
     assert [item.split for item in items] == ["train", "train", "val"]
     assert first.youtube_id == "-_k2Lx9Qe0A" and first.identity == "talkinghead_1kh:-_k2Lx9Qe0A"
-    assert first.media_path == "train/cropped_clips/-_k2Lx9Qe0A_0000_S0_E39_L286_T94_R746_B554.mp4"
+    assert first.media_path == "train/cropped_clips/-_k2Lx9Qe0A_0000_S0_E39_L210_T18_R822_B630.mp4"
     assert first.media_cut and (first.start, first.end, first.end_inclusive) == (0, 39, True)
     # the box is L,T,R,B in the annotated 1280x720 frame (the download is 640x360: the build rescales)
-    assert first.crop == (286.0, 94.0, 746.0, 554.0) and (first.space_w, first.space_h) == (1280, 720)
+    assert first.crop == (210.0, 18.0, 822.0, 630.0) and (first.space_w, first.space_h) == (1280, 720)
     # no cropped clip for the second tube: it is cut from its 1-min chunk
     assert second.media_path == "train/1min_clips/-_k2Lx9Qe0A_0000.mp4" and not second.media_cut
     assert (second.time_unit, second.start, second.end) == ("frame", 50, 85)
