@@ -111,6 +111,9 @@ class PipelineDefaults(_Strict):
     max_clip_frames: int = Field(300, ge=1)
     target_fps: float | None = Field(25.0, gt=0, description="clips are re-encoded at this rate")
     scene_detection: bool = Field(True, description="split on scene cuts inside official ranges")
+    min_sharpness: float = Field(
+        10.0, ge=0, description="blur filter: variance of the Laplacian on the face at 128 px (pipeline.controls)"
+    )
     image_context_scale: float = Field(
         2.0, ge=1.0, description="image samples keep a face-centred crop this many times the 512 crop"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
 from rich.table import Table
 
 from manifests.schema import DatasetSpec
@@ -82,4 +83,27 @@ def problems_table(results: Sequence[DatasetScan], limit: int) -> Table:
                 table.add_row(r.dataset, f"... {hidden} more", "", reason, "all are in the problems parquet (--out)")
     seen = {reason for r in results for reason in r.problems}
     table.caption = "reasons: " + "; ".join(f"{k} = {v}" for k, v in REASONS.items() if k in seen)
+    return table
+
+
+def build_table(manifest: pd.DataFrame) -> Table:
+    """Per dataset: source items by status, samples kept, and the commonest reasons."""
+    table = Table(title="build summary")
+    for column in ("dataset", "items ok", "filtered", "failed", "samples", "frames", "reasons (items and clips)"):
+        table.add_column(column, overflow="fold")
+    if manifest.empty:
+        return table
+    for dataset, rows in manifest.groupby("dataset", sort=True):
+        sources = rows[rows.kind == "source"]
+        samples = rows[(rows.kind == "sample") & (rows.status == "ok")]
+        reasons = rows[rows.status != "ok"].reason.value_counts()
+        table.add_row(
+            str(dataset),
+            str(int((sources.status == "ok").sum())),
+            str(int((sources.status == "filtered").sum())),
+            str(int((sources.status == "failed").sum()) + int((rows.kind == "annotation").sum())),
+            str(len(samples)),
+            str(int(samples.frames.fillna(0).sum())),
+            " ".join(f"{reason}:{count}" for reason, count in reasons.items()),
+        )
     return table

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from pipeline.encode import encode_h264
 from pipeline.sample.portraits import PORTRAITS, load_photo
 
 # Head motion amplitudes: enough for a tracker and a crop to have something to follow, small enough
@@ -119,32 +120,14 @@ def render_still(actors: Sequence[Actor], size: tuple[int, int], seed: int) -> t
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float | Fraction, *, crf: int = 23) -> None:
-    """H.264 (libx264, yuv420p) in mp4, byte-identical for identical input.
+    """H.264 in mp4, byte-identical for identical input (see pipeline.encode).
 
-    x264 needs one thread and `cpu-independent` for that: without the latter its lookahead picked
-    different bytes from run to run on this AVX-512 machine (measured), and with it files also match
-    across CPUs. The moov atom stays at the end of the file (no faststart), as a camera or an interrupted
-    download leaves it: a truncated file is then unreadable, which the sample uses to stage a broken
-    download.
+    The moov atom stays at the end of the file: a truncated file is then unreadable, which the sample
+    uses to stage a broken download.
     """
-    count, height, width = frames.shape[:3]
-    if width % 2 or height % 2:
-        raise ValueError(f"yuv420p needs even frame sizes, got {width}x{height}")
-    rate = Fraction(fps).limit_denominator(1001)
-    with _atomic(path) as part, av.open(str(part), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.thread_count = 1
-        stream.codec_context.options = {
-            "crf": str(crf),
-            "preset": "veryfast",
-            "x264-params": "threads=1:cpu-independent=1",
-        }
-        for index in range(count):
-            frame = av.VideoFrame.from_ndarray(frames[index], format="rgb24")
-            frame.pts, frame.time_base = index, 1 / rate
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    data = encode_h264(frames, fps, crf=crf)
+    with _atomic(path) as part:
+        part.write_bytes(data)
 
 
 def write_audio(path: str | os.PathLike, seconds: float, seed: int, sample_rate: int = 16000) -> None:

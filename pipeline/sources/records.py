@@ -92,6 +92,25 @@ class SourceItem:
         x0, y0, x1, y1 = self.crop
         return (x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y)
 
+    @classmethod
+    def from_row(cls, row: dict[str, object]) -> SourceItem:
+        """Back from a manifest row (parquet gives lists and NaN where the record has tuples and None)."""
+        values = {}
+        for name in cls.__dataclass_fields__:
+            value = row.get(name)
+            if isinstance(value, float) and value != value:  # NaN from a nullable numeric column
+                value = None
+            elif hasattr(value, "tolist"):
+                value = value.tolist()
+            if isinstance(value, list):
+                value = tuple(value)
+            values[name] = value
+        values["labels"] = json.loads(str(row.get("labels") or "{}"))
+        for name in ("space_w", "space_h"):
+            if values[name] is not None:
+                values[name] = int(values[name])
+        return cls(**values)
+
     def row(self) -> dict[str, object]:
         values = asdict(self)
         values["labels"] = json.dumps(self.labels, sort_keys=True, ensure_ascii=False)

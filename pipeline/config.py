@@ -1,0 +1,89 @@
+"""The build configuration: every knob of `rp-data build`, validated, with a fingerprint.
+
+A build directory records the fingerprint of the config and pipeline version that made it; a rerun
+with another fingerprint would mix shards made under different rules, so it is refused unless the
+user asks for it. Per-dataset defaults come from the registry spec; the config can override them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from manifests.schema import PipelineDefaults, SpecError
+
+# bump when a change alters any output byte: it is part of the fingerprint
+PIPELINE_VERSION = "1.0.0"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FilterConfig(_Strict):
+    """Quality thresholds; each failed one is recorded as the sample's reason."""
+
+    prominent_ratio: float = Field(0.25, gt=0, le=1, description="a second face this large (by area) competes")
+    max_multi_face_fraction: float = Field(0.3, ge=0, le=1, description="of sampled frames with 2+ prominent faces")
+    max_abs_yaw: float = Field(65.0, gt=0, le=180, description="degrees, median over the clip")
+    max_abs_pitch: float = Field(45.0, gt=0, le=180)
+    max_lost_fraction: float = Field(0.2, ge=0, le=1, description="frames where the landmarker lost the face")
+    on_scene_cut: Literal["split", "drop"] = Field(
+        "split", description="a cut inside an official range: split there, or drop the whole item"
+    )
+
+
+class BuildConfig(_Strict):
+    pipeline_version: str = PIPELINE_VERSION
+    face_backend: Literal["mediapipe", "insightface"] = "mediapipe"
+    face_model_dir: Path | None = Field(None, description="local insightface model pack (insightface backend)")
+    output_size: int = Field(512, ge=64, description="side of the square clip (the paper: 512)")
+    crop_scale: float = Field(2.2, ge=1.2, description="crop side / face box side (no alignment, as the paper)")
+    detect_every: int = Field(5, ge=1, description="run the detector on every k-th frame, interpolate between")
+    detect_max_side: int = Field(640, ge=128, description="frames are shrunk to this for detection")
+    scene_threshold: float = Field(27.0, gt=0, description="PySceneDetect ContentDetector threshold")
+    scene_width: int = Field(160, ge=32, description="frames are shrunk to this width for scene detection")
+    crf: int = Field(18, ge=0, le=51, description="libx264 constant rate factor of the clips")
+    jpeg_quality: int = Field(95, ge=50, le=100)
+    videos_per_shard: int = Field(50, ge=1, description="source videos per work shard")
+    images_per_shard: int = Field(2000, ge=1, description="source images per work shard")
+    shard_max_bytes: int = Field(1_000_000_000, ge=1_000_000, description="a tar is closed past this size")
+    shard_max_samples: int = Field(10_000, ge=1)
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+    defaults: dict[str, PipelineDefaults] = Field(
+        default_factory=dict, description="per-dataset overrides of the registry's pipeline defaults"
+    )
+
+    def fingerprint(self) -> str:
+        """Stable over runs and machines: sha256 of the canonical JSON of every setting."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None) -> BuildConfig:
+    """YAML config (optional) plus `key=value` overrides (dotted keys reach nested fields)."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SpecError(f"{path}: cannot read the build config: {exc}") from exc
+    for override in overrides or []:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise SpecError(f"override {override!r} is not key=value")
+        target = data
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = yaml.safe_load(value)
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as exc:
+        fields = "\n".join(f"  field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        raise SpecError(f"{path or 'build config'}: invalid\n{fields}") from exc

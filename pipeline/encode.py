@@ -1,0 +1,41 @@
+"""H.264 clips that are byte-identical for identical frames, on any CPU.
+
+x264 needs one thread and `cpu-independent` for that: without the latter its lookahead picked
+different bytes from run to run on an AVX-512 machine (measured), and with it files also match across
+CPUs. Byte-stable clips are what make a rebuild (or a resumed build) reproduce its shards exactly.
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+
+
+def encode_h264(frames: np.ndarray, fps: float | Fraction, *, crf: int = 18, preset: str = "veryfast") -> bytes:
+    """(T, H, W, 3) uint8 RGB -> an mp4 (libx264, yuv420p) held in memory; H and W must be even.
+
+    The moov atom stays at the end of the file, as a camera or an interrupted download leaves it.
+    """
+    count, height, width = frames.shape[:3]
+    if width % 2 or height % 2:
+        raise ValueError(f"yuv420p needs even frame sizes, got {width}x{height}")
+    rate = Fraction(fps).limit_denominator(1001)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.codec_context.options = {
+            "crf": str(crf),
+            "preset": preset,
+            "x264-params": "threads=1:cpu-independent=1",
+        }
+        for index in range(count):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
+            frame.pts, frame.time_base = index, 1 / rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()

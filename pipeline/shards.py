@@ -1,0 +1,138 @@
+"""Writing one work shard's outputs so that a crash never leaves a half-written file visible.
+
+A work shard writes its tars (closed past a byte or sample cap), then its parquet rows, each under a
+temporary name renamed when complete, and its stats file last: the stats file is the commit marker a
+rerun looks for. Tar members carry a fixed mtime and owner, so equal samples give equal bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import webdataset as wds
+
+MANIFEST_COLUMNS = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("dataset", pa.string()),
+        ("kind", pa.string()),  # source | sample | annotation
+        ("status", pa.string()),  # ok | filtered | failed
+        ("reason", pa.string()),
+        ("error_class", pa.string()),
+        ("message", pa.string()),
+        ("shard", pa.string()),
+        ("tar", pa.string()),
+        ("key", pa.string()),
+        ("frames", pa.int64()),
+        ("face_px", pa.float64()),
+        ("blur", pa.float64()),
+        ("yaw", pa.float64()),
+        ("pitch", pa.float64()),
+        ("roll", pa.float64()),
+        ("seconds_decode", pa.float64()),
+        ("seconds_faces", pa.float64()),
+        ("seconds_encode", pa.float64()),
+        ("seconds_total", pa.float64()),
+        ("attempt", pa.int64()),
+    ]
+)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def stats_path(shard_dir: Path, work: str) -> Path:
+    return shard_dir / f"{work}.stats.json"
+
+
+def is_committed(shard_dir: Path, work: str) -> bool:
+    return stats_path(shard_dir, work).exists()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@dataclass
+class WorkShardWriter:
+    """The tars, parquet and stats file of one work shard (e.g. `vfhq-00003`)."""
+
+    shard_dir: Path
+    work: str
+    max_bytes: int
+    max_samples: int
+    tars: list[str] = field(default_factory=list)
+    samples: int = 0
+    bytes: int = 0
+    _writer: wds.TarWriter | None = None
+    _stream: io.BufferedWriter | None = None
+    _part_bytes: int = 0
+    _part_samples: int = 0
+
+    def __post_init__(self) -> None:
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.shard_dir.glob(f".{self.work}-*.tmp"):
+            stale.unlink()  # a killed earlier attempt of this shard
+
+    def _tmp(self, name: str) -> Path:
+        return self.shard_dir / f".{name}.tmp"
+
+    def _open_part(self) -> None:
+        name = f"{self.work}-{len(self.tars):02d}.tar"
+        self.tars.append(name)
+        self._stream = open(self._tmp(name), "wb")  # noqa: SIM115 - closed in _close_part
+        self._writer = wds.TarWriter(self._stream, user="realportrait", group="realportrait", mtime=0.0, encoder=False)
+        self._part_bytes = self._part_samples = 0
+
+    def _close_part(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = self._stream = None
+        name = self.tars[-1]
+        os.replace(self._tmp(name), self.shard_dir / name)
+
+    def add(self, key: str, members: dict[str, bytes]) -> str:
+        """Adds one sample; returns the tar (relative to the build directory) that holds it."""
+        size = sum(len(value) for value in members.values())
+        if self._writer is not None and (
+            self._part_bytes + size > self.max_bytes or self._part_samples >= self.max_samples
+        ):
+            self._close_part()
+        if self._writer is None:
+            self._open_part()
+        assert self._writer is not None
+        self._writer.write({"__key__": key, **members})
+        self._part_bytes += size
+        self._part_samples += 1
+        self.samples += 1
+        self.bytes += size
+        return f"{self.shard_dir.name}/{self.tars[-1]}"
+
+    def commit(self, rows: list[dict[str, object]], stats: dict[str, object]) -> None:
+        """Closes the last tar, writes the rows, then the stats file (the commit marker)."""
+        self._close_part()
+        table = pa.Table.from_pylist(rows, schema=MANIFEST_COLUMNS)
+        parquet = io.BytesIO()
+        pq.write_table(table, parquet)
+        _atomic_write(self.shard_dir / f"{self.work}.parquet", parquet.getvalue())
+        stats = {"work": self.work, "tars": self.tars, "samples": self.samples, "bytes": self.bytes, **stats}
+        _atomic_write(stats_path(self.shard_dir, self.work), json.dumps(stats, indent=1, sort_keys=True).encode())
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._tmp(self.tars[-1]).unlink(missing_ok=True)
+            self._writer = None

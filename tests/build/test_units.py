@@ -1,0 +1,129 @@
+"""The build's small parts on their own: ranges, resampling, tracking, crops, shard files, config."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+
+from manifests.schema import SpecError
+from pipeline.config import BuildConfig, load_config
+from pipeline.decode import item_range, resample
+from pipeline.faces import Face
+from pipeline.shards import WorkShardWriter, is_committed
+from pipeline.sources.records import SourceItem
+from pipeline.tracking import face_runs, stable_crop
+
+
+def _item(**values: object) -> SourceItem:
+    base = {
+        "dataset": "vfhq",
+        "native_id": "x",
+        "modality": "video",
+        "media_path": "x.mp4",
+        "media_status": "present",
+        "split": "train",
+        "identity": None,
+        "identity_kind": "none",
+        "license_tag": "t:t",
+    }
+    return SourceItem(**(base | values))
+
+
+def test_item_ranges_follow_each_datasets_convention() -> None:
+    # TalkingHead-1KH: S..E inclusive frames of the chunk
+    assert item_range(_item(media_cut=False, time_unit="frame", start=50, end=85, end_inclusive=True), 300, 25) == (
+        50,
+        85,
+    )
+    # HDTF / CelebV-HQ: seconds, end exclusive: [1 s, 3 s) at 25 fps is frames 25..74
+    assert item_range(_item(media_cut=False, time_unit="sec", start=1.0, end=3.0, end_inclusive=False), 300, 25) == (
+        25,
+        74,
+    )
+    assert item_range(_item(media_cut=False, time_unit="sec", start=1.2, end=2.8), 300, 25.0) == (30, 69)
+    # already cut media: the whole file; a range past the end is clipped
+    assert item_range(_item(media_cut=True, time_unit="sec", start=1.0, end=3.0), 40, 25) == (0, 39)
+    assert item_range(_item(media_cut=False, time_unit="frame", start=10, end=99, end_inclusive=True), 40, 25) == (
+        10,
+        39,
+    )
+
+
+def test_resampling_picks_the_nearest_source_frames() -> None:
+    assert resample(0, 9, 25.0, 25.0).tolist() == list(range(10))
+    thirty = resample(0, 29, 30.0, 25.0)  # one second at 30 fps -> 25 frames, a frame dropped every 6
+    assert len(thirty) == 25 and thirty[0] == 0 and thirty[-1] <= 29
+    assert np.all(np.diff(thirty) >= 1) and np.sum(np.diff(thirty) == 2) == 5
+    assert resample(10, 33, 24.0, 25.0).tolist()[:3] == [10, 11, 12] and len(resample(10, 33, 24.0, 25.0)) == 25
+    assert len(resample(5, 4, 25.0, 25.0)) == 0
+
+
+def _face(x: float, y: float, side: float = 50.0) -> Face:
+    return Face((x, y, x + side, y + side), 0.9)
+
+
+def test_runs_bridge_one_missed_detection_and_end_on_a_lost_face() -> None:
+    samples = {0: [_face(10, 10)], 5: [], 10: [_face(12, 10)], 15: [], 20: [], 25: [_face(14, 10)], 29: [_face(14, 10)]}
+    runs = face_runs(samples, 30, prominent_ratio=0.25)
+    assert [(r.start, r.stop) for r in runs] == [(0, 11), (25, 30)]
+    assert runs[0].boxes.shape == (11, 4) and runs[0].boxes[5, 0] == pytest.approx(11.0)  # interpolated
+    # a face that jumps elsewhere is not the same track
+    jump = face_runs({0: [_face(10, 10)], 5: [_face(300, 300)], 9: [_face(300, 300)]}, 10, 0.25)
+    assert [(r.start, r.stop) for r in jump] == [(0, 1), (9, 10)]
+    crowd = face_runs(
+        {0: [_face(10, 10), _face(100, 10)], 5: [_face(10, 10)], 9: [_face(10, 10), _face(9, 200, 10)]}, 10, 0.25
+    )
+    assert crowd[0].multi_face_fraction == pytest.approx(1 / 3)  # the small third face does not count
+
+
+def test_stable_crop_is_square_inside_the_frame_and_holds_every_box() -> None:
+    boxes = np.array([[100.0, 80, 150, 140], [130, 90, 180, 150], [110, 85, 160, 145]])
+    x0, y0, x1, y1 = stable_crop(boxes, 2.2, 640, 360)
+    assert x1 - x0 == y1 - y0 and x0 >= 0 and x1 <= 640 and y0 >= 0 and y1 <= 360
+    assert x0 <= boxes[:, 0].min() and x1 >= boxes[:, 2].max() and y0 <= boxes[:, 1].min() and y1 >= boxes[:, 3].max()
+    assert stable_crop(np.array([[0.0, 0, 300, 300]]), 2.2, 320, 240) == (30, 0, 270, 240)  # clamped to the frame
+
+
+def test_work_shard_files_are_atomic_capped_and_byte_stable(tmp_path: Path) -> None:
+    def write(folder: Path) -> WorkShardWriter:
+        writer = WorkShardWriter(folder, "ds-00000", max_bytes=2500, max_samples=10)
+        for index in range(5):
+            writer.add(f"ds_k{index}", {"json": json.dumps({"i": index}).encode(), "jpg": bytes(1000)})
+        assert not is_committed(folder, "ds-00000")
+        writer.commit([{"item_id": "ds/x", "dataset": "ds", "kind": "source", "status": "ok"}], {"frames": 5})
+        return writer
+
+    writer = write(tmp_path / "a")
+    assert writer.tars == ["ds-00000-00.tar", "ds-00000-01.tar", "ds-00000-02.tar"]  # two samples per 2.5 kB
+    assert is_committed(tmp_path / "a", "ds-00000") and not list((tmp_path / "a").glob(".*"))
+    write(tmp_path / "b")
+    for name in writer.tars:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    keys = [s["__key__"] for s in wds.WebDataset(str(tmp_path / "a" / "ds-00000-{00..02}.tar"), shardshuffle=False)]
+    assert keys == [f"ds_k{i}" for i in range(5)]
+    with tarfile.open(tmp_path / "a" / "ds-00000-00.tar") as archive:
+        assert {m.mtime for m in archive.getmembers()} == {0}
+    stats = json.loads((tmp_path / "a" / "ds-00000.stats.json").read_text())
+    assert stats["samples"] == 5 and stats["tars"] == writer.tars
+
+
+def test_config_overrides_fingerprint_and_errors(tmp_path: Path) -> None:
+    base = BuildConfig()
+    tuned = load_config(None, ["crf=20", "filters.max_abs_yaw=50", "defaults.vfhq.min_face_px=200"])
+    assert tuned.crf == 20 and tuned.filters.max_abs_yaw == 50 and tuned.defaults["vfhq"].min_face_px == 200
+    assert base.fingerprint() == BuildConfig().fingerprint() != tuned.fingerprint()
+    path = tmp_path / "build.yaml"
+    path.write_text("crf: 80\nfilters: {on_scene_cut: merge}\n")
+    with pytest.raises(SpecError) as error:
+        load_config(path)
+    assert "build.yaml" in str(error.value) and "field 'crf'" in str(error.value)
+    assert "field 'filters.on_scene_cut'" in str(error.value)
+    with pytest.raises(SpecError, match="not key=value"):
+        load_config(None, ["crf"])
+    assert np.load(io.BytesIO(__import__("pipeline.shards", fromlist=["npy_bytes"]).npy_bytes(np.ones(3)))).sum() == 3
