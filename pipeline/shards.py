@@ -60,7 +60,7 @@ def is_committed(shard_dir: Path, work: str) -> bool:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
@@ -87,7 +87,8 @@ class WorkShardWriter:
             stale.unlink()  # a killed earlier attempt of this shard
 
     def _tmp(self, name: str) -> Path:
-        return self.shard_dir / f".{name}.tmp"
+        # the pid keeps two writers of one shard apart (a rerun beside a worker orphaned by a kill)
+        return self.shard_dir / f".{name}.{os.getpid()}.tmp"
 
     def _open_part(self) -> None:
         name = f"{self.work}-{len(self.tars):02d}.tar"

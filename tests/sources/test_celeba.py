@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import reasons
+from kit import reasons
 
 from manifests.schema import get_spec
 from pipeline.sources import open_adapter

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import reasons, run_adapter
+from kit import reasons, run_adapter
 
 from pipeline.sources.celebvhq import official_crop
 

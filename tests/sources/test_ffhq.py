@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import reasons, run_adapter
+from kit import reasons, run_adapter
 
 from manifests.schema import get_spec
 from pipeline.sources import open_adapter

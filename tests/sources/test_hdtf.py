@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from conftest import reasons, run_adapter
+from kit import reasons, run_adapter
 
 # datasets.md §6: the 15 annotated intervals that have no crop window
 NO_CROP = {

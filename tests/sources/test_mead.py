@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import reasons, run_adapter
+from kit import reasons, run_adapter
 
 from manifests.schema import SpecError, get_spec
 from pipeline.sources import open_adapter

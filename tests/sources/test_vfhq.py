@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import reasons, run_adapter
+from kit import reasons, run_adapter
 
 META = """Video ID: XZ2qCoO0gbU
 H: 1080

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import reasons, run_adapter
+from kit import reasons, run_adapter
 
 
 def test_sample_layout_items_identities_and_planted_problems(sample_root: Path) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import run_adapter
+from kit import run_adapter
 from split_items import celebvhq_item, vfhq_item, ytid
 
 from pipeline.sources.records import SourceItem

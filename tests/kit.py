@@ -1,0 +1,21 @@
+"""Helpers shared by the adapter and split tests (imported as `kit`: tests/ is on pytest's path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from manifests.schema import get_spec
+from pipeline.sources import open_adapter
+from pipeline.sources.records import Problem, SourceItem
+
+
+def run_adapter(dataset: str, root: Path) -> tuple[list[SourceItem], list[Problem]]:
+    """All items and problems of one adapter over `root`, with the registry's spec."""
+    problems: list[Problem] = []
+    items = list(open_adapter(get_spec(dataset), root, problems.append).items())
+    return items, problems
+
+
+def reasons(problems: list[Problem]) -> list[tuple[str, str]]:
+    """(file, reason) pairs, sorted, for exact comparisons."""
+    return sorted((p.file, p.reason) for p in problems)
