@@ -6,6 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= all,dev
 SAMPLE_DIR ?= .cache/sample
+BUILD_DIR ?= .cache/build
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 # setup reruns only when the project metadata, this file or the requested torch/extras change
@@ -25,11 +26,15 @@ setup:
 	fi
 
 demo: setup
-	$(BIN)/rp-data sample --out $(SAMPLE_DIR)
-	$(BIN)/rp-data scan --dataset sample --root $(SAMPLE_DIR) --probe --faces --out .cache/sample-manifest.parquet
+	$(BIN)/rp-data build --sample --sample-dir $(SAMPLE_DIR) --out $(BUILD_DIR)
+	$(BIN)/rp-data report $(BUILD_DIR)
 
 test: setup
 	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/model.py
 
 lint: setup
 	$(BIN)/ruff check .

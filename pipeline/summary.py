@@ -87,23 +87,33 @@ def problems_table(results: Sequence[DatasetScan], limit: int) -> Table:
 
 
 def build_table(manifest: pd.DataFrame) -> Table:
-    """Per dataset: source items by status, samples kept, and the commonest reasons."""
+    """Per dataset: source items by status, samples kept, annotation problems, and the commonest reasons."""
     table = Table(title="build summary")
-    for column in ("dataset", "items ok", "filtered", "failed", "samples", "frames", "reasons (items and clips)"):
+    for column in (
+        "dataset",
+        "items ok",
+        "filtered",
+        "failed",
+        "samples",
+        "frames",
+        "annotation problems",
+        "reasons (items and clips)",
+    ):
         table.add_column(column, overflow="fold")
     if manifest.empty:
         return table
     for dataset, rows in manifest.groupby("dataset", sort=True):
         sources = rows[rows.kind == "source"]
         samples = rows[(rows.kind == "sample") & (rows.status == "ok")]
-        reasons = rows[rows.status != "ok"].reason.value_counts()
+        reasons = rows[(rows.status != "ok") & (rows.kind != "annotation")].reason.value_counts()
         table.add_row(
             str(dataset),
             str(int((sources.status == "ok").sum())),
             str(int((sources.status == "filtered").sum())),
-            str(int((sources.status == "failed").sum()) + int((rows.kind == "annotation").sum())),
+            str(int((sources.status == "failed").sum())),
             str(len(samples)),
             str(int(samples.frames.fillna(0).sum())),
+            str(int((rows.kind == "annotation").sum())),
             " ".join(f"{reason}:{count}" for reason, count in reasons.items()),
         )
     return table
