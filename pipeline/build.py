@@ -288,7 +288,7 @@ def _committed_rows(out: Path) -> pd.DataFrame:
     return pa.concat_tables([t.cast(MANIFEST_COLUMNS) for t in tables]).to_pandas()
 
 
-def _annotation_rows(out: Path) -> list[dict[str, object]]:
+def annotation_rows(out: Path) -> list[dict[str, object]]:
     """Problems of the annotation files (a malformed line has no item): kept in the manifest too."""
     rows = []
     for path in sorted((out / "sources").glob("*.problems.parquet")):
@@ -317,7 +317,7 @@ def write_manifest(out: Path) -> pd.DataFrame:
         rows = rows.sort_values("attempt", kind="stable")
         last_attempt = rows.groupby("item_id")["attempt"].transform("max")
         rows = rows[rows.attempt == last_attempt]
-    annotation = pd.DataFrame(_annotation_rows(out), columns=MANIFEST_COLUMNS.names)
+    annotation = pd.DataFrame(annotation_rows(out), columns=MANIFEST_COLUMNS.names)
     manifest = pd.concat([rows, annotation], ignore_index=True) if len(annotation) else rows
     manifest = manifest.sort_values(["dataset", "item_id", "kind", "key"], na_position="first", kind="stable")
     table = pa.Table.from_pandas(manifest.reset_index(drop=True), schema=MANIFEST_COLUMNS, preserve_index=False)

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.build import annotation_rows
 from pipeline.inspect_shard import read_samples
 
 STATUSES = ("ok", "filtered", "failed")
@@ -117,6 +118,12 @@ def load_build(root: Path) -> BuildView:
             frames.append(pd.read_parquet(table))
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             notes.append(f"work shard {work} is committed but its table shards/{table.name} is unreadable: {exc}")
+    # items held out by --exclude-split and annotation problems have no work shard: the build keeps them aside
+    if (root / "excluded.parquet").exists():
+        frames.append(pd.read_parquet(root / "excluded.parquet"))
+    annotation = annotation_rows(root)
+    if annotation:
+        frames.append(pd.DataFrame(annotation))
     seen = {p.name.removesuffix(".parquet") for p in shards.glob("*.parquet")}
     seen |= {p.stem.rpartition("-")[0] for p in shards.glob("*.tar")}
     pending = sorted(seen - committed - {""})
