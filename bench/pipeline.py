@@ -30,20 +30,20 @@ os.environ.update({k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "
 # This file is bench/pipeline.py: put the repository first so `pipeline` is the package, not this script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from manifests.schema import get_spec  # noqa: E402
-from pipeline.build import Runner, WorkShard, plan_shards, scan_sources  # noqa: E402
-from pipeline.config import BuildConfig  # noqa: E402
-from pipeline.controls import face_box_from_landmarks, head_pose, sharpness  # noqa: E402
-from pipeline.decode import open_frames  # noqa: E402
-from pipeline.encode import encode_h264  # noqa: E402
-from pipeline.faces import open_detector, open_landmarker  # noqa: E402
-from pipeline.faces.threads import limit_threads  # noqa: E402
-from pipeline.process import _crop_resize, _detect, _members  # noqa: E402
-from pipeline.scenes import SceneCuts  # noqa: E402
-from pipeline.sources.records import SourceItem  # noqa: E402
-from pipeline.tracking import face_runs, stable_crop  # noqa: E402
+from manifests.schema import get_spec
+from pipeline.build import Runner, WorkShard, plan_shards, scan_sources
+from pipeline.config import BuildConfig
+from pipeline.controls import face_box_from_landmarks, head_pose, sharpness
+from pipeline.decode import open_frames
+from pipeline.encode import encode_h264
+from pipeline.faces import open_detector, open_landmarker
+from pipeline.faces.threads import limit_threads
+from pipeline.process import _crop_resize, _detect, _members
+from pipeline.scenes import SceneCuts
+from pipeline.sources.records import SourceItem
+from pipeline.tracking import face_runs, stable_crop
 
 PORTRAITS = ("astronaut", "t1_a", "t1_b", "t1_e")  # the ones the detector finds on every frame
 
@@ -61,9 +61,7 @@ def stage_seconds(items: list[SourceItem], root: Path, cfg: BuildConfig, default
     """Each stage alone over every video; frames are decoded once here and reused by the later stages."""
     limit_threads()
     detector, landmarker = open_detector(), open_landmarker()
-    seconds = dict.fromkeys(
-        ("decode", "scenes", "detect", "crop", "landmarks", "pose+blur", "encode", "package"), 0.0
-    )
+    seconds = dict.fromkeys(("decode", "scenes", "detect", "crop", "landmarks", "pose+blur", "encode", "package"), 0.0)
     frames_total = 0
     for item in items:
         began = time.perf_counter()
@@ -142,8 +140,10 @@ def main() -> None:
     items = [SourceItem.from_row(row) for row in items_frame.to_dict("records")]
     plan = plan_shards(items_frame, cfg)
     rows = {row["item_id"]: row for row in items_frame.to_dict("records")}
-    shards = [WorkShard(w, "mead", str(root), defaults.model_dump(mode="json"), [rows[i] for i in g.item_id])
-              for w, g in plan.groupby("work", sort=True)]
+    shards = [
+        WorkShard(w, "mead", str(root), defaults.model_dump(mode="json"), [rows[i] for i in g.item_id])
+        for w, g in plan.groupby("work", sort=True)
+    ]
 
     seconds, frames = stage_seconds(items, root, cfg, defaults)
     per_frame = {name: value / frames for name, value in seconds.items()}
@@ -151,8 +151,10 @@ def main() -> None:
     print(f"\n{frames} frames in {len(items)} videos; each stage alone (one process, one thread):")
     decode_fps = 1.0 / per_frame["decode"]
     for name, value in per_frame.items():
-        print(f"  {name:<10} {value * 1e3:7.2f} ms/frame  {1.0 / value:9.1f} frames/s  "
-              f"{value / sum(per_frame.values()):6.1%} of the floor's cost")
+        print(
+            f"  {name:<10} {value * 1e3:7.2f} ms/frame  {1.0 / value:9.1f} frames/s  "
+            f"{value / sum(per_frame.values()):6.1%} of the floor's cost"
+        )
     print(f"  composite floor: {floor:.1f} frames/s (decode alone: {decode_fps:.1f} frames/s)")
 
     one_seconds, one_frames = end_to_end(shards, cfg, work / "one", 1)
