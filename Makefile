@@ -35,6 +35,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/model.py
+	$(BIN)/python bench/loader.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -252,6 +252,29 @@ class RealPortrait(ModelMixin, ConfigMixin):
         )
 
     @torch.no_grad()
+    def guided_prediction(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        reference_latents: torch.Tensor,
+        motion: torch.Tensor,
+        *,
+        reference_guidance: float,
+        motion_guidance: float,
+        controlnet_scale: float = 1.0,
+        fps: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One denoising step's guided prediction (see `sample`); scales of 1 skip the passes they do not need."""
+        full = self(x, timesteps, reference_latents, motion, fps=fps, controlnet_scale=controlnet_scale)
+        if reference_guidance == 1 and motion_guidance == 1:
+            return full
+        reference_only = self(x, timesteps, reference_latents, None, fps=fps)
+        prediction = reference_only + motion_guidance * (full - reference_only)
+        if reference_guidance == 1:
+            return prediction
+        unconditional = self(x, timesteps, None, None, fps=fps)
+        return prediction + (reference_guidance - 1) * (reference_only - unconditional)
+
     def sample(
         self,
         reference_latents: torch.Tensor,
@@ -278,15 +301,16 @@ class RealPortrait(ModelMixin, ConfigMixin):
         noise = torch.randn(shape, device=reference_latents.device, generator=generator)
 
         def guided(x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-            full = self(x, timesteps, reference_latents, motion, fps=fps, controlnet_scale=controlnet_scale)
-            if reference_guidance == 1 and motion_guidance == 1:
-                return full
-            reference_only = self(x, timesteps, reference_latents, None, fps=fps)
-            prediction = reference_only + motion_guidance * (full - reference_only)
-            if reference_guidance == 1:
-                return prediction
-            unconditional = self(x, timesteps, None, None, fps=fps)
-            return prediction + (reference_guidance - 1) * (reference_only - unconditional)
+            return self.guided_prediction(
+                x,
+                timesteps,
+                reference_latents,
+                motion,
+                reference_guidance=reference_guidance,
+                motion_guidance=motion_guidance,
+                controlnet_scale=controlnet_scale,
+                fps=fps,
+            )
 
         return ddim_sample(
             guided,

@@ -1,10 +1,17 @@
-"""Shared fixtures: the embedded sample written once per session, the shared reference folder."""
+"""Shared fixtures: the embedded sample, its shards built by the CLI, a small VAE, the tiny model trained on
+those shards (all session-wide, made once), and the shared reference folder."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
+import torch
+from diffusers import AutoencoderKL
+from trainkit import BIN, TINY, launch, run_overrides
+
+from model.vae import SD15_VAE_CONFIG
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -25,3 +32,33 @@ def hdtf_fixture() -> Path:
     if not path.is_dir():
         pytest.fail(f"the shared reference folder is expected beside the repository: {path} is missing")
     return path
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shards of the embedded sample, built by the CLI exactly as `make demo` does."""
+    root = tmp_path_factory.mktemp("training_build")
+    command = [str(BIN / "rp-data"), "build", "--sample", "--sample-dir", str(root / "sample"), "--out"]
+    result = subprocess.run([*command, str(root / "out"), "--workers", "2"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root / "out"
+
+
+@pytest.fixture(scope="session")
+def vae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A diffusers-format VAE with the SD1.5 architecture, small widths and random weights: the real
+    stabilityai/sd-vae-ft-ema cannot be downloaded here (the model tests do the same)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vae") / "sd-vae-small"
+    AutoencoderKL(**{**SD15_VAE_CONFIG, "block_out_channels": [16, 16, 32, 32], "norm_num_groups": 8}).save_pretrained(
+        path
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, build_dir: Path, vae_dir: Path) -> tuple[Path, str]:
+    """`training/configs/tiny.yaml` as shipped (stage 1 then stage 2) with 2 CPU processes under ZeRO-2."""
+    output = tmp_path_factory.mktemp("tiny_run") / "run"
+    result = launch(TINY, *run_overrides(output, build_dir, vae_dir))
+    return output, result.stdout

@@ -1,0 +1,93 @@
+"""The evaluation protocol: every setting that changes a number, validated, fingerprinted, in YAML.
+
+Two runs are comparable only when their fingerprints match (same crop, size, frame policy, windows,
+seeds); tables print the fingerprint of every row and flag rows that differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from manifests.schema import SpecError
+from model.animate import CROP_SCALE
+
+Protocol = Literal["self", "cross"]
+METRIC_NAMES = (
+    "L1",
+    "PSNR",
+    "SSIM",
+    "LPIPS",
+    "tLP",
+    "FID",
+    "FVD",
+    "CSIM-dlib",
+    "CSIM-arcface",
+    "AED",
+    "APD",
+    "PSNR-legacy-uint8",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FVDConfig(_Strict):
+    clip_length: int = Field(16, ge=9, description="frames per window (16 is standard; I3D needs at least 9)")
+    windows_per_video: int = Field(4, ge=1, description="windows drawn from each video per seed")
+    seeds: tuple[int, ...] = Field((0, 1, 2, 3, 4), min_length=1, description="one FVD per seed: mean ± std")
+
+
+class EvalConfig(_Strict):
+    size: int = Field(512, ge=64, description="side of the square evaluation crop (the paper's native 512)")
+    crop_scale: float = Field(CROP_SCALE, description="crop side / face side: the build's framing, fixed")
+    score_first_frame: bool = Field(
+        False, description="self-reenactment: frame 0 is the source image, so it is not scored by default"
+    )
+    max_frames: int | None = Field(None, ge=2, description="evaluate only the first N frames of each clip")
+    identity_every: int = Field(1, ge=1, description="CSIM on every k-th scored frame (dlib costs ~0.1 s a face)")
+    metrics: tuple[str, ...] = Field(
+        METRIC_NAMES[:-1], description="metrics to compute; PSNR-legacy-uint8 only when listed explicitly"
+    )
+    fvd: FVDConfig = Field(default_factory=FVDConfig)
+    cross_fid_reference: Literal["test_frames"] = Field(
+        "test_frames", description="cross FID's real set: every frame of every split clip (the pooled test frames)"
+    )
+
+    def fingerprint(self) -> str:
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None) -> EvalConfig:
+    """YAML file (optional) plus `key=value` overrides (dotted keys reach nested fields)."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SpecError(f"{path}: cannot read the evaluation config: {exc}") from exc
+    for override in overrides or []:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise SpecError(f"override {override!r} is not key=value")
+        target = data
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = yaml.safe_load(value)
+    try:
+        config = EvalConfig.model_validate(data)
+    except ValidationError as exc:
+        fields = "\n".join(f"  field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        raise SpecError(f"{path or 'evaluation config'}: invalid\n{fields}") from exc
+    unknown = sorted(set(config.metrics) - set(METRIC_NAMES))
+    if unknown:
+        raise SpecError(f"unknown metrics {unknown}; known: {', '.join(METRIC_NAMES)}")
+    return config

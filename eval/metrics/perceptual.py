@@ -1,0 +1,71 @@
+"""LPIPS (Zhang et al. 2018, AlexNet, v0.1) and tLP, its temporal form (TecoGAN).
+
+The `lpips` package is the reference implementation and ships the v0.1 linear heads; the AlexNet trunk
+(torchvision's ImageNet weights) is read from the weights folder with `weights_only=True`, since the
+package would otherwise download it through torchvision. Frames go in at the evaluation crop, scaled
+to [-1, 1] as the package expects.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import lpips
+import numpy as np
+import torch
+
+from eval.weights import LoadedWeights, load_state_dict
+
+BACKEND = "lpips 0.1.4, net=alex, v0.1 linear heads (shipped), trunk alexnet-owt-7be5be79.pth"
+
+
+def trunk_state(torchvision_alexnet: dict[str, torch.Tensor], network: lpips.LPIPS) -> dict[str, torch.Tensor]:
+    """torchvision AlexNet keys (`features.<i>.weight`) -> the lpips trunk's (`slice<k>.<i>.weight`).
+
+    lpips keeps torchvision's layer indices inside its slices, so each layer is found by its index.
+    """
+    state = {}
+    for name in network.net.state_dict():
+        _, index, kind = name.split(".")
+        source = f"features.{index}.{kind}"
+        if source not in torchvision_alexnet:
+            raise ValueError(f"the AlexNet state dict lacks {source} (is it torchvision's alexnet-owt file?)")
+        state[name] = torchvision_alexnet[source]
+    return state
+
+
+class Lpips:
+    """LPIPS per frame pair; `load` reads the trunk from the weights folder."""
+
+    def __init__(self, network: lpips.LPIPS, weights: LoadedWeights, batch: int = 16):
+        self.network = network.eval()
+        self.weights = weights
+        self.batch = batch
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> Lpips:
+        state, record = load_state_dict("alexnet", folder)
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
+            warnings.simplefilter("ignore", UserWarning)
+            network = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+        network.net.load_state_dict(trunk_state(state, network))
+        return cls(network, record)
+
+    @torch.no_grad()
+    def distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(T,) LPIPS between uint8 frames a[t] and b[t], (T, H, W, 3) each."""
+        values = []
+        for start in range(0, len(a), self.batch):
+            x = torch.from_numpy(np.ascontiguousarray(a[start : start + self.batch])).permute(0, 3, 1, 2)
+            y = torch.from_numpy(np.ascontiguousarray(b[start : start + self.batch])).permute(0, 3, 1, 2)
+            values.append(self.network(x.float() / 127.5 - 1, y.float() / 127.5 - 1).flatten())
+        return torch.cat(values).numpy() if values else np.zeros(0)
+
+    def tlp(self, generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """(T - 1,) |LPIPS(g_t, g_t-1) - LPIPS(r_t, r_t-1)|: temporal change unlike the reference's."""
+        if len(generated) < 2:
+            return np.zeros(0)
+        own = self.distances(generated[1:], generated[:-1])
+        ref = self.distances(reference[1:], reference[:-1])
+        return np.abs(own - ref)

@@ -1,0 +1,352 @@
+"""Animate one portrait with a driving video from a trained checkpoint (`rp-animate`, `rp-eval --method ours`).
+
+Why it works this way:
+- The face crops come from the pipeline's own code (its detector, `image_context` for a still image,
+  `stable_crop` over the driving video's detections, `_crop_resize`), with the build's `crop_scale`, so
+  the model sees at inference the framing it was trained on: a fixed square per video, no alignment.
+- The model is trained on 16-frame clips; a longer driving video is denoised in overlapping windows of
+  that length. The windows are blended *at every denoising step* (each step's prediction is a weighted
+  average of the windows that cover a frame, with linear ramps across each overlap) and the DDIM update
+  is applied once to the whole latent video, so neighbouring windows agree on the shared frames at
+  every noise level and no seam shows. Decoding windows separately and cross-fading pixels would not
+  do this: two independently sampled windows differ in their details, and a fade shows the switch.
+- Guidance is the model's own composition (`RealPortrait.sample`): eps = eps(none) + r (eps(ref) -
+  eps(none)) + m (eps(ref, motion) - eps(ref)); scales of 1 skip the passes they do not need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from model.diffusion import ddim_sample
+from model.motion import render_landmarks
+from model.realportrait import PRESETS, RealPortrait
+from model.vae import VAE_HINT, FrameVAE
+from pipeline.config import BuildConfig
+from pipeline.decode import DecodeError, _video_reader, read_image
+from pipeline.encode import encode_h264
+from pipeline.faces import FaceDetector, LandmarkTracker, open_detector, open_landmarker, prominent
+from pipeline.process import _crop_resize, _detect, image_context
+from pipeline.tracking import stable_crop
+
+CROP_SCALE = BuildConfig().crop_scale  # crop side / face side: the build's framing
+DETECT_EVERY = BuildConfig().detect_every  # the detector runs on every k-th driving frame, as in the build
+DETECT_MAX_SIDE = BuildConfig().detect_max_side
+WINDOW = PRESETS["paper"].num_frames  # the clip length the model is trained on (L = 16)
+SMALL_IMAGE = 256  # stills smaller than this are enlarged 2x for the detector, as the build does
+
+Box = tuple[int, int, int, int]
+
+
+class NoFaceError(ValueError):
+    """No face was found where one is needed (the source image, or every sampled driving frame)."""
+
+
+class SamplingOptions(BaseModel):
+    """How a clip is generated; the defaults are the paper's 50 steps and our guidance scales."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_steps: int = Field(50, ge=1, description="DDIM steps (the paper: 50)")
+    reference_guidance: float = Field(2.0, ge=0, description="scale of the reference (appearance) condition")
+    motion_guidance: float = Field(1.0, ge=0, description="scale of the motion condition")
+    controlnet_scale: float = Field(1.0, ge=0, description="multiplies the ControlNet's residuals")
+    eta: float = Field(0.0, ge=0, le=1, description="DDIM stochasticity (0 = deterministic)")
+    seed: int = Field(0, description="seed of the initial noise (and of eta's noise)")
+    window: int = Field(WINDOW, ge=1, description="frames per denoising window (the training clip length)")
+    overlap: int = Field(4, ge=0, description="frames shared by neighbouring windows, blended at every step")
+
+
+# -- face crops (the pipeline's code) --------------------------------------------------------------
+
+
+def largest_face_box(detector: FaceDetector, image: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The box of the largest prominent face in an RGB frame, detected as the build does, or None."""
+    faces = prominent(_detect(detector, image, DETECT_MAX_SIDE))
+    if not faces:
+        return None
+    return max(faces, key=lambda face: face.area).box
+
+
+def source_crop_box(image: np.ndarray, detector: FaceDetector) -> Box:
+    """The square (x0, y0, x1, y1) around the still's largest face, `CROP_SCALE` times its size.
+
+    `image_context` with a context of 1 is exactly the crop training takes from a still; a photo smaller
+    than SMALL_IMAGE is enlarged for the detector only, as the build does.
+    """
+    height, width = image.shape[:2]
+    upscale = 2.0 if max(height, width) < SMALL_IMAGE else 1.0
+    probe = cv2.resize(image, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC) if upscale > 1 else image
+    faces = prominent(detector.detect(probe))
+    if not faces:
+        raise NoFaceError("no face was found in the source image")
+    face = max(faces, key=lambda f: f.area)
+    face = type(face)(tuple(v / upscale for v in face.box), face.score)
+    x0, y0, side, _ = image_context(face, width, height, CROP_SCALE, 1.0)
+    return x0, y0, x0 + side, y0 + side
+
+
+def driving_crop_box(frames: np.ndarray, detector: FaceDetector, every: int = DETECT_EVERY) -> tuple[Box, int]:
+    """(one fixed square for the whole video, sampled frames that showed no face), as the build crops a clip.
+
+    The detector runs on every `every`-th frame and the last; `stable_crop` fits one square holding every
+    detected box. Raises NoFaceError when no sampled frame shows a face.
+    """
+    indices = sorted({*range(0, len(frames), every), len(frames) - 1})
+    boxes = [box for box in (largest_face_box(detector, frames[i]) for i in indices) if box is not None]
+    if not boxes:
+        raise NoFaceError(f"no face was found in any of the {len(indices)} sampled driving frames")
+    height, width = frames.shape[1:3]
+    return stable_crop(np.array(boxes), CROP_SCALE, width, height), len(indices) - len(boxes)
+
+
+def crop_frames(frames: np.ndarray, box: Box, size: int) -> np.ndarray:
+    """(T, size, size, 3): the pipeline's crop and resize (area when shrinking, cubic when enlarging)."""
+    return _crop_resize(frames, box, size)
+
+
+def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
+    """Square frames (T, S, S, 3) to (T, size, size, 3) with the same rule as the crops."""
+    return crop_frames(frames, (0, 0, frames.shape[2], frames.shape[1]), size)
+
+
+# -- windows ---------------------------------------------------------------------------------------
+
+
+def window_starts(length: int, window: int, overlap: int) -> list[int]:
+    """First frames of the windows covering `length` frames; the last window ends at the last frame."""
+    if length <= window:
+        return [0]
+    if overlap >= window:
+        raise ValueError(f"the overlap ({overlap}) must be smaller than the window ({window})")
+    starts = list(range(0, length - window + 1, window - overlap))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
+
+
+def window_weights(start: int, size: int, length: int, overlap: int) -> torch.Tensor:
+    """[size] blending weights: linear ramps over the frames a window shares with its neighbours.
+
+    Ramps run (1, 2, ..., n) / (n + 1) so every weight is positive and two ramps over the same n frames
+    add up to one. A window at the video's start (end) has no ramp there.
+    """
+    weights = torch.ones(size)
+    ramp = torch.arange(1, overlap + 1, dtype=torch.float32) / (overlap + 1)
+    if overlap and start > 0:
+        weights[:overlap] = ramp[: min(overlap, size)]
+    if overlap and start + size < length:
+        weights[-overlap:] = torch.minimum(weights[-overlap:], ramp.flip(0))
+    return weights
+
+
+def guided_prediction(
+    model: RealPortrait,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    reference: torch.Tensor,
+    motion: torch.Tensor,
+    options: SamplingOptions,
+) -> torch.Tensor:
+    """The model's guided prediction for one window (`RealPortrait.guided_prediction` with these options)."""
+    return model.guided_prediction(
+        x,
+        timesteps,
+        reference,
+        motion,
+        reference_guidance=options.reference_guidance,
+        motion_guidance=options.motion_guidance,
+        controlnet_scale=options.controlnet_scale,
+    )
+
+
+def sample_windows(
+    model: RealPortrait,
+    reference: torch.Tensor,
+    motion: torch.Tensor,
+    options: SamplingOptions,
+    on_window: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Latents [1, 4, T, h, w] for motion features [1, C, T, h, w] of any length T (see the module docstring).
+
+    `on_window(done, total)` is called after every window evaluation (for progress bars).
+    """
+    length = motion.shape[2]
+    starts = window_starts(length, options.window, options.overlap)
+    size = min(options.window, length)
+    weights = [window_weights(start, size, length, options.overlap).to(motion.device) for start in starts]
+    total = torch.zeros(length, device=motion.device)
+    for start, weight in zip(starts, weights, strict=True):
+        total[start : start + size] += weight
+    generator = torch.Generator(device=motion.device).manual_seed(options.seed)
+    shape = (1, model.config.latent_channels, length, *reference.shape[-2:])
+    noise = torch.randn(shape, device=motion.device, generator=generator)
+    calls = [0, options.num_steps * len(starts)]
+
+    def denoise(x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        blended = torch.zeros_like(x)
+        for start, weight in zip(starts, weights, strict=True):
+            part = slice(start, start + size)
+            prediction = guided_prediction(model, x[:, :, part], timesteps, reference, motion[:, :, part], options)
+            blended[:, :, part] += prediction * weight.view(1, 1, -1, 1, 1)
+            calls[0] += 1
+            if on_window is not None:
+                on_window(*calls)
+        return blended / total.view(1, 1, -1, 1, 1)
+
+    return ddim_sample(
+        denoise,
+        noise,
+        model.schedule,
+        prediction_type=model.config.prediction_type,
+        num_steps=options.num_steps,
+        eta=options.eta,
+        generator=generator,
+    )
+
+
+# -- the animator ----------------------------------------------------------------------------------
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> [1, 3, T, H, W] float in [-1, 1]."""
+    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """[1, 3, T, H, W] in [-1, 1] -> (T, H, W, 3) uint8."""
+    pixels = ((frames[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round()
+    return pixels.to(torch.uint8).cpu().numpy()
+
+
+def resolve_vae(checkpoint: Path, vae: Path | None) -> Path:
+    """The VAE given, else `<checkpoint>/vae`; a clear error when neither exists."""
+    path = Path(vae) if vae is not None else Path(checkpoint) / "vae"
+    if not path.exists():
+        where = f"--vae {path}" if vae is not None else f"{path} (the checkpoint's vae/ folder; or pass --vae)"
+        raise FileNotFoundError(f"SD1.5 VAE not found at {where}: {VAE_HINT}")
+    return path
+
+
+@dataclass
+class Animator:
+    """A loaded checkpoint and VAE; `generate` turns face crops into a clip at the model's resolution."""
+
+    model: RealPortrait
+    vae: FrameVAE
+    landmarker: LandmarkTracker | None = None  # only for checkpoints whose motion input is landmarks
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, vae: str | Path | None = None, *, chunk_size: int = 4) -> Animator:
+        """Load `RealPortrait.save_pretrained` output (config.json + safetensors) and the SD1.5 VAE."""
+        checkpoint = Path(checkpoint)
+        if not (checkpoint / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{checkpoint}: not a RealPortrait checkpoint (expected config.json and "
+                "diffusion_pytorch_model.safetensors written by RealPortrait.save_pretrained)"
+            )
+        model = RealPortrait.from_pretrained(checkpoint, low_cpu_mem_usage=False).eval()
+        frame_vae = FrameVAE.from_path(resolve_vae(checkpoint, Path(vae) if vae else None), chunk_size=chunk_size)
+        landmarker = open_landmarker() if model.config.motion_input == "landmarks" else None
+        return cls(model, frame_vae, landmarker)
+
+    @property
+    def size(self) -> int:
+        """The model's native square resolution: `input_sq_size` (512 for the paper, 128 for tiny)."""
+        return int(self.model.config.input_sq_size)
+
+    def motion_input(self, driving: np.ndarray) -> torch.Tensor:
+        """What the motion encoder reads: the driving crops, or their pipeline landmarks rendered."""
+        if self.landmarker is None:
+            return to_tensor(driving)
+        points = torch.from_numpy(np.nan_to_num(self.landmarker.track(driving), nan=-1.0))
+        return render_landmarks(points[None], (self.size, self.size))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        source: np.ndarray,
+        driving: np.ndarray,
+        options: SamplingOptions | None = None,
+        on_window: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """(T, N, N, 3) uint8 from a source face crop (S, S, 3) and driving crops (T, S', S', 3), N = `size`.
+
+        The crops are square (any side); they are resized to the model's resolution first.
+        """
+        options = options or SamplingOptions()
+        source = resize_square(source[None], self.size)
+        driving = resize_square(driving, self.size)
+        reference = self.vae.encode(to_tensor(source), sample=False)[:, :, 0]
+        motion = self.model.encode_motion(self.motion_input(driving))
+        latents = sample_windows(self.model, reference, motion, options, on_window)
+        return to_uint8(self.vae.decode(latents))
+
+
+def side_by_side(source: np.ndarray, driving: np.ndarray, result: np.ndarray) -> np.ndarray:
+    """(T, N, 3N, 3): source | driving | result, each resized to the result's side."""
+    size = result.shape[1]
+    still = np.repeat(resize_square(source[None], size), len(result), axis=0)
+    return np.concatenate([still, resize_square(driving, size), result], axis=2)
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """((T, H, W, 3) uint8 RGB, fps) of a video file, decoded with the pipeline's decoder."""
+    reader = _video_reader(Path(path))
+    count = len(reader) if max_frames is None else min(len(reader), max_frames)
+    if count == 0:
+        raise DecodeError(f"{path}: the video holds no frames")
+    try:
+        frames = reader.get_batch(list(range(count))).asnumpy()
+    except Exception as exc:  # decord raises its own error types with FFmpeg's words
+        raise DecodeError(f"{path}: decoding failed: {str(exc).splitlines()[0][:200]}") from exc
+    return frames, float(reader.get_avg_fps())
+
+
+@dataclass(frozen=True)
+class AnimateResult:
+    frames: int
+    fps: float
+    size: int
+    source_box: Box
+    driving_box: Box
+    driving_frames_without_face: int  # among the sampled frames the detector ran on
+
+
+def animate_files(
+    animator: Animator,
+    source: str | Path,
+    driving: str | Path,
+    out: str | Path,
+    *,
+    options: SamplingOptions | None = None,
+    side_by_side_out: str | Path | None = None,
+    max_frames: int | None = None,
+    on_window: Callable[[int, int], None] | None = None,
+    detector: FaceDetector | None = None,
+) -> AnimateResult:
+    """Crop the source face and the driving faces, generate, and write an H.264 mp4 of the driving's length."""
+    image = read_image(Path(source))
+    frames, fps = read_video(driving, max_frames)
+    detector = detector or open_detector()
+    source_box = source_crop_box(image, detector)
+    driving_box, missed = driving_crop_box(frames, detector)
+    source_face = crop_frames(image[None], source_box, animator.size)[0]
+    driving_faces = crop_frames(frames, driving_box, animator.size)
+    result = animator.generate(source_face, driving_faces, options, on_window)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_bytes(encode_h264(result, fps))
+    if side_by_side_out is not None:
+        Path(side_by_side_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(side_by_side_out).write_bytes(encode_h264(side_by_side(source_face, driving_faces, result), fps))
+    return AnimateResult(len(result), fps, animator.size, source_box, driving_box, missed)

@@ -1,0 +1,95 @@
+"""rp-animate: overlapping windows blended at every step, the pipeline's crops, a playable mp4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from model.animate import Animator, SamplingOptions, sample_windows, window_starts, window_weights
+from model.animate_cli import main as animate_main
+from model.animate_cli import parser as animate_parser
+from pipeline.decode import _video_reader
+
+
+@pytest.mark.parametrize(("length", "expected"), [(10, [0]), (16, [0]), (28, [0, 12]), (39, [0, 12, 23])])
+def test_windows_cover_every_frame_and_end_at_the_last(length: int, expected: list[int]) -> None:
+    starts = window_starts(length, 16, 4)
+    assert starts == expected
+    covered = np.zeros(length, int)
+    for start in starts:
+        covered[start : start + min(16, length)] += 1
+    assert covered.min() >= 1 and starts[-1] + min(16, length) == length
+
+
+def test_blending_weights_ramp_across_overlaps() -> None:
+    first, middle = window_weights(0, 16, 40, 4), window_weights(12, 16, 40, 4)
+    assert torch.all(first[:12] == 1) and torch.all(first[-4:] < 1)
+    assert torch.allclose(first[-4:] + middle[:4], torch.ones(4))  # the shared frames' weights add up to 1
+    assert torch.all(window_weights(0, 10, 10, 4) == 1)
+
+
+def test_windowed_sampling_of_one_window_is_the_models_own_sampler(tiny_checkpoint: Path) -> None:
+    """A video that fits one window is sampled exactly as `RealPortrait.sample` samples it."""
+    animator = Animator.from_checkpoint(tiny_checkpoint)
+    generator = torch.Generator().manual_seed(3)
+    reference = torch.randn(1, 4, 16, 16, generator=generator)
+    driving = torch.rand(1, 3, 6, 128, 128, generator=generator) * 2 - 1
+    options = SamplingOptions(num_steps=2, seed=5)
+    ours = sample_windows(animator.model, reference, animator.model.encode_motion(driving), options)
+    theirs = animator.model.sample(reference, driving, num_steps=2, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_rp_animate_writes_a_video_of_the_driving_length(
+    tiny_checkpoint: Path, sample_root: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(source)
+    driving = sample_root / "celebvhq" / "downloaded_celebvhq" / "processed" / "-xU_9kQ2mZ0_1.mp4"
+    length = len(_video_reader(driving))
+    assert length > 16  # longer than one window
+    out, sbs = tmp_path / "out.mp4", tmp_path / "sbs.mp4"
+    code = animate_main(
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--source",
+            str(source),
+            "--driving",
+            str(driving),
+            "--out",
+            str(out),
+            "--side-by-side",
+            str(sbs),
+            "--steps",
+            "2",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    video = _video_reader(out)
+    assert len(video) == length and video[0].shape == (128, 128, 3)
+    assert video.get_avg_fps() == pytest.approx(_video_reader(driving).get_avg_fps())
+    frames = video.get_batch(list(range(length))).asnumpy()
+    assert frames.std() > 1  # not a constant image
+    assert _video_reader(sbs)[0].shape == (128, 384, 3)
+
+
+def test_rp_animate_names_what_is_wrong(tiny_checkpoint: Path, sample_root: Path, tmp_path: Path, capsys) -> None:
+    driving = sample_root / "celebvhq" / "downloaded_celebvhq" / "processed" / "-xU_9kQ2mZ0_1.mp4"
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((256, 256, 3), 127, np.uint8)).save(blank)
+    common = ["--driving", str(driving), "--out", str(tmp_path / "o.mp4"), "--steps", "1", "--no-progress"]
+    assert animate_main(["--checkpoint", str(tiny_checkpoint), "--source", str(blank), *common]) == 2
+    assert "no face was found in the source image" in capsys.readouterr().err
+    assert animate_main(["--checkpoint", str(tmp_path), "--source", str(blank), *common]) == 2
+    assert "not a RealPortrait checkpoint" in capsys.readouterr().err
+
+
+def test_help_shows_an_example() -> None:
+    assert "example:" in animate_parser().format_help() and "rp-animate --checkpoint" in animate_parser().format_help()

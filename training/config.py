@@ -1,0 +1,243 @@
+"""The training configuration: one YAML file per run, validated by pydantic, with `key=value` overrides.
+
+A run has shared settings (shards, VAE, model, checkpoints, logging, validation) and a list of stages
+that run one after another in the same output folder; a stage that finished (its export exists) is
+skipped on the next launch, so `stage2.yaml` can start from what `stage1.yaml` left.
+
+Files may start from another: `base: other.yaml` (relative to the file) is read first and the file's
+own keys are merged over it (mappings merge, everything else replaces). Overrides use dotted keys;
+a list element is reached by index or, for stages, by name: `stages.stage1.steps=10`.
+
+Relative paths: `base` is relative to the file that names it; `deepspeed` is looked up beside the
+config file, then in `training/configs/` (so `deepspeed=zero3.json` works from the command line);
+every other path is relative to the working directory the run is launched from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    build_dir: Path = Field(description="an `rp-data build --out` folder (shards/ with *.stats.json commit markers)")
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="per-dataset mixing weight; 0 leaves a dataset out"
+    )
+    default_weight: float = Field(1.0, ge=0, description="weight of datasets that `weights` does not name")
+    exclude_splits: list[str] = Field(default_factory=lambda: ["test"], description="json `split` values never trained")
+    keys: list[str] | None = Field(None, description="train on these sample keys only (debugging, overfitting)")
+    shuffle_buffer: int = Field(256, ge=1, description="samples held by each worker's shuffle buffer")
+    num_workers: int = Field(4, ge=0, description="DataLoader worker processes per rank")
+    epoch_batches: int = Field(1000, ge=1, description="batches per rank in one webdataset epoch (with_epoch)")
+    crop_scale: tuple[float, float] = Field(
+        (0.8, 1.2), description="image samples: crop side / the json crop_side, drawn per crop (random-crop aug.)"
+    )
+
+    @model_validator(mode="after")
+    def _ordered_scale(self) -> DataConfig:
+        low, high = self.crop_scale
+        if not 0 < low <= high:
+            raise ValueError(f"crop_scale must be 0 < low <= high, got {self.crop_scale}")
+        return self
+
+
+class VAEConfig(_Strict):
+    path: Path = Field(description="SD1.5 VAE: a diffusers folder (stabilityai/sd-vae-ft-ema) or a .safetensors file")
+    chunk_size: int = Field(8, ge=1, description="frames per VAE call (bounds its activation memory)")
+    sample_posterior: bool = Field(True, description="draw latents from the posterior (False: its mean)")
+
+
+class ModelConfig(_Strict):
+    preset: Literal["paper", "small", "tiny"] = "paper"
+    overrides: dict[str, Any] = Field(default_factory=dict, description="RealPortrait keyword arguments")
+    stdit2_weights: Path | None = Field(None, description="Open-Sora 1.1 STDiT2 checkpoint to start the backbone from")
+    gradient_checkpointing: bool = True
+
+
+class OptimizerConfig(_Strict):
+    lr: float = Field(2e-5, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    eps: float = Field(1e-8, gt=0)
+    warmup_steps: int = Field(1000, ge=0, description="linear warm-up from 0 to lr")
+    schedule: Literal["constant", "cosine"] = Field("constant", description="after warm-up")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: the final lr as a fraction of lr")
+    grad_clip: float = Field(1.0, gt=0, description="global gradient-norm clipping")
+
+
+class StageConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    mode: Literal["image", "video"] = Field(description="image: (reference, target) pairs, L=1; video: L frames")
+    steps: int = Field(ge=1, description="optimizer steps")
+    global_batch: int = Field(ge=1, description="samples per optimizer step over all ranks")
+    micro_batch: int | None = Field(None, ge=1, description="per rank per forward; default global_batch / ranks")
+    num_frames: int = Field(16, ge=1, description="video mode: L consecutive target frames")
+    frame_stride: int = Field(1, ge=1, description="video mode: take every k-th frame")
+    resolution: int = Field(512, ge=64, description="frame side in pixels (a multiple of 64)")
+    init_from: str | None = Field(
+        None, description="a previous stage's name (its export in this output_dir) or a save_pretrained folder"
+    )
+    trainable: list[str] = Field(default_factory=lambda: ["*"], description="fnmatch patterns of parameter names")
+    frozen: list[str] = Field(default_factory=list, description="patterns removed from `trainable`")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    ema_decay: float = Field(0.9999, ge=0, lt=1)
+    reference_dropout: float = Field(0.1, ge=0, le=1, description="drop the reference (guidance) per sample")
+    motion_dropout: float = Field(0.1, ge=0, le=1, description="drop the motion condition (guidance) per sample")
+
+    @model_validator(mode="after")
+    def _shapes(self) -> StageConfig:
+        if self.resolution % 64:
+            raise ValueError(
+                f"resolution must be a multiple of 64 (VAE factor 8 x patch 2 x ...), got {self.resolution}"
+            )
+        if self.micro_batch is not None and self.global_batch % self.micro_batch:
+            raise ValueError(f"global_batch {self.global_batch} is not a multiple of micro_batch {self.micro_batch}")
+        return self
+
+    @property
+    def frames_per_sample(self) -> int:
+        """Target frames of one sample: 1 in image mode."""
+        return 1 if self.mode == "image" else self.num_frames
+
+
+class CheckpointConfig(_Strict):
+    every: int = Field(1000, ge=1, description="DeepSpeed checkpoint every N steps (and at the end of a stage)")
+    keep: int = Field(3, ge=1, description="checkpoints kept per stage (older ones are deleted)")
+
+
+class LoggingConfig(_Strict):
+    every: int = Field(10, ge=1, description="TensorBoard scalars and the console line every N steps")
+
+
+class ValidationConfig(_Strict):
+    every: int = Field(1000, ge=1, description="validation samples every N steps (and at the end of a stage)")
+    pairs: int = Field(2, ge=0, description="fixed validation clips (0 disables validation)")
+    splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="json splits they come from")
+    build_dir: Path | None = Field(None, description="another build for validation; default data.build_dir")
+    frames: int = Field(16, ge=1, description="driving frames per clip (image mode animates them one by one)")
+    num_steps: int = Field(50, ge=1, description="DDIM steps of the validation sample")
+    reference_guidance: float = 2.0
+    motion_guidance: float = 1.0
+
+
+class TrainConfig(_Strict):
+    output_dir: Path
+    seed: int = 0
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
+    deepspeed: Path = Field(CONFIG_DIR / "zero2.json", description="DeepSpeed JSON: ZeRO stage and its knobs")
+    data: DataConfig
+    vae: VAEConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    stages: list[StageConfig] = Field(min_length=1)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+    @model_validator(mode="after")
+    def _unique_stages(self) -> TrainConfig:
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        return self
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The file's mapping with its `base` chain merged under it."""
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: field 'base' makes a cycle: {' -> '.join(map(str, (*seen, path)))}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the training config: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a training config must be a YAML mapping, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    return raw if base is None else _merge(_read(path.parent / base, (*seen, path)), raw)
+
+
+def _locate_deepspeed(data: dict[str, Any], config_dir: Path) -> None:
+    """A relative DeepSpeed JSON path: beside the config file if there, else the shipped one."""
+    value = data.get("deepspeed")
+    if value is None or Path(value).is_absolute():
+        return
+    beside = config_dir / value
+    data["deepspeed"] = str(beside if beside.exists() or not (CONFIG_DIR / value).exists() else CONFIG_DIR / value)
+
+
+def _set(data: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} is not key=value")
+    target: Any = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        target = _child(target, part, override)
+    value = yaml.safe_load(text)
+    if isinstance(target, list):
+        target[_list_index(target, leaf, override)] = value
+    elif isinstance(target, dict):
+        target[leaf] = value
+    else:
+        raise ConfigError(f"override {override!r}: {'.'.join(parents)} holds a value, not fields")
+
+
+def _child(target: Any, part: str, override: str) -> Any:
+    """The mapping or list one dotted part down (a missing mapping is created)."""
+    if isinstance(target, list):
+        return target[_list_index(target, part, override)]
+    if isinstance(target, dict):
+        return target.setdefault(part, {})
+    raise ConfigError(f"override {override!r}: {part!r} is below a value, not a mapping")
+
+
+def _list_index(items: list[Any], part: str, override: str) -> int:
+    """A list element by index or, for stages, by name."""
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    names = [item.get("name") if isinstance(item, dict) else None for item in items]
+    if part in names:
+        return names.index(part)
+    raise ConfigError(f"override {override!r}: no list element {part!r} (indices 0..{len(items) - 1}, names {names})")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read, merge the `base` chain, apply `key=value` overrides, validate. Errors name file and field."""
+    path = Path(path)
+    data = _read(path)
+    for override in overrides or []:
+        _set(data, override)
+    _locate_deepspeed(data, path.resolve().parent)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{path}: invalid training config ({exc.error_count()} problem(s))"]
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "<top level>"
+            lines.append(f"  field '{field}': {error['msg']}")
+        raise ConfigError("\n".join(lines)) from exc

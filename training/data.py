@@ -1,0 +1,262 @@
+"""The training loader: WebDataset shards of an `rp-data build` -> batches of uint8 frames.
+
+Per rank and DataLoader worker (a "slot"), for each dataset: the dataset's committed tars are split
+over the slots when there are at least as many tars as slots (otherwise every slot uses all of them),
+and the slot draws tars from its part with replacement (webdataset's `ResampledShards`, the
+maintainers' recipe for multi-node training: no slot ever runs dry, no rank waits for another).
+Datasets are mixed sample by sample with the configured weights, shuffled in one buffer, turned
+into examples (`training.examples`) and batched inside the worker; `with_epoch` bounds an epoch.
+
+Every random draw of a slot comes from a generator seeded by (run seed, resume step, slot, epoch):
+a resumed run does not replay the samples its first launch started with, which is as close to
+"continue the data position" as resampled, buffer-shuffled streams allow.
+
+A sample that cannot be used never stops training: corrupt members and unreadable tars are
+skipped and counted by reason, samples the stage does not use (wrong kind, too short, excluded
+split) are counted as `unfit:<reason>`; each batch carries the counts since the previous one.
+Only a stream that yields nothing usable for `MAX_BARREN` samples and tars in a row is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset
+
+from training.config import ConfigError, DataConfig, StageConfig
+from training.examples import Example, Framing, Unfit, make_example
+
+MAX_BARREN = 10_000
+
+
+@dataclass(frozen=True)
+class TarEntry:
+    """One committed tar of a build, with what the build's parquet says it holds."""
+
+    path: Path
+    dataset: str
+    clips: int
+    images: int
+    keys: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Source:
+    """The tars one dataset contributes to a stage, and its share of the mix."""
+
+    dataset: str
+    tars: tuple[str, ...]
+    weight: float
+
+
+def read_index(build_dir: Path) -> list[TarEntry]:
+    """Every tar named by a stats file (the build's commit marker), with its samples from the work
+    shard's parquet (written before the stats file). A clip has more than one frame."""
+    shard_dir = Path(build_dir) / "shards"
+    markers = sorted(shard_dir.glob("*.stats.json"))
+    if not markers:
+        raise ConfigError(
+            f"data.build_dir {build_dir}: no committed shards ({shard_dir}/*.stats.json); "
+            f"build them first: rp-data build ... --out {build_dir}"
+        )
+    entries = []
+    for marker in markers:
+        stats = json.loads(marker.read_text())
+        rows = pq.read_table(shard_dir / f"{stats['work']}.parquet", columns=["kind", "status", "tar", "key", "frames"])
+        rows = rows.to_pandas()
+        rows = rows[(rows.kind == "sample") & (rows.status == "ok")]
+        for name in stats["tars"]:
+            mine = rows[rows.tar.map(lambda tar, name=name: Path(tar).name == name)]
+            dataset = name.split("-", 1)[0]
+            clips = int((mine.frames > 1).sum())
+            entries.append(TarEntry(shard_dir / name, dataset, clips, len(mine) - clips, frozenset(mine.key)))
+    return entries
+
+
+def plan_sources(entries: Sequence[TarEntry], data: DataConfig, mode: str) -> list[Source]:
+    """Per dataset: its tars that hold samples this stage can use, and its mixing weight."""
+    by_dataset: dict[str, list[str]] = {}
+    for entry in entries:
+        usable = entry.clips if mode == "video" else entry.clips + entry.images
+        if usable and (data.keys is None or entry.keys & set(data.keys)):
+            by_dataset.setdefault(entry.dataset, []).append(str(entry.path))
+    missing = {name for name, weight in data.weights.items() if weight > 0} - {entry.dataset for entry in entries}
+    if missing:
+        raise ConfigError(
+            f"data.weights: {sorted(missing)} not in the build {data.build_dir} "
+            f"(set data.weights.<name>=0 to train without a dataset)"
+        )
+    sources = [
+        Source(name, tuple(tars), data.weights.get(name, data.default_weight))
+        for name, tars in sorted(by_dataset.items())
+    ]
+    sources = [source for source in sources if source.weight > 0]
+    if not sources:
+        raise ConfigError(
+            f"data.build_dir {data.build_dir}: no tar holds samples for a {mode}-mode stage "
+            f"with weights {data.weights or '(default)'}" + (f" and keys {data.keys}" if data.keys else "")
+        )
+    return sources
+
+
+class SkipCounter:
+    """Counts what the stream skips; a webdataset exception handler (True = carry on)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.barren = 0
+
+    def __call__(self, error: Exception) -> bool:
+        self.counts[f"unfit:{error}" if isinstance(error, Unfit) else f"corrupt:{type(error).__name__}"] += 1
+        self._barren()
+        return True
+
+    def opened(self, shard: dict[str, Any]) -> dict[str, Any]:
+        """A tar about to be read: counts as a read, so tars that hold nothing (empty, zeros) end too."""
+        self._barren()
+        return shard
+
+    def _barren(self) -> None:
+        self.barren += 1
+        if self.barren >= MAX_BARREN:
+            raise RuntimeError(
+                f"no usable sample in the last {MAX_BARREN} samples and tars read; skipped: {dict(self.counts)}"
+            )
+
+    def used(self, example: Example) -> Example:
+        self.barren = 0
+        return example
+
+    def attach(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch["skipped"] = dict(self.counts)
+        self.counts.clear()
+        return batch
+
+
+def collate(examples: list[Example]) -> dict[str, Any]:
+    """uint8 frames [B, 3, L, H, W], reference [B, 3, H, W], fps [B] (NaN: still image); latents when
+    every example carries them at one shape."""
+    frames = torch.from_numpy(np.stack([e.frames for e in examples])).permute(0, 4, 1, 2, 3).contiguous()
+    batch: dict[str, Any] = {
+        "frames": frames,
+        "reference": torch.from_numpy(np.stack([e.reference for e in examples])).permute(0, 3, 1, 2).contiguous(),
+        "fps": torch.tensor([e.fps for e in examples], dtype=torch.float32),
+        "keys": [e.key for e in examples],
+        "datasets": [e.dataset for e in examples],
+    }
+    latents = [e.latents for e in examples]
+    if all(item is not None for item in latents) and len({item.shape for item in latents}) == 1:  # type: ignore[union-attr]
+        batch["latents"] = torch.from_numpy(np.stack(latents)).float().transpose(1, 2).contiguous()  # type: ignore[arg-type]
+        batch["reference_latents"] = torch.from_numpy(np.stack([e.reference_latents for e in examples])).float()  # type: ignore[misc]
+    return batch
+
+
+def _mix(
+    streams: list[Iterator[dict[str, Any]]], weights: np.ndarray, rng: np.random.Generator
+) -> Iterator[dict[str, Any]]:
+    """Sample by sample from the dataset streams (all endless: resampled) with probability ~ weight."""
+    while True:
+        yield next(streams[int(rng.choice(len(streams), p=weights))])
+
+
+class PortraitStream(IterableDataset):
+    """Endless (epoch-bounded) batches for one rank; see the module docstring."""
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        framing: Framing,
+        *,
+        batch_size: int,
+        shuffle_buffer: int,
+        epoch_batches: int,
+        seed: Sequence[int],
+    ) -> None:
+        super().__init__()
+        self.sources = list(sources)
+        self.framing = framing
+        self.batch_size = batch_size
+        self.shuffle_buffer = shuffle_buffer
+        self.epoch_batches = epoch_batches
+        self.seed = list(seed)
+        self.epoch = -1
+
+    def _samples(self, source: Source, slot: int, slots: int, rng: np.random.Generator, counter: SkipCounter):  # type: ignore[no-untyped-def]
+        tars = list(source.tars[slot::slots]) if len(source.tars) >= slots else list(source.tars)
+        shard_seed = int(rng.integers(2**31))
+        return wds.DataPipeline(
+            wds.ResampledShards(tars, seed=shard_seed, worker_seed=lambda: slot, deterministic=True),
+            wds.map(counter.opened),
+            wds.tarfile_to_samples(handler=counter),
+        )
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rank, world, worker, workers = wds.utils.pytorch_worker_info()
+        slot, slots = rank * workers + worker, world * workers
+        self.epoch += 1
+        rng = np.random.default_rng([*self.seed, slot, self.epoch])
+        counter = SkipCounter()
+        weights = np.array([source.weight for source in self.sources], dtype=np.float64)
+        streams = [iter(self._samples(source, slot, slots, rng, counter)) for source in self.sources]
+        pipeline = wds.DataPipeline(
+            lambda: _mix(streams, weights / weights.sum(), rng),
+            wds.shuffle(
+                self.shuffle_buffer, initial=min(self.shuffle_buffer, 16), rng=random.Random(int(rng.integers(2**63)))
+            ),
+            wds.map(lambda sample: counter.used(make_example(sample, self.framing, rng)), handler=counter),
+            wds.batched(self.batch_size, collation_fn=collate, partial=False),
+            wds.map(counter.attach),
+        ).with_epoch(nbatches=math.ceil(self.epoch_batches / workers))
+        yield from pipeline
+
+
+def stage_framing(data: DataConfig, stage: StageConfig) -> Framing:
+    return Framing(
+        mode=stage.mode,
+        resolution=stage.resolution,
+        num_frames=stage.frames_per_sample,
+        frame_stride=stage.frame_stride,
+        crop_scale=data.crop_scale,
+        exclude_splits=frozenset(data.exclude_splits),
+        keys=None if data.keys is None else frozenset(data.keys),
+    )
+
+
+def open_loader(
+    data: DataConfig, stage: StageConfig, *, micro_batch: int, seed: Sequence[int], pin_memory: bool
+) -> DataLoader:
+    """The DataLoader of one rank for one stage (batches are formed in the workers)."""
+    stream = PortraitStream(
+        plan_sources(read_index(data.build_dir), data, stage.mode),
+        stage_framing(data, stage),
+        batch_size=micro_batch,
+        shuffle_buffer=data.shuffle_buffer,
+        epoch_batches=data.epoch_batches,
+        seed=seed,
+    )
+    workers = data.num_workers
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=2 if workers else None,
+        pin_memory=pin_memory,
+    )
+
+
+def endless(loader: DataLoader) -> Iterator[dict[str, Any]]:
+    """Epoch after epoch (each epoch re-seeds the slots' shard draws)."""
+    while True:
+        yield from loader

@@ -1,0 +1,329 @@
+"""Two-stage RealPortrait training with DeepSpeed ZeRO on the shards of an `rp-data build`.
+
+    deepspeed [--num_gpus N] training/train.py --config training/configs/stage1.yaml [key=value ...]
+
+Each stage of the config runs in turn (a stage whose export exists is skipped): it builds its model
+(from the preset, Open-Sora STDiT2 weights, or an earlier stage's export), marks its trainable
+parameters, wraps the loss in a DeepSpeed engine (ZeRO-2 by default, bf16 on GPU, fp32 on CPU; AdamW,
+warm-up, clipping), resumes from its latest checkpoint if one exists, and trains: batches from
+`training.data`, latents from the frozen VAE on the fly (or from the shards), the loss of
+`RealPortrait.training_loss`, an EMA of the weights. Every N steps it logs, validates, checkpoints;
+at the end it exports the EMA model (`<output_dir>/<stage>/export`, save_pretrained + safetensors).
+Touching `<output_dir>/<stage>/EXPORT` asks for an export of the current EMA weights
+(`<stage>/exports/step_N`) at the next logging step. Without the launcher it runs as one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__":
+    # Launched as a script, the first path entry is training/ itself: use the repository instead, so that
+    # `training` is this checkout's package and no module in training/ shadows a library module.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import deepspeed
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from deepspeed.accelerator import get_accelerator
+
+from model.realportrait import RealPortrait
+from model.vae import FrameVAE
+from training.checkpoints import Checkpoints, export_model, is_exported
+from training.config import ConfigError, StageConfig, TrainConfig, load_config
+from training.data import endless, open_loader, read_index
+from training.ema import EMA
+from training.engine import (
+    Objective,
+    batch_split,
+    build_model,
+    deepspeed_config,
+    make_optimizer,
+    select_trainable,
+)
+from training.monitor import Monitor, Window
+from training.validation import ValidationClip, generate, load_clips, log_validation
+
+VAE_SOURCE = (
+    "the SD1.5 VAE in diffusers format (config.json + diffusion_pytorch_model.safetensors) from Hugging Face "
+    "stabilityai/sd-vae-ft-ema (or the vae/ folder of an SD1.5 repository), or its single .safetensors file"
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every stage shares: the process's place in the job, its device and precision, the VAE."""
+
+    rank: int
+    world: int
+    device: torch.device
+    bf16: bool
+    vae: FrameVAE
+
+
+def derive_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def check_inputs(config: TrainConfig) -> None:
+    """Fail before any process group forms when an input is missing."""
+    if not config.vae.path.exists():
+        raise ConfigError(
+            f"vae.path: {config.vae.path} not found. It must hold {VAE_SOURCE}. "
+            f"Download it and put it at {config.vae.path}, or pass vae.path=/your/copy"
+        )
+    if not config.deepspeed.exists():
+        raise ConfigError(
+            f"deepspeed: {config.deepspeed} not found (a DeepSpeed JSON such as training/configs/zero2.json)"
+        )
+    read_index(config.data.build_dir)
+    if config.validation.build_dir is not None:
+        read_index(config.validation.build_dir)
+
+
+def init_process_group() -> tuple[int, int]:
+    """Under the deepspeed launcher its environment is used; a plain `python train.py` is a job of one."""
+    if "RANK" not in os.environ:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    deepspeed.init_distributed()
+    return dist.get_rank(), dist.get_world_size()
+
+
+def release_shm_buffer(rank: int) -> None:
+    """Unlink this rank's shared-memory all-reduce buffer (about 70 MB of RAM in /dev/shm), which DeepSpeed's
+    CPU communication op creates per rank and master address/port and never removes."""
+    name = f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ['MASTER_ADDR']}_{os.environ['MASTER_PORT']}_{rank}"
+    Path("/dev/shm", name).unlink(missing_ok=True)
+
+
+def model_inputs(batch: dict[str, Any], context: Context, sample_posterior: bool) -> tuple[torch.Tensor, ...]:
+    """(latents [B,4,L,h,w], reference latents [B,4,h,w], driving frames [B,3,L,H,W] in [-1,1], fps or None)."""
+    device = context.device
+    driving = batch["frames"].to(device, non_blocking=True).float() / 127.5 - 1
+    if "latents" in batch:
+        latents, reference_latents = batch["latents"].to(device), batch["reference_latents"].to(device)
+    else:
+        reference = batch["reference"].to(device, non_blocking=True).float() / 127.5 - 1
+        both = context.vae.encode(torch.cat([reference[:, :, None], driving], dim=2), sample=sample_posterior)
+        reference_latents, latents = both[:, :, 0], both[:, :, 1:]
+    fps = None if torch.isnan(batch["fps"]).all() else batch["fps"].to(device)
+    return latents, reference_latents, driving, fps
+
+
+class StageRun:
+    """One stage from start (or its latest checkpoint) to its export."""
+
+    def __init__(self, config: TrainConfig, index: int, stage: StageConfig, context: Context) -> None:
+        self.config, self.stage, self.context = config, stage, context
+        self.dir = config.output_dir / stage.name
+        torch.manual_seed(derive_seed(config.seed, index))  # the same new weights on every rank, run after run
+        model, origin = build_model(config, stage)
+        self.model: RealPortrait = model
+        trainable = select_trainable(model, stage)
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)  # before ZeRO-3 partitions them
+        described = (
+            f"{stage.mode} mode, {trained:,} of {sum(p.numel() for p in model.parameters()):,} parameters trained"
+        )
+        self.ema = EMA(model, trainable, stage.ema_decay, context.device)
+        optimizer, scheduler = make_optimizer(model, stage)
+        ds_config = deepspeed_config(config.deepspeed, stage, world=context.world, bf16=context.bf16)
+        self.engine, *_ = deepspeed.initialize(
+            model=Objective(model), optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
+        )
+        self.checkpoints = Checkpoints(self.dir / "checkpoints", config.checkpoint.keep, context.rank)
+        self.state: dict[str, Any] = {"stage": stage.name, "step": 0, "samples": 0, "skipped": {}}
+        resumed = self.checkpoints.resume(self.engine, self.ema)
+        if resumed is not None:
+            self.state = resumed
+        step = self.engine.global_steps
+        if step != self.state["step"]:
+            raise RuntimeError(f"DeepSpeed restored step {step}, the trainer state says {self.state['step']}")
+        self.micro, self.accumulation = batch_split(stage, context.world)
+        torch.manual_seed(derive_seed(config.seed, index, context.rank, step))
+        self.loader = open_loader(
+            config.data,
+            stage,
+            micro_batch=self.micro,
+            seed=[config.seed, index, step],
+            pin_memory=context.device.type == "cuda",
+        )
+        self.monitor: Monitor | None = None
+        self.clips: list[ValidationClip] = []
+        if context.rank == 0:
+            self.monitor = Monitor(config.output_dir / "tensorboard" / stage.name, stage.name, stage.steps, step)
+            self.clips = self._validation_clips()
+            start = f"resumed from step {step}" if resumed else f"starting from {origin}"
+            print(
+                f"[{stage.name}] {start}: {described}, global batch {stage.global_batch} = "
+                f"{context.world} rank(s) x {self.micro} x {self.accumulation} accumulation",
+                flush=True,
+            )
+
+    def _validation_clips(self) -> list[ValidationClip]:
+        settings = self.config.validation
+        if settings.pairs == 0:
+            return []
+        clips = load_clips(
+            settings.build_dir or self.config.data.build_dir,
+            settings,
+            frames=settings.frames,
+            stride=self.stage.frame_stride,
+            resolution=self.stage.resolution,
+        )
+        if not clips:
+            print(
+                f"[{self.stage.name}] no clip of splits {settings.splits} for validation: validation is off", flush=True
+            )
+        return clips
+
+    def train_step(self, batches: Any) -> tuple[float, float]:
+        """One optimizer step (over the accumulation micro-steps); returns (mean loss, seconds waiting for data)."""
+        losses, waited = [], 0.0
+        for _ in range(self.accumulation):
+            began = time.monotonic()
+            batch = next(batches)
+            waited += time.monotonic() - began
+            skipped = Counter(self.state["skipped"])
+            skipped.update(batch["skipped"])
+            self.state["skipped"] = dict(skipped)
+            loss = self.engine(*model_inputs(batch, self.context, self.config.vae.sample_posterior))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"[{self.stage.name}] non-finite loss {loss.item()} at step {self.engine.global_steps + 1} "
+                    f"(batch {batch['keys']}); resume from the last checkpoint with a lower lr"
+                )
+            self.engine.backward(loss)
+            self.engine.step()
+            losses.append(loss.item())
+        return sum(losses) / len(losses), waited
+
+    def log(self, step: int, window: Window, lr: float) -> None:
+        """Collective (every rank calls it at the same steps): the loss mean over ranks, summed skip counts."""
+        total = torch.tensor([window.loss, window.steps], dtype=torch.float64, device=self.context.device)
+        dist.all_reduce(total)
+        counts: list[Any] = [None] * self.context.world
+        dist.all_gather_object(counts, self.state["skipped"])
+        if self.monitor is None:
+            return
+        values = {
+            **window.rates(),
+            "loss": float(total[0] / total[1]),
+            "lr": lr,
+            "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
+        }
+        self.monitor.scalars(step, {f"train/{name}": value for name, value in values.items()})
+        skipped = sum((Counter(c) for c in counts), Counter())
+        self.monitor.scalars(step, {f"data/skipped/{reason}": n for reason, n in skipped.items()})
+        self.monitor.progress(step, values)
+        request = self.dir / "EXPORT"
+        if request.exists():
+            export_model(self.ema.model, self.dir / "exports" / f"step_{step:08d}")
+            request.unlink()
+            print(f"[{self.stage.name}] exported the EMA model of step {step} on request", flush=True)
+
+    def validate(self, step: int) -> None:
+        if self.monitor is None or not self.clips:
+            return
+        generated = generate(self.ema.model, self.context.vae, self.clips, self.stage, self.config.validation)
+        mse = log_validation(self.monitor, step, self.clips, generated)
+        print(f"[{self.stage.name}] validation at step {step}: mse {mse:.4f}", flush=True)
+
+    def run(self) -> None:
+        stage, config = self.stage, self.config
+        batches = endless(self.loader)
+        window = Window()
+        step = self.engine.global_steps
+        while step < stage.steps:
+            lr = self.engine.get_lr()[0]
+            loss, waited = self.train_step(batches)
+            step = self.engine.global_steps
+            self.ema.update(self.model)
+            self.state.update(step=step, samples=self.state["samples"] + stage.global_batch)
+            window.add(loss, stage.global_batch, waited)
+            last = step == stage.steps
+            logged = step % config.logging.every == 0 or last
+            if logged:
+                self.log(step, window, lr)
+            if step % config.validation.every == 0 or last:
+                self.validate(step)
+            if step % config.checkpoint.every == 0 or last:
+                tag = self.checkpoints.save(self.engine, self.ema, self.state)
+                if self.monitor is not None:
+                    print(f"[{stage.name}] checkpoint {self.checkpoints.dir / tag}", flush=True)
+            if logged:  # the next window measures training only, not this step's validation and checkpoint
+                window = Window()
+        if self.context.rank == 0:
+            export_model(self.ema.model, self.dir / "export")
+            print(f"[{stage.name}] done: EMA model exported to {self.dir / 'export'}", flush=True)
+        dist.barrier()
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+        del self.loader, self.engine
+        gc.collect()
+
+
+def train(config: TrainConfig) -> None:
+    rank, world = init_process_group()
+    accelerator = get_accelerator()
+    device = torch.device(accelerator.device_name(int(os.environ.get("LOCAL_RANK", 0))))
+    if device.type == "cpu":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local))
+    else:
+        accelerator.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    vae = FrameVAE.from_path(config.vae.path, chunk_size=config.vae.chunk_size)
+    vae = vae.to(device=device, dtype=torch.bfloat16 if bf16 else torch.float32)
+    context = Context(rank, world, device, bf16, vae)
+    if rank == 0:
+        config.output_dir.mkdir(parents=True, exist_ok=True)
+        (config.output_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    for index, stage in enumerate(config.stages):
+        if is_exported(config.output_dir / stage.name / "export"):
+            if rank == 0:
+                print(f"[{stage.name}] already exported: skipped", flush=True)
+            continue
+        run = StageRun(config, index, stage, context)
+        run.run()
+        run.close()
+    dist.barrier()
+    dist.destroy_process_group()
+    if device.type == "cpu":
+        release_shm_buffer(rank)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, type=Path, help="a training YAML (training/configs/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. stages.stage1.steps=10")
+    parser.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)  # set by the launcher
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        check_inputs(config)
+        train(config)
+    except ConfigError as error:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Validation samples for fixed clips: the EMA model animates each clip's first frame with the clip's
+own frames as the driving motion (self-reenactment), so the driving frames are also the ground truth.
+
+The clips are the first `pairs` clips of the validation splits in the build's committed tars, in
+tar order, decoded once per stage; the sampler's noise is seeded the same at every validation, so the
+images of two steps differ only by the weights. In image mode (stage 1) each driving frame is
+animated on its own (L = 1, as a batch), in video mode the frames form one clip.
+
+Logged: `val/mse` against the driving frames, one video per clip (driving | generated, side by side)
+and a frame grid (per clip: the reference then driving frames, the reference then generated frames).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from decord import VideoReader, cpu
+
+from model.realportrait import RealPortrait
+from model.vae import FrameVAE
+from training.config import StageConfig, ValidationConfig
+from training.data import read_index
+from training.monitor import Monitor
+
+GRID_FRAMES = 4
+
+
+@dataclass(frozen=True)
+class ValidationClip:
+    key: str
+    reference: np.ndarray  # uint8 [H, W, 3], the clip's first frame
+    driving: np.ndarray  # uint8 [V, H, W, 3]
+    fps: float
+
+
+def load_clips(
+    build_dir: Path, settings: ValidationConfig, *, frames: int, stride: int, resolution: int
+) -> list[ValidationClip]:
+    """The first `settings.pairs` clips of the validation splits long enough for `frames` frames."""
+    clips: list[ValidationClip] = []
+    span = (frames - 1) * stride + 1
+    for entry in read_index(build_dir):
+        if entry.clips == 0:
+            continue
+        for sample in wds.DataPipeline(wds.SimpleShardList([str(entry.path)]), wds.tarfile_to_samples()):
+            meta = json.loads(sample["json"])
+            if meta["kind"] != "clip" or meta["split"] not in settings.splits or meta["frames"] < span:
+                continue
+            reader = VideoReader(
+                io.BytesIO(sample["mp4"]), ctx=cpu(0), num_threads=1, width=resolution, height=resolution
+            )
+            driving = reader.get_batch(list(range(0, span, stride))).asnumpy()
+            clips.append(ValidationClip(meta["key"], driving[0], driving, float(meta["fps"]) / stride))
+            if len(clips) == settings.pairs:
+                return clips
+    return clips
+
+
+def _to_model(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
+    tensor = torch.from_numpy(frames).to(device).float() / 127.5 - 1
+    return tensor.movedim(-1, -3)
+
+
+def _to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """float [..., 3, H, W] in [-1, 1] -> uint8 [..., H, W, 3]."""
+    return ((frames.movedim(-3, -1).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+
+
+@torch.no_grad()
+def generate(
+    model: RealPortrait, vae: FrameVAE, clips: list[ValidationClip], stage: StageConfig, settings: ValidationConfig
+) -> torch.Tensor:
+    """Generated frames [N, 3, V, H, W] in [-1, 1] for the clips (see the module docstring)."""
+    device = next(model.parameters()).device
+    reference = _to_model(np.stack([c.reference for c in clips]), device)  # [N, 3, H, W]
+    driving = _to_model(np.stack([c.driving for c in clips]), device).transpose(1, 2)  # [N, 3, V, H, W]
+    reference_latents = vae.encode(reference[:, :, None], sample=False)[:, :, 0]
+    generator = torch.Generator(device).manual_seed(0)
+    options = {
+        "num_steps": settings.num_steps,
+        "reference_guidance": settings.reference_guidance,
+        "motion_guidance": settings.motion_guidance,
+        "generator": generator,
+    }
+    count, _, length = driving.shape[:3]
+    if stage.mode == "video":
+        fps = torch.tensor([c.fps for c in clips], device=device)
+        latents = model.sample(reference_latents, driving, fps=fps, **options)
+    else:
+        singles = driving.transpose(1, 2).flatten(0, 1)[:, :, None]  # [N * V, 3, 1, H, W]
+        latents = model.sample(reference_latents.repeat_interleave(length, 0), singles, **options)
+        latents = latents[:, :, 0].unflatten(0, (count, length)).transpose(1, 2)
+    return vae.decode(latents)
+
+
+def log_validation(monitor: Monitor, step: int, clips: list[ValidationClip], generated: torch.Tensor) -> float:
+    """Logs the MSE against the driving frames, a video per clip and the frame grid; returns the MSE."""
+    device = generated.device
+    truth = _to_model(np.stack([c.driving for c in clips]), device).transpose(1, 2)
+    mse = float((generated - truth).pow(2).mean())
+    frames = _to_uint8(generated.transpose(1, 2))  # [N, V, H, W, 3]
+    rows = []
+    for index, clip in enumerate(clips):
+        monitor.video(f"val/clip{index}", np.concatenate([clip.driving, frames[index]], axis=2), clip.fps, step)
+        shown = np.linspace(0, len(clip.driving) - 1, min(GRID_FRAMES, len(clip.driving))).round().astype(int)
+        rows.append(np.concatenate([clip.reference, *clip.driving[shown]], axis=1))
+        rows.append(np.concatenate([clip.reference, *frames[index][shown]], axis=1))
+    monitor.image("val/grid", np.concatenate(rows, axis=0), step)
+    monitor.scalars(step, {"val/mse": mse})
+    return mse
