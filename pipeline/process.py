@@ -321,8 +321,9 @@ class VideoJob:
         )
 
 
-def image_context(face: Face, width: int, height: int, crop_scale: float, context_scale: float
-                  ) -> tuple[int, int, int, int]:
+def image_context(
+    face: Face, width: int, height: int, crop_scale: float, context_scale: float
+) -> tuple[int, int, int, int]:
     """(x0, y0, side, crop side) of the square kept around a face in a still image.
 
     Training takes random 512 crops of it (two per image make a reference/target pair), so it holds

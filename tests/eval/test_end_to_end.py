@@ -188,7 +188,10 @@ def test_tables_in_three_formats_with_weights_missing_marks(workspace: dict[str,
     markdown = (tmp_path / "table1.md").read_text()
     assert "| Method | L1 ↓ | PSNR ↑ | SSIM ↑ | LPIPS ↓ | FID ↓ | FVD ↓ | CSIM-dlib ↑" in markdown
     rows = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
-    assert "weights missing" in rows["tiny (trained on the sample)"] and "weights missing" not in rows["source-copy (all metrics)"]
+    assert (
+        "weights missing" in rows["tiny (trained on the sample)"]
+        and "weights missing" not in rows["source-copy (all metrics)"]
+    )
     assert "**" in markdown and "sha256" in markdown and "frame 0" in markdown
     with open(tmp_path / "table2.csv", encoding="utf-8") as handle:
         table2 = list(csv.DictReader(handle))
