@@ -46,6 +46,7 @@ from model.costs import (
     zero2_model_state_bytes,
 )
 from model.realportrait import PRESETS, RealPortrait
+from model.saved_tensors import saved_tensor_bytes
 from model.vae import SD15_VAE_CONFIG
 
 CPU_BATCH = {"tiny": 2, "small": 1}
@@ -117,16 +118,7 @@ def measure_preset(preset: str, steps: int) -> dict[str, float]:
         ratios.append(flops / seconds[-1] / matmuls[-1])
     peak = peak_rss_bytes() - baseline
 
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            kept[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with saved_tensor_bytes(model) as kept:
         model.training_loss(latents, reference, driving, generator=generator)
 
     return {

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from manifests.schema import SpecError
+from manifests.yaml_files import apply_override, read_mapping, validate
 from model.animate import CROP_SCALE
 
 Protocol = Literal["self", "cross"]
@@ -67,26 +67,10 @@ class EvalConfig(_Strict):
 
 def load_config(path: Path | None, overrides: list[str] | None = None) -> EvalConfig:
     """YAML file (optional) plus `key=value` overrides (dotted keys reach nested fields)."""
-    data: dict = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SpecError(f"{path}: cannot read the evaluation config: {exc}") from exc
+    data = {} if path is None else read_mapping(path, "evaluation config", SpecError)
     for override in overrides or []:
-        key, sep, value = override.partition("=")
-        if not sep:
-            raise SpecError(f"override {override!r} is not key=value")
-        target = data
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = yaml.safe_load(value)
-    try:
-        config = EvalConfig.model_validate(data)
-    except ValidationError as exc:
-        fields = "\n".join(f"  field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise SpecError(f"{path or 'evaluation config'}: invalid\n{fields}") from exc
+        apply_override(data, override, SpecError)
+    config = validate(EvalConfig, data, str(path or "evaluation config"), "evaluation config", SpecError)
     unknown = sorted(set(config.metrics) - set(METRIC_NAMES))
     if unknown:
         raise SpecError(f"unknown metrics {unknown}; known: {', '.join(METRIC_NAMES)}")

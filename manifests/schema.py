@@ -12,8 +12,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+from manifests.yaml_files import read_mapping, validate
 
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 
@@ -142,29 +143,11 @@ class DatasetSpec(_Strict):
     members: list[str] = Field(default_factory=list, description="for composite specs: member datasets")
 
 
-def _format_errors(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: invalid dataset spec ({error.error_count()} problem(s))"]
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "<top level>"
-        lines.append(f"  field '{field}': {item['msg']}")
-    return "\n".join(lines)
-
-
 def load_spec(path: Path) -> DatasetSpec:
     """Read and validate one spec; every failure is a SpecError naming the file (and field)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read dataset spec: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: a dataset spec must be a YAML mapping, got {type(raw).__name__}")
-    try:
-        spec = DatasetSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise SpecError(_format_errors(path, exc)) from exc
+    raw = read_mapping(path, "dataset spec", SpecError)
+    spec = validate(DatasetSpec, raw, str(path), "dataset spec", SpecError)
     if spec.name != path.stem:
         raise SpecError(f"{path}: field 'name' is {spec.name!r} but the file is named {path.stem!r}")
     return spec

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from manifests.schema import PipelineDefaults, SpecError
+from manifests.yaml_files import apply_override, read_mapping, validate
 
 # bump when a change alters any output byte: it is part of the fingerprint
 PIPELINE_VERSION = "1.0.0"
@@ -67,23 +67,7 @@ class BuildConfig(_Strict):
 
 def load_config(path: Path | None, overrides: list[str] | None = None) -> BuildConfig:
     """YAML config (optional) plus `key=value` overrides (dotted keys reach nested fields)."""
-    data: dict = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SpecError(f"{path}: cannot read the build config: {exc}") from exc
+    data = {} if path is None else read_mapping(path, "build config", SpecError)
     for override in overrides or []:
-        key, sep, value = override.partition("=")
-        if not sep:
-            raise SpecError(f"override {override!r} is not key=value")
-        target = data
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = yaml.safe_load(value)
-    try:
-        return BuildConfig.model_validate(data)
-    except ValidationError as exc:
-        fields = "\n".join(f"  field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise SpecError(f"{path or 'build config'}: invalid\n{fields}") from exc
+        apply_override(data, override, SpecError)
+    return validate(BuildConfig, data, str(path or "build config"), "build config", SpecError)

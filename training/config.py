@@ -18,8 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from manifests.yaml_files import apply_override, read_mapping, validate
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -169,14 +170,7 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: field 'base' makes a cycle: {' -> '.join(map(str, (*seen, path)))}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the training config: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a training config must be a YAML mapping, got {type(raw).__name__}")
+    raw = read_mapping(path, "training config", ConfigError)
     base = raw.pop("base", None)
     return raw if base is None else _merge(_read(path.parent / base, (*seen, path)), raw)
 
@@ -190,54 +184,11 @@ def _locate_deepspeed(data: dict[str, Any], config_dir: Path) -> None:
     data["deepspeed"] = str(beside if beside.exists() or not (CONFIG_DIR / value).exists() else CONFIG_DIR / value)
 
 
-def _set(data: dict[str, Any], override: str) -> None:
-    key, sep, text = override.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {override!r} is not key=value")
-    target: Any = data
-    *parents, leaf = key.split(".")
-    for part in parents:
-        target = _child(target, part, override)
-    value = yaml.safe_load(text)
-    if isinstance(target, list):
-        target[_list_index(target, leaf, override)] = value
-    elif isinstance(target, dict):
-        target[leaf] = value
-    else:
-        raise ConfigError(f"override {override!r}: {'.'.join(parents)} holds a value, not fields")
-
-
-def _child(target: Any, part: str, override: str) -> Any:
-    """The mapping or list one dotted part down (a missing mapping is created)."""
-    if isinstance(target, list):
-        return target[_list_index(target, part, override)]
-    if isinstance(target, dict):
-        return target.setdefault(part, {})
-    raise ConfigError(f"override {override!r}: {part!r} is below a value, not a mapping")
-
-
-def _list_index(items: list[Any], part: str, override: str) -> int:
-    """A list element by index or, for stages, by name."""
-    if part.isdigit() and int(part) < len(items):
-        return int(part)
-    names = [item.get("name") if isinstance(item, dict) else None for item in items]
-    if part in names:
-        return names.index(part)
-    raise ConfigError(f"override {override!r}: no list element {part!r} (indices 0..{len(items) - 1}, names {names})")
-
-
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """Read, merge the `base` chain, apply `key=value` overrides, validate. Errors name file and field."""
     path = Path(path)
     data = _read(path)
     for override in overrides or []:
-        _set(data, override)
+        apply_override(data, override, ConfigError)
     _locate_deepspeed(data, path.resolve().parent)
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{path}: invalid training config ({exc.error_count()} problem(s))"]
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "<top level>"
-            lines.append(f"  field '{field}': {error['msg']}")
-        raise ConfigError("\n".join(lines)) from exc
+    return validate(TrainConfig, data, str(path), "training config", ConfigError)

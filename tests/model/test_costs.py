@@ -14,6 +14,7 @@ from model.costs import (
     training_step_flops,
     zero2_model_state_bytes,
 )
+from model.saved_tensors import saved_tensor_bytes
 
 aten = torch.ops.aten
 
@@ -73,16 +74,7 @@ def test_activation_estimate_matches_what_autograd_keeps(tiny_model, checkpointi
     if checkpointing:
         model.enable_gradient_checkpointing()
     shape = ClipShape(batch=2, num_frames=4, latent_height=16, latent_width=16)
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            kept[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with saved_tensor_bytes(model) as kept:
         run(model, shape, backward=False)
     measured = sum(kept.values()) / 4  # float32 elements
     estimate = activation_elements(ModelSizes.from_config(model.config), shape, checkpointing=checkpointing)
