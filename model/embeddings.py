@@ -83,7 +83,7 @@ class CaptionEmbedder(nn.Module):
 
     def __init__(self, caption_channels: int, hidden_size: int, num_tokens: int) -> None:
         super().__init__()
-        self.y_proj = _CaptionMLP(caption_channels, hidden_size)
+        self.y_proj = GeluMLP(caption_channels, hidden_size, hidden_size)
         self.register_buffer("y_embedding", torch.randn(num_tokens, caption_channels) / caption_channels**0.5)
 
     def forward(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
@@ -93,13 +93,14 @@ class CaptionEmbedder(nn.Module):
         return self.y_proj(tokens.to(self.y_proj.fc1.weight.dtype))
 
 
-class _CaptionMLP(nn.Module):
-    """Linear -> tanh-GELU -> Linear, named `fc1`/`fc2` like the released checkpoint."""
+class GeluMLP(nn.Module):
+    """fc1 -> tanh-GELU -> fc2, named like the released checkpoint (timm's `Mlp`): the blocks' MLP and
+    the caption projection are both this shape, with different widths."""
 
-    def __init__(self, in_features: int, hidden_size: int) -> None:
+    def __init__(self, in_features: int, inner_features: int, out_features: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_size)
-        self.fc2 = nn.Linear(hidden_size, hidden_size)
+        self.fc1 = nn.Linear(in_features, inner_features)
+        self.fc2 = nn.Linear(inner_features, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))

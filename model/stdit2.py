@@ -29,6 +29,7 @@ from torch import nn
 from model.attention import CrossAttention, SpatialAttention, TemporalAttention
 from model.embeddings import (
     CaptionEmbedder,
+    GeluMLP,
     PatchEmbed3D,
     RotaryEmbedding,
     ScalarEmbedder,
@@ -64,18 +65,6 @@ def checkpoint_call(module: nn.Module, *args: Any) -> torch.Tensor:
     return torch.utils.checkpoint.checkpoint(module.__call__, *args, use_reentrant=False)
 
 
-class BlockMLP(nn.Module):
-    """fc1 -> tanh-GELU -> fc2 (timm `Mlp` naming)."""
-
-    def __init__(self, hidden_size: int, inner_size: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(hidden_size, inner_size)
-        self.fc2 = nn.Linear(inner_size, hidden_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
-
-
 class STDiT2Block(nn.Module):
     """Spatial attention (+reference) -> temporal attention (targets) -> cross-attention -> MLP."""
 
@@ -87,7 +76,7 @@ class STDiT2Block(nn.Module):
         self.scale_shift_table_temporal = nn.Parameter(torch.randn(3, hidden_size) / hidden_size**0.5)
         self.attn = SpatialAttention(hidden_size, num_heads, qk_norm=qk_norm)
         self.cross_attn = CrossAttention(hidden_size, num_heads)
-        self.mlp = BlockMLP(hidden_size, int(hidden_size * mlp_ratio))
+        self.mlp = GeluMLP(hidden_size, int(hidden_size * mlp_ratio), hidden_size)
         self.attn_temp = TemporalAttention(
             hidden_size, num_heads, qk_norm=qk_norm, rotary_before_norm=rotary_before_norm
         )

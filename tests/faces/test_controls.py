@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import cv2
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from pipeline.controls import (
     head_pose,
     sharpness,
 )
-from pipeline.faces import POINTS, LandmarkTracker, open_landmarker
+from pipeline.faces import POINTS, LandmarkTracker
 from pipeline.sample.render import Actor, Shot, render_video
 
 SIZE = (512, 512)
@@ -81,13 +79,6 @@ def test_nan_in_nan_out() -> None:
     assert np.isnan(pose[1]).all() and np.isfinite(pose[[0, 2]]).all()
     assert np.isnan(face_box_from_landmarks(landmarks)[1]).all()
     assert head_pose(np.empty((0, POINTS, 2), np.float32), SIZE).shape == (0, 6)
-
-
-@pytest.fixture(scope="module")
-def landmarker() -> Iterator[LandmarkTracker]:
-    tracker = open_landmarker()
-    yield tracker
-    tracker.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -13,13 +11,6 @@ from pipeline.sample.render import Actor, FaceGeometry, Shot, render_still, rend
 SIZE = (512, 512)  # the build's crop size
 IRIS = (468, 473)  # iris centres: the subject's right eye (image left), then left
 NOSE_TIP = 1
-
-
-@pytest.fixture(scope="module")
-def landmarker() -> Iterator[LandmarkTracker]:
-    tracker = open_landmarker()
-    yield tracker
-    tracker.close()
 
 
 @pytest.fixture(scope="module")
