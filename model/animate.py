@@ -2,7 +2,7 @@
 
 Why it works this way:
 - The face crops come from the pipeline's own code (its detector, `image_context` for a still image,
-  `stable_crop` over the driving video's detections, `_crop_resize`), with the build's `crop_scale`, so
+  `stable_crop` over the driving video's detections, `crop_resize`), with the build's `crop_scale`, so
   the model sees at inference the framing it was trained on: a fixed square per video, no alignment.
 - The model is trained on 16-frame clips; a longer driving video is denoised in overlapping windows of
   that length. The windows are blended *at every denoising step* (each step's prediction is a weighted
@@ -30,10 +30,11 @@ from model.motion import render_landmarks
 from model.realportrait import PRESETS, RealPortrait
 from model.vae import VAE_HINT, FrameVAE
 from pipeline.config import BuildConfig
+from pipeline.crops import crop_resize, detect_shrunk
 from pipeline.decode import DecodeError, _video_reader, read_image
 from pipeline.encode import encode_h264
 from pipeline.faces import FaceDetector, LandmarkTracker, open_detector, open_landmarker, prominent
-from pipeline.process import _crop_resize, _detect, image_context
+from pipeline.process import image_context
 from pipeline.tracking import stable_crop
 
 CROP_SCALE = BuildConfig().crop_scale  # crop side / face side: the build's framing
@@ -69,7 +70,7 @@ class SamplingOptions(BaseModel):
 
 def largest_face_box(detector: FaceDetector, image: np.ndarray) -> tuple[float, float, float, float] | None:
     """The box of the largest prominent face in an RGB frame, detected as the build does, or None."""
-    faces = prominent(_detect(detector, image, DETECT_MAX_SIDE))
+    faces = prominent(detect_shrunk(detector, image, DETECT_MAX_SIDE))
     if not faces:
         return None
     return max(faces, key=lambda face: face.area).box
@@ -109,7 +110,7 @@ def driving_crop_box(frames: np.ndarray, detector: FaceDetector, every: int = DE
 
 def crop_frames(frames: np.ndarray, box: Box, size: int) -> np.ndarray:
     """(T, size, size, 3): the pipeline's crop and resize (area when shrinking, cubic when enlarging)."""
-    return _crop_resize(frames, box, size)
+    return crop_resize(frames, box, size)
 
 
 def resize_square(frames: np.ndarray, size: int) -> np.ndarray:

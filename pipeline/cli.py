@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -15,6 +16,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from manifests.schema import DATASETS_DIR, SpecError, load_registry
+from pipeline.runner import DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKER_MEMORY_GIB
 from pipeline.summary import datasets_table, problems_table, scan_table
 
 # wide tables when written to a file or CI log; the terminal's own width otherwise
@@ -49,10 +51,26 @@ def _parse_source(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number of `kind` above zero."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.build import BuildError, build
     from pipeline.config import load_config
-    from pipeline.summary import build_table
+    from pipeline.recovery import WorkerError
+    from pipeline.summary import build_table, recovery_line
 
     sources = list(args.source or [])
     if args.sample:
@@ -80,6 +98,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 cfg,
                 workers=args.workers,
                 ray_address=args.ray_address,
+                max_attempts=args.max_attempts,
+                worker_memory_gib=args.worker_memory,
                 retry_failed=args.retry_failed,
                 exclude_split=args.exclude_split,
                 allow_fingerprint_change=args.allow_fingerprint_change,
@@ -88,10 +108,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
         except BuildError as exc:
             console.print(Text("error: ", style="red") + Text(str(exc)))
             return 2
-    console.print(build_table(result.manifest))
+        except WorkerError as exc:
+            console.print(Text("error: ", style="red") + Text(str(exc)))
+            return 1
+    console.print(build_table(result.counts))
     ran = result.progress.done
     console.print(
         f"{ran} work shard(s) built, {result.skipped} already done, in {time.perf_counter() - started:.1f} s; "
+        f"{recovery_line(result.progress)}; "
         f"manifest: {Path(args.out) / 'manifest.parquet'}; report: rp-data report {args.out}"
     )
     return 0
@@ -258,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  rp-data build --source vfhq=/data/VFHQ --source celebvhq=/data/CelebV-HQ --out /data/shards \\\n"
         "      --workers 32 --exclude-split manifests/splits/paper.json\n"
         "  rp-data build --source hdtf=/data/HDTF --out /data/shards --retry-failed\n"
-        "  rp-data build --sample --out data/shards --ray-address 10.0.0.1:6379 --workers 64",
+        "  rp-data build --source vfhq=/shared/VFHQ --out /shared/shards --ray-address 10.0.0.1:6379\n"
+        "      (a cluster: every CPU of it works; sources and --out on a filesystem all nodes share)",
     )
     build.add_argument(
         "--source",
@@ -283,10 +308,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config field, e.g. --set crf=20 --set filters.max_abs_yaw=50",
     )
     build.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="Ray worker processes (default: the CPU count)"
+        "--workers",
+        type=_positive(int),
+        metavar="N",
+        help="Ray worker processes (default: with --ray-address every CPU of the cluster, "
+        f"else this machine's CPU count, {os.cpu_count() or 1} here)",
     )
     build.add_argument(
         "--ray-address", metavar="HOST:PORT", help="join an existing Ray cluster instead of starting an embedded one"
+    )
+    build.add_argument(
+        "--max-attempts",
+        type=_positive(int),
+        default=DEFAULT_MAX_ATTEMPTS,
+        metavar="N",
+        help="a work shard whose worker dies (out of memory, crash, lost node) is rebuilt on a fresh worker; "
+        "an item that was running in N dead workers is recorded failed (worker_died) and the rest of its "
+        f"shard is built (default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    build.add_argument(
+        "--worker-memory",
+        type=_positive(float),
+        default=DEFAULT_WORKER_MEMORY_GIB,
+        metavar="GiB",
+        help="memory each worker reserves with Ray, so a node runs only as many workers as it can hold "
+        f"(default {DEFAULT_WORKER_MEMORY_GIB})",
     )
     build.add_argument("--retry-failed", action="store_true", help="reprocess only the items that failed")
     build.add_argument(

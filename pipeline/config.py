@@ -1,14 +1,16 @@
 """The build configuration: every knob of `rp-data build`, validated, with a fingerprint.
 
-A build directory records the fingerprint of the config and pipeline version that made it; a rerun
-with another fingerprint would mix shards made under different rules, so it is refused unless the
-user asks for it. Per-dataset defaults come from the registry spec; the config can override them.
+A build directory records the fingerprint of the config, pipeline version and everything else that
+shapes its output bytes (pipeline/fingerprint.py); a rerun with another fingerprint would mix shards
+made under different rules, so it is refused unless the user asks for it. Per-dataset defaults come
+from the registry spec; the config can override them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +20,7 @@ from manifests.schema import PipelineDefaults, SpecError
 from manifests.yaml_files import apply_override, read_mapping, validate
 
 # bump when a change alters any output byte: it is part of the fingerprint
-PIPELINE_VERSION = "1.0.0"
+PIPELINE_VERSION = "2.0.0"  # 2: two-pass decode (crops from the YUV planes), timestamps, rotation, gated tracking
 
 
 class _Strict(BaseModel):
@@ -46,6 +48,9 @@ class BuildConfig(_Strict):
     crop_scale: float = Field(2.2, ge=1.2, description="crop side / face box side (no alignment, as the paper)")
     detect_every: int = Field(5, ge=1, description="run the detector on every k-th frame, interpolate between")
     detect_max_side: int = Field(640, ge=128, description="frames are shrunk to this for detection")
+    track_max_missed: int = Field(
+        2, ge=0, description="sampled frames in a row the tracked face may be missed and still be bridged"
+    )
     scene_threshold: float = Field(27.0, gt=0, description="PySceneDetect ContentDetector threshold")
     scene_width: int = Field(160, ge=32, description="frames are shrunk to this width for scene detection")
     crf: int = Field(18, ge=0, le=51, description="libx264 constant rate factor of the clips")
@@ -59,10 +64,13 @@ class BuildConfig(_Strict):
         default_factory=dict, description="per-dataset overrides of the registry's pipeline defaults"
     )
 
-    def fingerprint(self) -> str:
-        """Stable over runs and machines: sha256 of the canonical JSON of every setting."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    def fingerprint(self, inputs: Mapping[str, object] | None = None) -> str:
+        """sha256 of the canonical JSON of every setting and of `inputs`: what else shapes the output
+        (a build passes `pipeline.fingerprint.build_inputs`: registry defaults in effect, library
+        versions, face-model hashes). Stable over runs and over machines with the same inputs."""
+        payload = {"config": self.model_dump(mode="json"), "inputs": dict(inputs or {})}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_config(path: Path | None, overrides: list[str] | None = None) -> BuildConfig:

@@ -1,34 +1,49 @@
-"""Reading frames from every media kind the adapters yield (video files, frame folders, images).
+"""An item's frames on the output timeline, at the size each stage needs (video files, frame folders, images).
 
-The build decodes each source frame once: `open_frames` resamples an item's range to the output rate
-by choosing source frames (nearest in time), cuts the annotated region out of each frame as it is
-decoded, and hands the frames on in small batches, so memory stays bounded by what a stage keeps.
+`open_frames` reads the media's timeline (presentation times, orientation), maps the item's annotated
+range onto it, and picks the media frame nearest in time to each output frame at the target rate; it
+decodes nothing yet. Stages then ask for what they need: `small` streams every output frame of the
+annotated region shrunk for detection and scene cuts, `read` decodes chosen output frames once more and
+cuts a box at output size (the crops of kept clips), `batches` gives the region at full size (evaluation).
+Nothing full-size is held beyond one frame, so a worker's memory does not grow with resolution or length.
+
+Annotation frame numbers count frames at the rate the annotation states. When the file's own rate differs
+(a re-encode, a different download), they are converted by time and the conversion is noted on the item;
+a range that lies outside the media is refused with a reason.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pipeline.sources.probe import IMAGE_SUFFIXES
 from pipeline.sources.records import SourceItem
+from pipeline.video_file import DecodeError, IntBox, VideoFile, shrunk_size
 
-
-class DecodeError(ValueError):
-    """The media cannot be decoded (truncated, corrupt, unsupported): a permanent failure of the item."""
-
+__all__ = ["DecodeError", "FrameStream", "RangeError", "frame_files", "middle_frame", "open_frames", "read_image"]
 
 REGION_MARGIN = 1.5  # the annotated crop is widened by this so the build's own crop has context
+RATE_TOLERANCE = 0.01  # an annotation rate within 1 % of the file's is the same rate
+
+
+class RangeError(ValueError):
+    """The annotated range does not lie in the media (a permanent failure, with its reason)."""
+
+    reason = "range_outside_media"
 
 
 def read_image(path: Path) -> np.ndarray:
+    """RGB, upright: a camera's EXIF orientation is applied as a player would."""
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -36,6 +51,7 @@ def frame_files(folder: Path) -> list[Path]:
 
 
 def _video_reader(path: Path):  # type: ignore[no-untyped-def] - decord has no type hints
+    """decord, for readers that want random access to whole frames (evaluation, animation)."""
     from decord import VideoReader, cpu
 
     try:
@@ -44,110 +60,235 @@ def _video_reader(path: Path):  # type: ignore[no-untyped-def] - decord has no t
         raise DecodeError(f"cannot open the video: {str(exc).splitlines()[0][:200]}") from exc
 
 
-def middle_frame(item: SourceItem, root: Path) -> np.ndarray:
-    """The frame in the middle of the item (of its annotated range when the media is still uncut)."""
-    path = root / item.media_path
-    if item.modality == "image":
-        return read_image(path)
-    if item.modality == "frames":
-        files = frame_files(path)
-        return read_image(files[len(files) // 2])
-    reader = _video_reader(path)
-    count = len(reader)
-    index = count // 2
-    if not item.media_cut and item.start is not None and item.end is not None:
-        middle = (item.start + item.end) / 2
-        index = round(middle * reader.get_avg_fps()) if item.time_unit == "sec" else round(middle)
-    return reader[min(max(index, 0), count - 1)].asnumpy()
+class Media(Protocol):
+    """What a stream reads from: frame times, displayed size, decoded frames and their conversion."""
+
+    times: np.ndarray
+    fps: float
+
+    @property
+    def size(self) -> tuple[int, int]: ...
+
+    def decode(self, indices: Sequence[int], *, fast: bool = False) -> Iterator[tuple[int, object]]: ...
+
+    def convert(self, frame: object, box: IntBox, out_w: int, out_h: int) -> np.ndarray: ...
 
 
-def item_range(item: SourceItem, count: int, fps: float) -> tuple[int, int]:
-    """[first, last] source frame indices (inclusive) the item covers in media of `count` frames."""
+class FrameFolder:
+    """A folder of extracted frames (VFHQ's processed clips): evenly spaced at the annotation's rate."""
+
+    def __init__(self, path: Path, fps: float):
+        self.files = frame_files(path)
+        if not self.files:
+            raise DecodeError(f"{path}: the frame folder holds no images")
+        with Image.open(self.files[0]) as first:
+            self._size = first.size
+        self.fps = fps
+        self.times = np.arange(len(self.files)) / fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    def decode(self, indices: Sequence[int], *, fast: bool = False) -> Iterator[tuple[int, object]]:
+        for index in sorted(set(int(i) for i in indices)):
+            try:
+                yield index, read_image(self.files[index])
+            except OSError as exc:
+                raise DecodeError(f"{self.files[index]}: {exc}") from exc
+
+    def convert(self, frame: object, box: IntBox, out_w: int, out_h: int) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        cut = frame[y0:y1, x0:x1]  # type: ignore[index]
+        if cut.shape[1::-1] == (out_w, out_h):
+            return np.ascontiguousarray(cut)
+        method = cv2.INTER_AREA if cut.shape[1] >= out_w else cv2.INTER_CUBIC
+        return cv2.resize(cut, (out_w, out_h), interpolation=method)
+
+
+class Picture:
+    """One decoded output frame, converted on demand to the sizes stages ask for (each size once).
+
+    Pictures of the analysis pass hold the decoder's frame (4:2:0, a quarter of RGB's size) only while a
+    stage may still ask for them: the scene detector at once, the face detector every k-th frame or when
+    a shot ends.
+    """
+
+    def __init__(self, media: Media, frame: object, region: IntBox):
+        self._media, self._frame, self._region = media, frame, region
+        self._sizes: dict[tuple[int, int], np.ndarray] = {}
+
+    def at(self, width: int, height: int) -> np.ndarray:
+        if (width, height) not in self._sizes:
+            self._sizes[width, height] = self._media.convert(self._frame, self._region, width, height)
+        return self._sizes[width, height]
+
+
+def _span(item: SourceItem, media: Media) -> tuple[float, float, str | None]:
+    """[start, end) of the item in seconds on the media's timeline, and a note when rates were converted."""
+    duration = float(media.times[-1]) + 1.0 / media.fps
     if item.media_cut or item.start is None or item.end is None:
-        return 0, count - 1
+        return 0.0, duration, None
     if item.time_unit == "sec":
-        first, last = math.ceil(item.start * fps - 1e-6), math.ceil(item.end * fps - 1e-6) - 1
-    else:
-        first, last = int(item.start), int(item.end) - (0 if item.end_inclusive else 1)
-    return max(first, 0), min(last, count - 1)
+        end = float(item.end) + (1.0 / media.fps if item.end_inclusive else 0.0)
+        return float(item.start), end, None
+    stop = float(item.end) + (1 if item.end_inclusive else 0)
+    stated = float(item.fps) if item.fps else None
+    if stated is None or abs(stated - media.fps) <= RATE_TOLERANCE * media.fps:
+        # frame numbers of this very file: frame n starts at its own timestamp
+        first, last = int(item.start), min(math.ceil(stop) - 1, len(media.times) - 1)
+        if first >= len(media.times):
+            raise RangeError(f"frames {first}-{last} start past the media's {len(media.times)} frames")
+        end = float(media.times[last]) + 1.0 / media.fps
+        if last + 1 < len(media.times):
+            end = min(end, float(media.times[last + 1]))
+        return float(media.times[first]), end, None
+    note = (
+        f"annotation frames at {stated:g} fps, media at {media.fps:.2f} fps: "
+        f"frames {int(item.start)}-{math.ceil(stop) - 1} taken by time"
+    )
+    return float(item.start) / stated, stop / stated, note
 
 
-def resample(first: int, last: int, source_fps: float, target_fps: float | None) -> np.ndarray:
-    """Source frame indices, nearest in time, of an output sequence at `target_fps`."""
-    if last < first:
+def choose_frames(times: np.ndarray, start: float, end: float, target_fps: float | None) -> np.ndarray:
+    """Media frame indices, nearest in presentation time, of an output sequence over [start, end).
+
+    The frames in the span are those on screen at some moment of it (the one showing at `start`
+    included). Without a target rate every one of them is kept; with one, output frame j stands at
+    start + j / target_fps and takes the frame whose timestamp is nearest (a frame repeats when the media
+    is slower, frames are skipped when it is faster, and a variable rate is followed as it varies).
+    """
+    last_duration = float(np.median(np.diff(times))) if len(times) > 1 else np.inf
+    following = np.append(times[1:], times[-1] + last_duration)
+    inside = np.flatnonzero((times < end - 1e-6) & (following > start + 1e-6))
+    if len(inside) == 0:
         return np.zeros(0, dtype=np.int64)
-    if not target_fps or abs(target_fps - source_fps) < 1e-3:
-        return np.arange(first, last + 1, dtype=np.int64)
-    count = math.floor((last - first + 1) / source_fps * target_fps + 1e-6)
-    times = np.arange(count) / target_fps
-    return np.minimum(first + np.round(times * source_fps).astype(np.int64), last)
+    if not target_fps:
+        return inside.astype(np.int64)
+    begin = max(start, float(times[inside[0]]))
+    count = math.floor((end - begin) * target_fps + 1e-6)
+    wanted = begin + np.arange(count) / target_fps
+    right = np.clip(np.searchsorted(times, wanted), 1, max(len(times) - 1, 1))
+    left = right - 1
+    nearer_left = np.abs(wanted - times[left]) <= np.abs(times[np.minimum(right, len(times) - 1)] - wanted)
+    chosen = np.where(nearer_left, left, right)
+    return np.clip(chosen, inside[0], inside[-1]).astype(np.int64)
 
 
-def widened(region: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
+def widened(region: tuple[float, float, float, float], width: int, height: int) -> IntBox:
+    """The annotated region grown by REGION_MARGIN, inside the picture, with even edges (4:2:0 chroma)."""
     x0, y0, x1, y1 = region
     cx, cy, half_w, half_h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * REGION_MARGIN / 2, (y1 - y0) * REGION_MARGIN / 2
-    return (
-        max(0, round(cx - half_w)),
-        max(0, round(cy - half_h)),
-        min(width, round(cx + half_w)),
-        min(height, round(cy + half_h)),
-    )
+    left, top = max(0, round(cx - half_w)), max(0, round(cy - half_h))
+    right, bottom = min(width, round(cx + half_w)), min(height, round(cy + half_h))
+    return _even(left, top, right, bottom, width, height)
+
+
+def _even(x0: int, y0: int, x1: int, y1: int, width: int, height: int) -> IntBox:
+    x0, y0 = x0 - x0 % 2, y0 - y0 % 2
+    x1, y1 = min(x1 + x1 % 2, width - width % 2), min(y1 + y1 % 2, height - height % 2)
+    return x0, y0, x1, y1
 
 
 @dataclass
 class FrameStream:
-    """An item's frames at the output rate, cut to its (widened) annotated region."""
+    """An item's output frames: which media frame each one is, and the (widened) annotated region."""
 
     fps: float
-    source_fps: float
-    source_index: np.ndarray  # source frame number of every output frame
-    region: tuple[int, int, int, int]  # x0, y0, x1, y1 in media pixels
-    media_size: tuple[int, int]
-    _read: object  # callable(list[int]) -> (n, h, w, 3) uint8 full frames
+    source_fps: float  # the media's mean rate
+    source_index: np.ndarray  # media frame index of every output frame
+    source_time: np.ndarray  # its presentation time in seconds
+    region: IntBox  # x0, y0, x1, y1 in displayed media pixels
+    media_size: tuple[int, int]  # displayed (width, height)
+    note: str | None  # how the annotated range was read, when it needed converting
+    media: Media
 
     def __len__(self) -> int:
         return len(self.source_index)
 
-    def batches(self, size: int = 16) -> Iterator[np.ndarray]:
+    def small_size(self, max_side: int) -> tuple[int, int]:
+        """The region's size shrunk to fit max_side (even, never enlarged)."""
         x0, y0, x1, y1 = self.region
-        for start in range(0, len(self.source_index), size):
-            wanted = self.source_index[start : start + size]
-            unique, inverse = np.unique(wanted, return_inverse=True)
-            frames = self._read(unique.tolist())  # type: ignore[operator]
-            yield np.ascontiguousarray(frames[inverse, y0:y1, x0:x1])
+        return shrunk_size(x1 - x0, y1 - y0, max_side)
+
+    def pictures(self) -> Iterator[Picture]:
+        """Every output frame, for analysis (decoded without the deblocking filter, see VideoFile.decode)."""
+        for frame in self._decoded(range(len(self)), fast=True):
+            yield Picture(self.media, frame, self.region)
+
+    def small(self, max_side: int) -> Iterator[np.ndarray]:
+        """Every output frame of the region, shrunk to fit max_side."""
+        width, height = self.small_size(max_side)
+        for picture in self.pictures():
+            yield picture.at(width, height)
+
+    def read(self, outputs: Sequence[int], box: IntBox, size: int) -> np.ndarray:
+        """(len(outputs), size, size, 3): a square box (region pixels) of the given output frames, fully decoded."""
+        x0, y0 = self.region[:2]
+        media_box = (box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0)
+        return np.stack([self.media.convert(frame, media_box, size, size) for frame in self._decoded(outputs)])
+
+    def batches(self, size: int = 16) -> Iterator[np.ndarray]:
+        """The region at full size, `size` output frames at a time (evaluation clips are short)."""
+        x0, y0, x1, y1 = self.region
+        frames = (self.media.convert(f, self.region, x1 - x0, y1 - y0) for f in self._decoded(range(len(self))))
+        while batch := [frame for _, frame in zip(range(size), frames, strict=False)]:
+            yield np.stack(batch)
+
+    def _decoded(self, outputs: Sequence[int], *, fast: bool = False) -> Iterator[object]:
+        """Decoded frames of the given output frames (ascending), each media frame decoded once if repeated."""
+        wanted = self.source_index[np.asarray(outputs, dtype=np.int64)]
+        decoded = self.media.decode(wanted.tolist(), fast=fast)
+        current, frame = -1, None
+        for media_index in wanted:
+            while current < media_index:
+                try:
+                    current, frame = next(decoded)
+                except StopIteration as exc:
+                    raise DecodeError(f"media frame {int(media_index)} could not be decoded") from exc
+            yield frame
+
+
+def open_media(item: SourceItem, root: Path) -> Media:
+    path = root / item.media_path
+    if item.modality == "frames":
+        return FrameFolder(path, float(item.fps or 25.0))
+    return VideoFile(path)
 
 
 def open_frames(item: SourceItem, root: Path, target_fps: float | None) -> FrameStream:
-    """Opens a video file or frame folder item; decoding happens as `batches` is iterated."""
-    path = root / item.media_path
-    if item.modality == "frames":
-        files = frame_files(path)
-        if not files:
-            raise ValueError("the frame folder holds no images")
-        first = read_image(files[0])
-        height, width = first.shape[:2]
-        source_fps = float(item.fps or target_fps or 25.0)
-        count = len(files)
-
-        def read(indices: list[int]) -> np.ndarray:
-            return np.stack([read_image(files[i]) for i in indices])
-    else:
-        reader = _video_reader(path)
-        count = len(reader)
-        height, width = reader[0].shape[:2]
-        reader.seek(0)
-        source_fps = float(reader.get_avg_fps())
-
-        def read(indices: list[int]) -> np.ndarray:
-            try:
-                return reader.get_batch(indices).asnumpy()
-            except Exception as exc:  # a file that opens but breaks mid-way
-                raise DecodeError(f"decoding frames {indices[0]}-{indices[-1]} failed: {exc}") from exc
-
-    first_index, last_index = item_range(item, count, source_fps)
+    """Reads an item's timeline and orientation; decoding happens as frames are asked for."""
+    media = open_media(item, root)
+    width, height = media.size
+    start, end, note = _span(item, media)
+    chosen = choose_frames(media.times, start, end, target_fps)
+    if len(chosen) == 0 and item.start is not None and not item.media_cut:
+        raise RangeError(
+            f"the annotated range {item.start}-{item.end} ({item.time_unit}) lies outside the media "
+            f"({len(media.times)} frames, {float(media.times[-1]):.2f} s)" + (f"; {note}" if note else "")
+        )
     region = item.crop_in_media(width, height)
-    box = widened(region, width, height) if region else (0, 0, width, height)
-    fps = float(target_fps or source_fps)
+    box = widened(region, width, height) if region else _even(0, 0, width, height, width, height)
     return FrameStream(
-        fps, source_fps, resample(first_index, last_index, source_fps, target_fps), box, (width, height), read
+        fps=float(target_fps or media.fps),
+        source_fps=float(media.fps),
+        source_index=chosen,
+        source_time=media.times[chosen],
+        region=box,
+        media_size=(width, height),
+        note=note,
+        media=media,
     )
+
+
+def middle_frame(item: SourceItem, root: Path) -> np.ndarray:
+    """The upright frame in the middle of the item (of its annotated range when the media is still uncut)."""
+    if item.modality == "image":
+        return read_image(root / item.media_path)
+    stream = open_frames(item, root, None)
+    if len(stream) == 0:
+        raise RangeError("the item holds no frame")
+    width, height = stream.media_size
+    index = int(stream.source_index[len(stream) // 2])
+    frame = next(stream.media.decode([index]))[1]
+    return stream.media.convert(frame, (0, 0, width, height), width, height)

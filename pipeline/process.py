@@ -1,9 +1,19 @@
 """One source item in, its samples and manifest rows out: the per-item work of a build.
 
-Videos stream through once: each decoded batch feeds the scene-cut detector and a buffer of the
-current shot; a shot (or a max-length piece of one) is analysed when it ends: the face detector on
-every k-th frame, the main face's runs, one stable crop per run, landmarks on the 512 crops, head
-pose, filters, H.264. Every candidate clip gets a row, kept or filtered with its reason.
+Videos go through two passes so that a worker's memory is bounded by constants (the output size and
+the longest clip), never by the source's resolution or length:
+
+1. Analysis: every output frame, decoded straight to detection size, feeds the scene-cut detector;
+   the face detector runs on every k-th frame of each shot (or max-length piece of one), and when the
+   shot ends the main face's runs and one stable crop per run are fixed. Runs too short, too crowded
+   or with too small a face are filtered here. No frame outlives this step.
+2. Crops: each remaining run's frames are decoded again and cut to its crop at output size from the
+   decoder's planes; then landmarks, head pose, the blur and pose filters, and H.264.
+
+The second decode is the price of not holding full-size frames: at 1080p decoding costs ~3 ms a frame
+against ~6 MB held per frame for a whole shot (300 frames: 1.8 GB) in the single-pass design, and it
+only covers frames of runs that passed the first filters (bench/pipeline.py measures both).
+Every candidate clip gets a row, kept or filtered with its reason.
 """
 
 from __future__ import annotations
@@ -13,7 +23,8 @@ import io
 import json
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +35,8 @@ from PIL import Image
 from manifests.schema import PipelineDefaults
 from pipeline.config import BuildConfig
 from pipeline.controls import face_box_from_landmarks, head_pose, sharpness
-from pipeline.decode import open_frames, read_image
+from pipeline.crops import unscaled
+from pipeline.decode import FrameStream, Picture, open_frames, read_image
 from pipeline.encode import encode_h264
 from pipeline.faces import Face, FaceDetector, prominent
 from pipeline.faces.landmarks import LandmarkTracker
@@ -82,23 +94,6 @@ def _row(item: SourceItem, kind: str, status: str, reason: str | None = None, **
         "reason": reason,
         **values,
     }
-
-
-def _detect(detector: FaceDetector, frame: np.ndarray, max_side: int) -> list[Face]:
-    scale = min(1.0, max_side / max(frame.shape[:2]))
-    small = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    faces = detector.detect(small)
-    return [
-        Face(tuple(v / scale for v in f.box), f.score, None if f.keypoints is None else f.keypoints / scale)
-        for f in faces
-    ]
-
-
-def _crop_resize(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    side = x1 - x0
-    method = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return np.stack([cv2.resize(f[y0:y1, x0:x1], (size, size), interpolation=method) for f in frames])
 
 
 def _face_quality(crops: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[float, np.ndarray, np.ndarray]:
@@ -163,6 +158,75 @@ def _meta(item: SourceItem, key: str, kind: str, cfg: BuildConfig, fingerprint: 
     }
 
 
+@dataclass
+class PendingClip:
+    """A run that passed the detection-stage filters: its crop is cut in the second pass."""
+
+    key: str
+    start: int  # output frame index of its first frame
+    run: Run
+    box: tuple[int, int, int, int]  # even square in region pixels
+    row: dict[str, object]  # its manifest row, in candidate order, completed by the second pass
+
+
+class Segments:
+    """Detections on every k-th frame of each shot (or max-length piece of one), streamed.
+
+    Pictures arrive one at a time and are dropped after; a short ring of the latest ones lets a scene
+    cut reported a few frames late still be placed exactly (its segment's last frame and the new
+    segment's sampled frames are detected from the ring).
+    """
+
+    def __init__(self, detect: Callable[[Picture], list[Face]], every: int, max_frames: int, ring: int):
+        self.detect, self.every, self.max_frames = detect, every, max_frames
+        self.recent: deque[tuple[int, Picture]] = deque(maxlen=ring)
+        self.found: dict[int, list[Face]] = {}
+        self.start = 0
+
+    def _faces(self, index: int) -> list[Face]:
+        if index not in self.found:
+            picture = next((p for i, p in self.recent if i == index), None)
+            if picture is None:
+                raise RuntimeError(f"frame {index} left the ring before its detection was needed")
+            self.found[index] = self.detect(picture)
+        return self.found[index]
+
+    def add(self, index: int, picture: Picture, cut: int | None) -> tuple[int, dict[int, list[Face]]] | None:
+        """Feeds output frame `index`; returns (start, detections by offset) of a segment that ended before it."""
+        self.recent.append((index, picture))
+        ended = None
+        if cut is not None and cut > self.start:
+            ended = self._close(cut)
+        elif index - self.start >= self.max_frames:
+            ended = self._close(index)
+        if ended:  # the new segment's sample grid starts at its cut, possibly a few frames back
+            for sampled in range(self.start, index + 1, self.every):
+                self._faces(sampled)
+        elif (index - self.start) % self.every == 0:
+            self._faces(index)
+        return ended
+
+    def finish(self, count: int) -> tuple[int, dict[int, list[Face]]] | None:
+        return self._close(count) if count > self.start else None
+
+    def _close(self, stop: int) -> tuple[int, dict[int, list[Face]]]:
+        start = self.start
+        indices = sorted({*range(start, stop, self.every), stop - 1})
+        detections = {i - start: self._faces(i) for i in indices}
+        self.found = {i: f for i, f in self.found.items() if i >= stop}
+        self.start = stop
+        return start, detections
+
+
+def _even_square(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """The crop square with even corner and side, so 4:2:0 chroma is cut without a half-pixel shift."""
+    x0, y0, x1, _ = box
+    side = min(x1 - x0 + (x1 - x0) % 2, width - width % 2, height - height % 2)
+    x0 = min(x0 - x0 % 2, (width - side) - (width - side) % 2)
+    y0 = min(y0 - y0 % 2, (height - side) - (height - side) % 2)
+    return x0, y0, x0 + side, y0 + side
+
+
 class VideoJob:
     """Streams one video item through every stage (see the module docstring)."""
 
@@ -181,56 +245,72 @@ class VideoJob:
         self.outcome = Outcome(source_row={})
         self.clip = 0
         self.no_face_frames = 0
+        self.pending: list[PendingClip] = []
 
     def run(self) -> Outcome:
         started = time.perf_counter()
         stream = open_frames(self.item, self.root, self.defaults.target_fps)
         self.stream = stream
-        scenes = None
-        if self.defaults.scene_detection:
-            scenes = SceneCuts(
-                stream.fps, self.cfg.scene_threshold, self.cfg.scene_width, max(4, self.defaults.min_clip_frames // 2)
-            )
-        buffer: list[np.ndarray] = []
-        start = 0  # output index of buffer[0]
-        cut_at: list[int] = []
-        decode_started = time.perf_counter()
-        for batch in stream.batches():
-            self.timer.decode += time.perf_counter() - decode_started
-            self.outcome.frames_decoded += len(batch)
-            cuts = scenes.feed(batch) if scenes else []
-            buffer.extend(batch)
-            for cut in cuts:
-                if cut > start:
-                    self._segment(np.stack(buffer[: cut - start]), start, ended_by_cut=True)
-                    buffer, start = buffer[cut - start :], cut
-                cut_at.append(cut)
-            while len(buffer) >= self.defaults.max_clip_frames:
-                self._segment(np.stack(buffer[: self.defaults.max_clip_frames]), start, ended_by_cut=False)
-                buffer, start = buffer[self.defaults.max_clip_frames :], start + self.defaults.max_clip_frames
-            decode_started = time.perf_counter()
-        if buffer:
-            self._segment(np.stack(buffer), start, ended_by_cut=False)
-        if cut_at and self.cfg.filters.on_scene_cut == "drop" and self.item.start is not None:
+        self.timer.decode += time.perf_counter() - started
+        cuts_at = self._analyse(stream)
+        for clip in self.pending:
+            self._finish_clip(clip)
+        if cuts_at and self.cfg.filters.on_scene_cut == "drop" and self.item.start is not None:
             for row in self.outcome.candidate_rows:
                 row.update(status="filtered", reason="scene_cut", tar=None)
             self.outcome.samples = []
-        self._finish(time.perf_counter() - started, len(stream), cut_at)
+        self._finish(time.perf_counter() - started, len(stream), cuts_at)
         return self.outcome
 
-    def _segment(self, frames: np.ndarray, start: int, ended_by_cut: bool) -> None:
-        began = time.perf_counter()
-        k = self.cfg.detect_every
-        indices = sorted({*range(0, len(frames), k), len(frames) - 1})
-        samples = {i: _detect(self.models.detector, frames[i], self.cfg.detect_max_side) for i in indices}
-        runs = face_runs(samples, len(frames), self.cfg.filters.prominent_ratio)
-        self.no_face_frames += len(frames) - sum(len(run) for run in runs)
-        self.timer.faces += time.perf_counter() - began
-        for run in runs:
-            self._clip(frames, start, run)
+    def _analyse(self, stream: FrameStream) -> list[int]:
+        """First pass: detection-size frames through scene cuts and the detector; returns the cuts."""
+        cfg, defaults = self.cfg, self.defaults
+        x0, y0, x1, y1 = stream.region
+        small_w, small_h = stream.small_size(cfg.detect_max_side)
+        scale_x, scale_y = small_w / (x1 - x0), small_h / (y1 - y0)
 
-    def _clip(self, frames: np.ndarray, start: int, run: Run) -> None:
-        item, cfg, size = self.item, self.cfg, self.cfg.output_size
+        def detect(picture: Picture) -> list[Face]:
+            began = time.perf_counter()
+            frame = picture.at(small_w, small_h)
+            faces = [unscaled(face, scale_x, scale_y) for face in self.models.detector.detect(frame)]
+            self.timer.faces += time.perf_counter() - began
+            return faces
+
+        min_scene = max(4, defaults.min_clip_frames // 2)
+        scenes = None
+        if defaults.scene_detection:
+            scenes = SceneCuts(stream.fps, cfg.scene_threshold, cfg.scene_width, min_scene)
+            scene_size = scenes.size_for(x1 - x0, y1 - y0)
+        segments = Segments(detect, cfg.detect_every, defaults.max_clip_frames, ring=min_scene + 4)
+        pictures = stream.pictures()
+        index = 0
+        while True:
+            began = time.perf_counter()
+            picture = next(pictures, None)
+            self.timer.decode += time.perf_counter() - began
+            if picture is None:
+                break
+            self.outcome.frames_decoded += 1
+            cuts = scenes.feed(picture.at(*scene_size)[None]) if scenes else []
+            ended = segments.add(index, picture, cuts[-1] if cuts else None)
+            if ended:
+                self._segment(*ended)
+            index += 1
+        ended = segments.finish(index)
+        if ended:
+            self._segment(*ended)
+        return scenes.cuts if scenes else []
+
+    def _segment(self, start: int, samples: dict[int, list[Face]]) -> None:
+        count = max(samples) + 1
+        runs = face_runs(samples, count, self.cfg.filters.prominent_ratio, max_missed=self.cfg.track_max_missed)
+        self.no_face_frames += count - sum(len(run) for run in runs)
+        for run in runs:
+            self._candidate(start, run)
+
+    def _candidate(self, start: int, run: Run) -> None:
+        """Filters a run can fail before its crop exists; a run that passes waits for the second pass."""
+        item, cfg = self.item, self.cfg
         key = sample_key(item, self.clip)
         self.clip += 1
         sides = np.maximum(run.boxes[:, 2] - run.boxes[:, 0], run.boxes[:, 3] - run.boxes[:, 1])
@@ -243,19 +323,27 @@ class VideoJob:
             reason = "multiple_faces"
         elif face_px < self.defaults.min_face_px:
             reason = "face_too_small"
-        if reason:
-            self.outcome.candidate_rows.append(_row(item, "sample", "filtered", reason, **base))
-            return
-        region_h, region_w = frames.shape[1:3]
-        box = stable_crop(run.boxes, cfg.crop_scale, region_w, region_h)
+        row = _row(item, "sample", "filtered", reason, **base)
+        self.outcome.candidate_rows.append(row)
+        if reason is None:
+            x0, y0, x1, y1 = self.stream.region
+            box = _even_square(stable_crop(run.boxes, cfg.crop_scale, x1 - x0, y1 - y0), x1 - x0, y1 - y0)
+            self.pending.append(PendingClip(key, start, run, box, row))
+
+    def _finish_clip(self, clip: PendingClip) -> None:
+        """Second pass: the crop at output size, landmarks, pose and blur filters, H.264."""
+        item, cfg, size, run, box = self.item, self.cfg, self.cfg.output_size, clip.run, clip.box
         began = time.perf_counter()
-        crops = _crop_resize(frames[run.start : run.stop], box, size)
+        outputs = range(clip.start + run.start, clip.start + run.stop)
+        crops = self.stream.read(outputs, box, size)
+        self.timer.decode += time.perf_counter() - began
+        began = time.perf_counter()
         landmarks = self.models.landmarker.track(crops)
         blur, boxes, poses = _face_quality(crops, landmarks, size)
         self.timer.faces += time.perf_counter() - began
         lost = float(np.mean(~np.isfinite(landmarks[:, 0, 0])))
-        quality = _quality(poses, face_px, blur)
-        base |= quality
+        quality = _quality(poses, float(clip.row["face_px"]), blur)  # type: ignore[arg-type]
+        clip.row.update(quality)
         if lost > cfg.filters.max_lost_fraction:
             reason = "face_lost"
         elif blur < self.defaults.min_sharpness:
@@ -263,19 +351,16 @@ class VideoJob:
         else:
             reason = _pose_reason(poses, cfg)
         if reason:
-            self.outcome.candidate_rows.append(_row(item, "sample", "filtered", reason, **base))
+            clip.row["reason"] = reason
             return
         began = time.perf_counter()
         media = encode_h264(crops, self.stream.fps, crf=cfg.crf)
         self.timer.encode += time.perf_counter() - began
         x0, y0 = self.stream.region[:2]
-        first, last = (
-            int(self.stream.source_index[start + run.start]),
-            int(self.stream.source_index[start + run.stop - 1]),
-        )
+        first, last = outputs[0], outputs[-1]
         meta = _meta(
             item,
-            key,
+            clip.key,
             "clip",
             cfg,
             self.fingerprint,
@@ -286,17 +371,18 @@ class VideoJob:
             crop_box=[box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0],
             source_range={
                 "unit": "frame",
-                "start": first,
-                "end": last,
+                "start": int(self.stream.source_index[first]),
+                "end": int(self.stream.source_index[last]),
                 "end_inclusive": True,
                 "source_fps": self.stream.source_fps,
+                "start_sec": round(float(self.stream.source_time[first]), 6),
+                "end_sec": round(float(self.stream.source_time[last]), 6),
             },
             quality=quality,
         )
         members = _members("mp4", media, meta, landmarks, poses, boxes)
-        row = _row(item, "sample", "ok", **base)
-        self.outcome.candidate_rows.append(row)
-        self.outcome.samples.append(Sample(key, members, row))
+        clip.row.update(status="ok", reason=None)
+        self.outcome.samples.append(Sample(clip.key, members, clip.row))
 
     def _finish(self, seconds: float, frames: int, cuts: list[int]) -> None:
         kept = sum(1 for row in self.outcome.candidate_rows if row["status"] == "ok")
@@ -307,6 +393,9 @@ class VideoJob:
             status, reason = "filtered", reasons.most_common(1)[0][0]
         else:
             status, reason = "filtered", "no_face" if frames else "too_short"
+        notes = [f"{len(cuts)} scene cut(s)"] if cuts else []
+        if self.stream.note:
+            notes.append(self.stream.note)
         self.outcome.source_row = _row(
             self.item,
             "source",
@@ -317,7 +406,7 @@ class VideoJob:
             seconds_faces=self.timer.faces,
             seconds_encode=self.timer.encode,
             seconds_total=seconds,
-            message=f"{len(cuts)} scene cut(s)" if cuts else None,
+            message="; ".join(notes) or None,
         )
 
 

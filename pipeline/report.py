@@ -27,8 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.build import annotation_rows
 from pipeline.inspect_shard import read_samples
+from pipeline.manifest_merge import annotation_rows
 
 STATUSES = ("ok", "filtered", "failed")
 STATUS_COLORS = {"ok": "#4c9a2a", "filtered": "#e69f00", "failed": "#c0392b"}

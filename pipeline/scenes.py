@@ -23,12 +23,18 @@ class SceneCuts:
         self._index = 0
         self.cuts: list[int] = []
 
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """The (even) size frames of width x height are analysed at: decode straight to it."""
+        return self._width, max(2, round(height * self._width / width / 2) * 2)
+
     def feed(self, frames: np.ndarray) -> list[int]:
         """Cuts found while feeding this batch (a cut index is the first frame of the new shot)."""
         found = []
         for frame in frames:
-            height = max(2, round(frame.shape[0] * self._width / frame.shape[1]))
-            small = cv2.resize(frame, (self._width, height), interpolation=cv2.INTER_AREA)[..., ::-1]
+            if frame.shape[1] != self._width:  # callers that decode to this width already save the resize
+                height = max(2, round(frame.shape[0] * self._width / frame.shape[1]))
+                frame = cv2.resize(frame, (self._width, height), interpolation=cv2.INTER_AREA)
+            small = frame[..., ::-1]
             for cut in self._detector.process_frame(FrameTimecode(self._index, self._fps), np.ascontiguousarray(small)):
                 found.append(cut.frame_num)
             self._index += 1

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
+
+from pipeline.atomic import is_temporary, temporary, write_bytes
+
+if TYPE_CHECKING:  # webdataset imports torch (~0.5 GiB): only workers, which write tars, load it
+    import webdataset as wds
 
 MANIFEST_COLUMNS = pa.schema(
     [
@@ -59,12 +63,6 @@ def is_committed(shard_dir: Path, work: str) -> bool:
     return stats_path(shard_dir, work).exists()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 @dataclass
 class WorkShardWriter:
     """The tars, parquet and stats file of one work shard (e.g. `vfhq-00003`)."""
@@ -83,14 +81,17 @@ class WorkShardWriter:
 
     def __post_init__(self) -> None:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.shard_dir.glob(f".{self.work}-*.tmp"):
-            stale.unlink()  # a killed earlier attempt of this shard
+        for pattern in (f".{self.work}-[0-9][0-9].tar.*", f".{self.work}.parquet.*", f".{self.work}.stats.json.*"):
+            for stale in self.shard_dir.glob(pattern):
+                if is_temporary(stale):
+                    stale.unlink(missing_ok=True)  # an earlier attempt of this shard, killed mid-write
 
     def _tmp(self, name: str) -> Path:
-        # the pid keeps two writers of one shard apart (a rerun beside a worker orphaned by a kill)
-        return self.shard_dir / f".{name}.{os.getpid()}.tmp"
+        return temporary(self.shard_dir / name)
 
     def _open_part(self) -> None:
+        import webdataset as wds
+
         name = f"{self.work}-{len(self.tars):02d}.tar"
         self.tars.append(name)
         self._stream = open(self._tmp(name), "wb")  # noqa: SIM115 - closed in _close_part
@@ -103,7 +104,7 @@ class WorkShardWriter:
         self._writer.close()
         self._writer = self._stream = None
         name = self.tars[-1]
-        os.replace(self._tmp(name), self.shard_dir / name)
+        self._tmp(name).replace(self.shard_dir / name)
 
     def add(self, key: str, members: dict[str, bytes]) -> str:
         """Adds one sample; returns the tar (relative to the build directory) that holds it."""
@@ -128,9 +129,9 @@ class WorkShardWriter:
         table = pa.Table.from_pylist(rows, schema=MANIFEST_COLUMNS)
         parquet = io.BytesIO()
         pq.write_table(table, parquet)
-        _atomic_write(self.shard_dir / f"{self.work}.parquet", parquet.getvalue())
+        write_bytes(self.shard_dir / f"{self.work}.parquet", parquet.getvalue())
         stats = {"work": self.work, "tars": self.tars, "samples": self.samples, "bytes": self.bytes, **stats}
-        _atomic_write(stats_path(self.shard_dir, self.work), json.dumps(stats, indent=1, sort_keys=True).encode())
+        write_bytes(stats_path(self.shard_dir, self.work), json.dumps(stats, indent=1, sort_keys=True).encode())
 
     def abort(self) -> None:
         if self._writer is not None:

@@ -1,4 +1,4 @@
-"""Console tables: the registry, a scan's counts per dataset, and its problems."""
+"""Console tables: the registry, a scan's counts per dataset, and its problems; a build's outcome."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pandas as pd
 from rich.table import Table
 
 from manifests.schema import DatasetSpec
+from pipeline.runner import Progress
 from pipeline.sources.records import REASONS
 from pipeline.sources.scan import DatasetScan
 
@@ -86,8 +87,12 @@ def problems_table(results: Sequence[DatasetScan], limit: int) -> Table:
     return table
 
 
-def build_table(manifest: pd.DataFrame) -> Table:
-    """Per dataset: source items by status, samples kept, annotation problems, and the commonest reasons."""
+def build_table(counts: pd.DataFrame) -> Table:
+    """Per dataset: source items by status, samples kept, annotation problems, and the commonest reasons.
+
+    `counts` has the manifest's rows counted by (dataset, kind, status, reason), with their frames
+    (pipeline.manifest_merge.write_manifest): a summary of millions of rows never reads them all.
+    """
     table = Table(title="build summary")
     for column in (
         "dataset",
@@ -100,20 +105,28 @@ def build_table(manifest: pd.DataFrame) -> Table:
         "reasons (items and clips)",
     ):
         table.add_column(column, overflow="fold")
-    if manifest.empty:
+    if counts.empty:
         return table
-    for dataset, rows in manifest.groupby("dataset", sort=True):
-        sources = rows[rows.kind == "source"]
+    for dataset, rows in counts.groupby("dataset", sort=True):
+        sources = rows[rows.kind == "source"].groupby("status").rows.sum()
         samples = rows[(rows.kind == "sample") & (rows.status == "ok")]
-        reasons = rows[(rows.status != "ok") & (rows.kind != "annotation")].reason.value_counts()
+        reasons = (
+            rows[(rows.status != "ok") & (rows.kind != "annotation")]
+            .groupby("reason")
+            .rows.sum()
+            .sort_values(ascending=False, kind="stable")
+        )
         table.add_row(
             str(dataset),
-            str(int((sources.status == "ok").sum())),
-            str(int((sources.status == "filtered").sum())),
-            str(int((sources.status == "failed").sum())),
-            str(len(samples)),
-            str(int(samples.frames.fillna(0).sum())),
-            str(int((rows.kind == "annotation").sum())),
-            " ".join(f"{reason}:{count}" for reason, count in reasons.items()),
+            *(str(int(sources.get(status, 0))) for status in ("ok", "filtered", "failed")),
+            str(int(samples.rows.sum())),
+            str(int(samples.frames.sum())),
+            str(int(rows[rows.kind == "annotation"].rows.sum())),
+            " ".join(f"{reason}:{int(count)}" for reason, count in reasons.items()),
         )
     return table
+
+
+def recovery_line(progress: Progress) -> str:
+    """How many workers died during the build and how many work shards were built again for it."""
+    return f"{progress.workers_lost} worker(s) lost, {progress.retried} work shard(s) retried"

@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,15 +17,11 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-import webdataset as wds
-import yaml
+from buildkit import RAY, RP_DATA, rp_data, samples
 from PIL import Image
 
-from manifests.schema import get_spec
 from pipeline.sample import PLANTED
 
-RP_DATA = Path(sys.executable).with_name("rp-data")
-RAY = Path(sys.executable).with_name("ray")
 # what the build must say of each planted item: (manifest kind, status, reason)
 EXPECTED = {
     "missing file referenced by train_list.txt": ("source", "failed", "missing_media"),
@@ -37,50 +32,6 @@ EXPECTED = {
     "clip with no face": ("source", "filtered", "no_face"),
     "zero-byte file": ("source", "failed", "empty_file"),
 }
-
-
-@pytest.fixture(scope="session")
-def sample_config(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A build config giving every dataset the sample's pipeline defaults (small, soft faces), for builds of
-    single sample folders passed as --source."""
-    defaults = get_spec("sample").defaults.model_dump(mode="json")
-    path = tmp_path_factory.mktemp("config") / "sample_defaults.yaml"
-    path.write_text(yaml.safe_dump({"defaults": {name: defaults for name in get_spec("sample").members}}))
-    return str(path)
-
-
-def rp_data(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(RP_DATA), *args], capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def samples(out: Path) -> dict[str, dict[str, bytes]]:
-    """Every committed sample of a build, by key, read with the webdataset library."""
-    tars = [
-        out / "shards" / t
-        for s in sorted((out / "shards").glob("*.stats.json"))
-        for t in json.loads(s.read_text())["tars"]
-    ]
-    found: dict[str, dict[str, bytes]] = {}
-    for tar in tars:
-        for sample in wds.WebDataset(str(tar), shardshuffle=False):
-            key = sample.pop("__key__")
-            sample.pop("__url__", None)
-            sample.pop("__local_path__", None)
-            assert key not in found and "." not in key
-            found[key] = sample
-    return found
-
-
-@pytest.fixture(scope="session")
-def sample_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The main job on the embedded sample, as `make demo` runs it."""
-    root = tmp_path_factory.mktemp("sample_build")
-    result = rp_data(
-        "build", "--sample", "--sample-dir", str(root / "sample"), "--out", str(root / "out"), "--workers", "2"
-    )
-    return root / "out", result.stdout
 
 
 def _npy(data: bytes) -> np.ndarray:

@@ -13,7 +13,6 @@ import webdataset as wds
 
 from manifests.schema import SpecError
 from pipeline.config import BuildConfig, load_config
-from pipeline.decode import item_range, resample
 from pipeline.faces import Face
 from pipeline.shards import WorkShardWriter, is_committed
 from pipeline.sources.records import SourceItem
@@ -35,47 +34,18 @@ def _item(**values: object) -> SourceItem:
     return SourceItem(**(base | values))
 
 
-def test_item_ranges_follow_each_datasets_convention() -> None:
-    # TalkingHead-1KH: S..E inclusive frames of the chunk
-    assert item_range(_item(media_cut=False, time_unit="frame", start=50, end=85, end_inclusive=True), 300, 25) == (
-        50,
-        85,
-    )
-    # HDTF / CelebV-HQ: seconds, end exclusive: [1 s, 3 s) at 25 fps is frames 25..74
-    assert item_range(_item(media_cut=False, time_unit="sec", start=1.0, end=3.0, end_inclusive=False), 300, 25) == (
-        25,
-        74,
-    )
-    assert item_range(_item(media_cut=False, time_unit="sec", start=1.2, end=2.8), 300, 25.0) == (30, 69)
-    # already cut media: the whole file; a range past the end is clipped
-    assert item_range(_item(media_cut=True, time_unit="sec", start=1.0, end=3.0), 40, 25) == (0, 39)
-    assert item_range(_item(media_cut=False, time_unit="frame", start=10, end=99, end_inclusive=True), 40, 25) == (
-        10,
-        39,
-    )
-
-
-def test_resampling_picks_the_nearest_source_frames() -> None:
-    assert resample(0, 9, 25.0, 25.0).tolist() == list(range(10))
-    thirty = resample(0, 29, 30.0, 25.0)  # one second at 30 fps -> 25 frames, a frame dropped every 6
-    assert len(thirty) == 25 and thirty[0] == 0 and thirty[-1] <= 29
-    assert np.all(np.diff(thirty) >= 1) and np.sum(np.diff(thirty) == 2) == 5
-    assert resample(10, 33, 24.0, 25.0).tolist()[:3] == [10, 11, 12] and len(resample(10, 33, 24.0, 25.0)) == 25
-    assert len(resample(5, 4, 25.0, 25.0)) == 0
-
-
 def _face(x: float, y: float, side: float = 50.0) -> Face:
     return Face((x, y, x + side, y + side), 0.9)
 
 
 def test_runs_bridge_one_missed_detection_and_end_on_a_lost_face() -> None:
     samples = {0: [_face(10, 10)], 5: [], 10: [_face(12, 10)], 15: [], 20: [], 25: [_face(14, 10)], 29: [_face(14, 10)]}
-    runs = face_runs(samples, 30, prominent_ratio=0.25)
+    runs = face_runs(samples, 30, prominent_ratio=0.25, max_missed=1)
     assert [(r.start, r.stop) for r in runs] == [(0, 11), (25, 30)]
     assert runs[0].boxes.shape == (11, 4) and runs[0].boxes[5, 0] == pytest.approx(11.0)  # interpolated
-    # a face that jumps elsewhere is not the same track
+    # a face that jumps elsewhere is not the same track: it starts its own run where it appeared
     jump = face_runs({0: [_face(10, 10)], 5: [_face(300, 300)], 9: [_face(300, 300)]}, 10, 0.25)
-    assert [(r.start, r.stop) for r in jump] == [(0, 1), (9, 10)]
+    assert [(r.start, r.stop) for r in jump] == [(0, 1), (5, 10)]
     crowd = face_runs(
         {0: [_face(10, 10), _face(100, 10)], 5: [_face(10, 10)], 9: [_face(10, 10), _face(9, 200, 10)]}, 10, 0.25
     )

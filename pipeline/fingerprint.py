@@ -1,0 +1,143 @@
+"""Everything besides the build config that shapes a build's output bytes, gathered for its fingerprint.
+
+A resumed build must make its remaining shards under the rules of its first ones. The config alone does
+not pin those rules: the registry's per-dataset defaults (`manifests/datasets/*.yaml`) can be edited,
+an upgraded decoder or encoder changes pixels and bitstreams, and the face models decide every crop.
+So the fingerprint also covers the defaults in effect for each dataset, the versions of the libraries
+on the output path and the sha256 of the model files the workers load. Versions come from package
+metadata (no import: mediapipe alone takes a second to import) and model files are hashed once per
+build (a few MB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+
+from manifests.schema import PipelineDefaults
+from pipeline.config import BuildConfig
+
+# import name -> what it does to the output bytes
+OUTPUT_LIBRARIES = {
+    "av": "decoding, resampling and H.264 encoding (FFmpeg and x264 inside the wheel)",
+    "decord": "decoding",
+    "cv2": "resizing, crops and colour conversion",
+    "mediapipe": "face detection and the 478 landmarks",
+    "numpy": "every array in a sample",
+    "PIL": "image decoding and JPEG encoding",
+    "scenedetect": "scene cuts",
+    "webdataset": "the tar layout",
+}
+# the insightface backend runs SCRFD with onnxruntime directly (pipeline/faces/scrfd_backend.py): the
+# insightface package itself is never imported on the output path, so only its model file counts
+INSIGHTFACE_LIBRARIES = {"onnxruntime": "face detection (SCRFD)"}
+# inside the mediapipe package: the graphs and models that pipeline/faces/ runs. The detector is the
+# full-range BlazeFace (model_selection=1); FaceMesh runs the short-range detector and, with
+# refine_landmarks=True, the landmark model with attention (irises).
+MEDIAPIPE_DETECTOR_FILES = (
+    "modules/face_detection/face_detection_full_range_cpu.binarypb",
+    "modules/face_detection/face_detection_full_range_sparse.tflite",
+)
+MEDIAPIPE_LANDMARK_FILES = (
+    "modules/face_landmark/face_landmark_front_cpu.binarypb",
+    "modules/face_detection/face_detection_short_range.tflite",
+    "modules/face_landmark/face_landmark_with_attention.tflite",
+)
+
+
+class FingerprintError(RuntimeError):
+    """A file the fingerprint needs is missing (the build could not load it either)."""
+
+
+def library_versions(modules: Mapping[str, str]) -> dict[str, str]:
+    """`import name -> "distribution version"` (several distributions may provide one module, e.g. the
+    opencv-python variants; all are listed), or "absent"."""
+    providers = importlib.metadata.packages_distributions()
+    versions = {}
+    for module in sorted(modules):
+        names = sorted(set(providers.get(module, [])), key=str.lower)
+        found = [f"{name} {importlib.metadata.version(name)}" for name in names]
+        versions[module] = ", ".join(found) or "absent"
+    return versions
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _mediapipe_dir() -> Path:
+    spec = importlib.util.find_spec("mediapipe")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise FingerprintError("mediapipe is not installed: the build's face landmarks need it")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def model_files(cfg: BuildConfig) -> dict[str, Path]:
+    """The face-model files a worker loads under `cfg`, by a name stable across machines."""
+    root = _mediapipe_dir()
+    names = list(MEDIAPIPE_LANDMARK_FILES)
+    files = {}
+    if cfg.face_backend == "mediapipe":
+        names += MEDIAPIPE_DETECTOR_FILES
+    else:
+        from pipeline.faces.scrfd_backend import find_model
+
+        try:
+            detector = find_model(cfg.face_model_dir)
+        except FileNotFoundError as exc:
+            raise FingerprintError(str(exc)) from exc
+        files[f"insightface/{detector.name}"] = detector
+    for name in names:
+        path = root / name
+        if not path.is_file():
+            raise FingerprintError(f"{path}: a face-model file of the mediapipe package is missing")
+        files[f"mediapipe/{name}"] = path
+    return files
+
+
+def build_inputs(cfg: BuildConfig, defaults: Mapping[str, PipelineDefaults]) -> dict[str, object]:
+    """What `BuildConfig.fingerprint` hashes besides the config: recorded in build.json too, so a refused
+    resume can say what changed."""
+    libraries = dict(OUTPUT_LIBRARIES, **(INSIGHTFACE_LIBRARIES if cfg.face_backend == "insightface" else {}))
+    return {
+        "defaults": {name: defaults[name].model_dump(mode="json") for name in sorted(defaults)},
+        "libraries": library_versions(libraries),
+        "models": {name: sha256_file(path) for name, path in sorted(model_files(cfg).items())},
+    }
+
+
+_GROUPS = {"config": "setting", "defaults": "dataset default", "libraries": "library", "models": "model file"}
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(value, Mapping):
+        return {prefix: value}
+    flat: dict[str, object] = {}
+    for key, inner in value.items():
+        flat.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def changed_inputs(recorded: Mapping[str, object], current: Mapping[str, object]) -> list[str]:
+    """One line per entry that differs between two records of what shapes the output, e.g.
+    `dataset default vfhq.min_face_px: 128 -> 96` (groups: config, defaults, libraries, models)."""
+    lines = []
+    for group in sorted(set(recorded) | set(current)):
+        before, after = _flat(recorded.get(group) or {}), _flat(current.get(group) or {})
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                was, now = _short(before.get(key, "absent")), _short(after.get(key, "absent"))
+                lines.append(f"{_GROUPS.get(group, group)} {key}: {was} -> {now}")
+    return lines
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 100 else text[:97] + "..."

@@ -1,0 +1,383 @@
+"""The Ray side of `rp-data build`: worker actors that hold the face models and build work shards.
+
+One actor per worker loads the detector and landmarker once; work shards go to started, free actors,
+so at most one per worker is in flight. What one item does wrong becomes a manifest row, never a
+failed shard. A worker that dies (the OOM killer, a crash, a lost node) is replaced by a fresh actor
+and its work shard is built again from scratch, so the samples are those of an undisturbed build; an
+item that kills its worker `max_attempts` times is recorded as failed (`worker_died`) and the rest of
+its shard is built without it (pipeline/recovery.py says how the item is found).
+
+Each actor declares its memory to Ray, so Ray places on a node only as many workers as fit in it.
+
+Test-only hook: when the driver's environment has RP_TEST_POISON_ITEM=<item_id>, the workers get it
+too, and the worker that reaches that item exits at once (os._exit(1)), as an OOM kill would end it.
+Nothing else sets it; the fault-tolerance tests do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from manifests.schema import PipelineDefaults
+from pipeline.config import BuildConfig
+from pipeline.faces.threads import THREAD_ENV
+from pipeline.recovery import DeathLedger, WorkerError, clear_marker, death_site, mark
+from pipeline.sources.records import USABLE_MEDIA, SourceItem
+
+MEDIA_REASONS = {"missing": "missing_media", "empty": "empty_file", "unreadable": "unreadable_media"}
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_WORKER_MEMORY_GIB = 1.5  # the bound a worker's peak RSS is designed to stay under
+POISON_ENV = "RP_TEST_POISON_ITEM"
+
+
+@dataclass(frozen=True)
+class WorkShard:
+    work: str  # e.g. "vfhq-00003", or "vfhq-00003-r1" for a retry of its failed items
+    dataset: str
+    root: str
+    defaults: dict[str, object]
+    items: list[dict[str, object]]  # source manifest rows
+    attempt: int = 0  # the --retry-failed round (rows of a later round replace earlier ones)
+    # items whose worker died too often: recorded as failed with this message, not built
+    isolated: dict[str, str] = field(default_factory=dict)
+    token: str = ""  # this dispatch's id, written in the item marker (pipeline/recovery.py)
+
+
+class ShardSource(Protocol):
+    """Work shards with a known count, made as they are pulled (pipeline.plan.PendingShards, or a list)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[WorkShard]: ...
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int = 0
+    frames: int = 0
+    clips: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    workers_lost: int = 0  # actors that died (and were replaced)
+    retried: int = 0  # work shards sent again because their worker died
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, summary: dict[str, object]) -> None:
+        self.done += 1
+        self.frames += int(summary["frames"])
+        self.clips += int(summary["samples"])
+        self.failures.update(summary["failures"])
+
+    def line(self) -> str:
+        elapsed = max(time.perf_counter() - self.started, 1e-6)
+        eta = (self.total - self.done) * elapsed / self.done if self.done else float("nan")
+        failures = ", ".join(f"{k}:{v}" for k, v in sorted(self.failures.items())) or "none"
+        eta_text = "-" if eta != eta else f"{eta:.0f} s"
+        return (
+            f"work shards {self.done}/{self.total} | {self.frames / elapsed:.1f} frames/s | "
+            f"{self.clips / elapsed:.2f} samples/s | failures {failures} | "
+            f"workers lost {self.workers_lost}, shards retried {self.retried} | ETA {eta_text}"
+        )
+
+
+# -- the worker ----------------------------------------------------------------------------------------
+
+
+def _present(path: Path) -> bool:
+    try:
+        return path.is_dir() or path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _failed_row(item: SourceItem, reason: str, error_class: str, message: str) -> dict[str, object]:
+    return {
+        "item_id": item.item_id,
+        "dataset": item.dataset,
+        "kind": "source",
+        "status": "failed",
+        "reason": reason,
+        "error_class": error_class,
+        "message": message[:500],
+    }
+
+
+def error_class(exc: BaseException) -> tuple[str, str]:
+    """(reason, class): undecodable media are permanent, I/O failures may pass on a retry, the rest is a bug."""
+    from PIL import UnidentifiedImageError
+
+    from pipeline.decode import DecodeError, RangeError
+
+    if isinstance(exc, RangeError):  # the annotation names frames or times the media does not have
+        return RangeError.reason, "permanent"
+    if isinstance(exc, DecodeError | UnidentifiedImageError):
+        return "decode_error", "permanent"
+    if isinstance(exc, FileNotFoundError):
+        return "missing_media", "permanent"
+    if isinstance(exc, OSError):
+        return "io_error", "transient"
+    return "internal_error", "bug"
+
+
+def _remove_stale_parts(shard_dir: Path, work: str) -> None:
+    """Tars an earlier, dead attempt of an uncommitted shard renamed into place: this attempt may cut
+    fewer parts (an isolated item), and a part no stats file lists must not lie beside the shards."""
+    from pipeline.shards import is_committed
+
+    if is_committed(shard_dir, work):
+        return
+    for tar in shard_dir.glob(f"{work}-*.tar"):
+        if tar.name[len(work) + 1 : -len(".tar")].isdigit():
+            tar.unlink(missing_ok=True)
+
+
+def _poison(item_id: str) -> None:
+    """The test-only hook of the module docstring: a worker process that dies at one item."""
+    if os.environ.get(POISON_ENV) == item_id:
+        os._exit(1)
+
+
+class ShardWorker:
+    """One per worker process: face models load once, then work shards come one at a time."""
+
+    def __init__(self, cfg_json: str, fingerprint: str, out: str):
+        from pipeline.faces import open_detector, open_landmarker
+        from pipeline.faces.threads import limit_threads
+        from pipeline.process import Models
+
+        limit_threads()
+        self.cfg = BuildConfig.model_validate_json(cfg_json)
+        self.fingerprint = fingerprint
+        self.shard_dir = Path(out) / "shards"
+        kwargs = {"model_dir": self.cfg.face_model_dir} if self.cfg.face_backend == "insightface" else {}
+        self.models = Models(open_detector(self.cfg.face_backend, **kwargs), open_landmarker("mediapipe"))
+
+    def process(self, shard: WorkShard) -> dict[str, object]:
+        from pipeline.process import process_item
+        from pipeline.shards import WorkShardWriter
+
+        started = time.perf_counter()
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        mark(self.shard_dir, shard.work, shard.token, None)  # from here on a death is this shard's
+        _remove_stale_parts(self.shard_dir, shard.work)
+        writer = WorkShardWriter(self.shard_dir, shard.work, self.cfg.shard_max_bytes, self.cfg.shard_max_samples)
+        defaults = PipelineDefaults.model_validate(shard.defaults)
+        rows: list[dict[str, object]] = []
+        frames = 0
+        failures: Counter[str] = Counter()
+        try:
+            for raw in shard.items:
+                item = SourceItem.from_row(raw)
+                if item.item_id in shard.isolated:
+                    rows.append(_failed_row(item, "worker_died", "transient", shard.isolated[item.item_id]))
+                    failures["worker_died"] += 1
+                    continue
+                if shard.attempt and _present(Path(shard.root) / item.media_path):
+                    item = dataclasses.replace(item, media_status="present")  # downloaded since the scan
+                if item.media_status not in USABLE_MEDIA:
+                    reason = MEDIA_REASONS.get(item.media_status, "missing_media")
+                    rows.append(_failed_row(item, reason, "permanent", f"{item.media_path}: {item.media_status}"))
+                    failures[reason] += 1
+                    continue
+                mark(self.shard_dir, shard.work, shard.token, item.item_id)
+                _poison(item.item_id)
+                try:
+                    outcome = process_item(item, Path(shard.root), self.cfg, defaults, self.models, self.fingerprint)
+                except Exception as exc:  # one bad item never fails its shard: it becomes a row
+                    reason, kind = error_class(exc)
+                    rows.append(_failed_row(item, reason, kind, f"{type(exc).__name__}: {exc}"))
+                    failures[reason] += 1
+                    continue
+                frames += outcome.frames_decoded
+                for sample in outcome.samples:
+                    sample.row["tar"] = writer.add(sample.key, sample.members)
+                rows.extend([outcome.source_row, *outcome.candidate_rows])
+            mark(self.shard_dir, shard.work, shard.token, None)  # a death from here on is no item's fault
+        except BaseException:
+            writer.abort()
+            raise
+        for row in rows:
+            row.update(shard=shard.work, attempt=shard.attempt)
+        seconds = time.perf_counter() - started
+        statuses = Counter(f"{row['kind']}:{row['status']}" for row in rows)
+        writer.commit(rows, {"frames": frames, "seconds": round(seconds, 3), "status_counts": dict(statuses)})
+        clear_marker(self.shard_dir, shard.work)
+        return {
+            "work": shard.work,
+            "frames": frames,
+            "samples": writer.samples,
+            "failures": dict(failures),
+            "seconds": seconds,
+        }
+
+
+# -- the driver ----------------------------------------------------------------------------------------
+
+
+def _start_ray(workers: int, address: str | None) -> None:
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    # workers' stderr (mediapipe/TFLite chatter on every graph start) stays in Ray's session logs;
+    # what goes wrong with an item is in the manifest, and a dead worker is replaced and counted
+    env_vars = {**THREAD_ENV, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if POISON_ENV in os.environ:
+        env_vars[POISON_ENV] = os.environ[POISON_ENV]
+    common = {"runtime_env": {"env_vars": env_vars}, "logging_level": logging.WARNING, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **common)
+    else:
+        # an embedded single-node Ray: no dashboard, bound to this machine's loopback only
+        ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+
+
+def default_workers(address: str | None) -> int:
+    """Workers when none are asked for: every CPU of the cluster being joined (Ray is connected to
+    count them), or of this machine for an embedded Ray."""
+    if not address:
+        return os.cpu_count() or 1
+    import ray
+
+    _start_ray(1, address)
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _check_memory(worker_bytes: int) -> None:
+    """An embedded Ray whose node cannot hold even one worker would wait for ever: say so instead."""
+    import ray
+
+    available = ray.cluster_resources().get("memory", 0)
+    if available < worker_bytes:
+        raise WorkerError(
+            f"--worker-memory {worker_bytes / 2**30:.2f} GiB: Ray has {available / 2**30:.2f} GiB for tasks on "
+            "this machine, so no worker would ever start; lower --worker-memory"
+        )
+
+
+@dataclass
+class _Call:
+    """What an object ref in flight stands for: an actor starting (shard None) or building a shard."""
+
+    actor: Any
+    shard: WorkShard | None = None
+
+
+class Runner:
+    """The Ray side of a build: worker actors (models loaded) that take work shards as they free up, and
+    are replaced when they die."""
+
+    def __init__(
+        self,
+        cfg: BuildConfig,
+        fingerprint: str,
+        out: Path,
+        workers: int,
+        address: str | None = None,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        worker_memory_gib: float = DEFAULT_WORKER_MEMORY_GIB,
+    ):
+        import ray
+
+        if max_attempts < 1 or worker_memory_gib <= 0 or workers < 1:
+            raise ValueError(
+                f"workers ({workers}) and max_attempts ({max_attempts}) must be >= 1 and worker_memory_gib "
+                f"({worker_memory_gib}) > 0"
+            )
+        _start_ray(workers, address)
+        memory = int(worker_memory_gib * 2**30)
+        if not address:
+            _check_memory(memory)
+        self.shard_dir = Path(out) / "shards"
+        self.max_attempts = max_attempts
+        # max_restarts=0: a dead actor is replaced by the runner, which also knows what it was building
+        worker = ray.remote(num_cpus=1, memory=memory, max_restarts=0)(ShardWorker)
+        self._spawn = lambda: worker.remote(cfg.model_dump_json(), fingerprint, str(out))
+        self.actors = [self._spawn() for _ in range(workers)]
+
+    def ready(self) -> None:
+        """Waits until every actor has loaded its models (benchmarks time the work, not the start)."""
+        import ray
+
+        ray.get([actor.__ray_ready__.remote() for actor in self.actors])
+
+    def _replace(self, dead: Any) -> Any:
+        import ray
+
+        ray.kill(dead, no_restart=True)  # an actor only unreachable (not dead) must not build on
+        fresh = self._spawn()
+        self.actors[self.actors.index(dead)] = fresh
+        return fresh
+
+    def _retry(self, shard: WorkShard, exc: BaseException, ledger: DeathLedger) -> WorkShard:
+        """The shard again, after its worker died: the death is held against the item it was building
+        (its marker says which), and the items that reached max_attempts deaths are set aside."""
+        ledger.record(shard.work, death_site(self.shard_dir, shard.work, shard.token), exc)
+        isolated = ledger.isolated([str(raw["item_id"]) for raw in shard.items])
+        return dataclasses.replace(shard, isolated={**shard.isolated, **isolated})
+
+    def run(self, shards: ShardSource, on_progress: Callable[[Progress], None] | None = None) -> Progress:
+        """Builds every shard; a shard is pulled from `shards` only when a worker is free and no retry
+        waits, so the driver holds the rows of the shards in flight, never the whole plan."""
+        import ray
+        from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError, WorkerCrashedError
+
+        # how Ray reports a call whose worker process or node is gone (Ray's own memory monitor included)
+        deaths = (RayActorError, OutOfMemoryError, NodeDiedError, WorkerCrashedError)
+        progress = Progress(total=len(shards))
+        ledger = DeathLedger(self.max_attempts, len(self.actors))
+        fresh_shards = iter(shards)
+        retries: deque[WorkShard] = deque()
+        upcoming = next(fresh_shards, None)
+        calls = {actor.__ray_ready__.remote(): _Call(actor) for actor in self.actors}
+        idle: list[Any] = []
+        failed_starts = 0
+        while retries or upcoming is not None or any(call.shard for call in calls.values()):
+            while idle and (retries or upcoming is not None):
+                if retries:
+                    shard = retries.popleft()
+                else:
+                    shard, upcoming = upcoming, next(fresh_shards, None)
+                actor, shard = idle.pop(), dataclasses.replace(shard, token=uuid.uuid4().hex)  # type: ignore[arg-type]
+                calls[actor.process.remote(shard)] = _Call(actor, shard)
+            [ref], _ = ray.wait(list(calls), num_returns=1)
+            call = calls.pop(ref)
+            try:
+                summary = ray.get(ref)
+            except deaths as exc:
+                progress.workers_lost += 1
+                if call.shard is None:
+                    failed_starts += 1
+                    if getattr(exc, "actor_init_failed", False) or failed_starts >= self.max_attempts:
+                        raise WorkerError(f"build workers cannot start ({failed_starts} tried): {exc}") from exc
+                else:
+                    retries.append(self._retry(call.shard, exc, ledger))  # next, on the first free worker
+                    progress.retried += 1
+                fresh = self._replace(call.actor)
+                calls[fresh.__ray_ready__.remote()] = _Call(fresh)
+            else:
+                idle.append(call.actor)
+                if call.shard is None:
+                    failed_starts = 0
+                    continue
+                progress.add(summary)
+            if on_progress:
+                on_progress(progress)
+        return progress
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)

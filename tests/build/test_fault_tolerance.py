@@ -1,0 +1,168 @@
+"""Workers that die during `rp-data build`, on real Ray: the CLI in a subprocess, a worker process killed
+with SIGKILL as the OOM killer or a lost node would, and an item that kills every worker that reaches it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+from buildkit import RP_DATA, rp_data, samples
+
+from pipeline.recovery import (
+    MARKER_SUFFIX,
+    DeathLedger,
+    DeathSite,
+    WorkerError,
+    clear_marker,
+    death_site,
+    mark,
+    marker_path,
+)
+from pipeline.runner import POISON_ENV
+
+
+def test_only_the_marker_of_the_dispatch_that_died_says_where_it_died(tmp_path: Path) -> None:
+    work = "vfhq-00000"
+    assert death_site(tmp_path, work, "run-a") == DeathSite(started=False)
+    mark(tmp_path, work, "run-a", None)
+    assert death_site(tmp_path, work, "run-a") == DeathSite(started=True)
+    mark(tmp_path, work, "run-a", "vfhq/clip-1")
+    assert death_site(tmp_path, work, "run-a") == DeathSite(started=True, item_id="vfhq/clip-1")
+    assert death_site(tmp_path, work, "run-b") == DeathSite(started=False)  # an earlier dispatch's or run's
+    assert death_site(tmp_path, "vfhq-00001", "run-a") == DeathSite(started=False)
+    marker_path(tmp_path, work).write_text('{"work": "vfhq-00000", "tok')  # torn by hand
+    assert death_site(tmp_path, work, "run-a") == DeathSite(started=False)
+    (tmp_path / f".{work}{MARKER_SUFFIX}.123.tmp").write_text("{}")  # a killed writer's temporary
+    clear_marker(tmp_path, work)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deaths_are_held_against_the_item_the_shard_or_neither() -> None:
+    ledger = DeathLedger(max_attempts=2, workers=3)
+    death = RuntimeError("The actor died unexpectedly before finishing this task.")
+    ledger.record("mead-00000", DeathSite(True, "mead/a"), death)
+    assert ledger.isolated(["mead/a", "mead/b"]) == {}
+    ledger.record("mead-00000", DeathSite(True, "mead/a"), death)
+    isolated = ledger.isolated(["mead/a", "mead/b"])
+    assert list(isolated) == ["mead/a"] and "all 2 attempts" in isolated["mead/a"]
+    for _ in range(4):  # idle actors a lost node took down: max_attempts + workers - 1 are let pass
+        ledger.record("mead-00002", DeathSite(False), death)
+    with pytest.raises(WorkerError, match="mead-00002: its worker died 5 times before it could start it"):
+        ledger.record("mead-00002", DeathSite(False), death)
+    ledger.record("mead-00001", DeathSite(True), death)  # between items: no item to set aside
+    with pytest.raises(WorkerError, match="mead-00001: its worker died 2 times outside any item"):
+        ledger.record("mead-00001", DeathSite(True), death)
+
+
+def _at_an_item(marker: Path) -> bool:
+    try:
+        return json.loads(marker.read_text())["item_id"] is not None
+    except (OSError, ValueError):  # renamed away meanwhile
+        return False
+
+
+def _busy_worker(build: subprocess.Popen[bytes], out: Path, log: Path) -> int:
+    """The pid of one of this build's ShardWorker processes while one is building an item (a marker in the
+    shard directory names it, and Ray titles the process with the method it runs), once two work shards
+    are committed, so the death comes mid-build beside a live worker. Only descendants of the build are
+    looked at: other builds may be running on the machine."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        assert build.poll() is None, "the build ended before a worker could be killed: " + log.read_text()[-2000:]
+        shard_dir = out / "shards"
+        if len(list(shard_dir.glob("*.stats.json"))) >= 2 and any(
+            map(_at_an_item, shard_dir.glob(f".*{MARKER_SUFFIX}"))
+        ):
+            for process in psutil.Process(build.pid).children(recursive=True):
+                try:
+                    title = " ".join(process.cmdline())
+                except psutil.Error:
+                    continue
+                if title.startswith("ray::ShardWorker.process"):
+                    return process.pid
+        time.sleep(0.05)
+    pytest.fail("no ShardWorker was seen building an item")
+
+
+def _listed_tars(out: Path) -> set[str]:
+    return {tar for stats in (out / "shards").glob("*.stats.json") for tar in json.loads(stats.read_text())["tars"]}
+
+
+def _left_behind(out: Path) -> list[str]:
+    """Markers, temporaries and tar parts that no committed shard lists."""
+    shard_dir = out / "shards"
+    stray = [p.name for p in shard_dir.iterdir() if p.name.startswith(".")]
+    return stray + sorted({p.name for p in shard_dir.glob("*.tar")} - _listed_tars(out))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_the_samples_are_unchanged(
+    sample_build: tuple[Path, str], tmp_path: Path
+) -> None:
+    out, log = tmp_path / "out", tmp_path / "build.log"
+    command = [str(RP_DATA), "build", "--sample", "--sample-dir", str(tmp_path / "sample"), "--out", str(out)]
+    with log.open("w") as stream:
+        build = subprocess.Popen([*command, "--workers", "2"], stdout=stream, stderr=subprocess.STDOUT)
+        try:
+            os.kill(_busy_worker(build, out, log), signal.SIGKILL)
+            assert build.wait(timeout=900) == 0, log.read_text()[-3000:]
+        finally:
+            if build.poll() is None:
+                build.kill()
+                build.wait()
+    text = log.read_text()
+    assert "1 worker(s) lost, 1 work shard(s) retried" in text and "8 work shard(s) built" in text
+    assert "workers lost 1, shards retried 1" in text  # the progress line said so as it happened
+    undisturbed, rebuilt = samples(sample_build[0]), samples(out)
+    assert len(undisturbed) >= 45 and sorted(rebuilt) == sorted(undisturbed)
+    assert all(rebuilt[key] == undisturbed[key] for key in undisturbed)
+    assert _left_behind(out) == []
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert "worker_died" not in set(manifest.reason.dropna())  # one death is retried, not held against an item
+
+
+@pytest.mark.slow
+def test_an_item_that_kills_its_worker_is_isolated(sample_build: tuple[Path, str], tmp_path: Path) -> None:
+    reference = pd.read_parquet(sample_build[0] / "manifest.parquet")
+    sources = reference[reference.kind == "source"]
+    videos = sources[(sources.dataset == "celebvhq") & (sources.status == "ok")].item_id
+    poison = sorted(videos)[0]  # the first item of its work shard: the rest of the shard comes after it
+    out = tmp_path / "out"
+    result = rp_data(
+        "build",
+        "--sample",
+        "--sample-dir",
+        str(tmp_path / "sample"),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--max-attempts",
+        "2",
+        env=os.environ | {POISON_ENV: poison},
+    )
+    assert "2 worker(s) lost, 2 work shard(s) retried" in result.stdout
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    row = manifest[(manifest.item_id == poison) & (manifest.kind == "source")].iloc[0]
+    assert (row.status, row.reason, row.error_class) == ("failed", "worker_died", "transient")
+    assert "on all 2 attempts" in row.message and "worker process has died" in row.message
+    assert not ((manifest.item_id == poison) & (manifest.kind == "sample")).any()
+    shard = manifest[(manifest.shard == row.shard) & (manifest.kind == "source")]
+    assert (shard.status == "ok").sum() >= 2  # the rest of its work shard was built
+    # every other item: the status, reason and samples of the undisturbed build
+    columns = ["item_id", "kind", "status", "reason", "key"]
+    others = manifest[manifest.item_id != poison][columns].sort_values(columns).reset_index(drop=True)
+    expected = reference[reference.item_id != poison][columns].sort_values(columns).reset_index(drop=True)
+    pd.testing.assert_frame_equal(others, expected)
+    undisturbed, built = samples(sample_build[0]), samples(out)
+    poisoned_keys = set(reference[(reference.item_id == poison) & (reference.kind == "sample")].key)
+    assert poisoned_keys and sorted(built) == sorted(set(undisturbed) - poisoned_keys)
+    assert all(built[key] == undisturbed[key] for key in built)
+    assert _left_behind(out) == []
