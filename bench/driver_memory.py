@@ -8,7 +8,7 @@ fresh subprocess: planning (pipeline.plan.make_plan), pulling every pending work
 generator, committing each with synthetic rows through the real shard writer (one source row and one
 sample row per image, 1 % of them failed, as workers would), selecting the failed items for
 --retry-failed, and merging manifest.parquet. The subprocess reports its own peak RSS (VmHWM),
-which is what `driver_peak_rss_gib` returns. Ray is not started: its driver-side client adds a fixed
+which `report` prints. Ray is not started: its driver-side client adds a fixed
 amount, independent of the number of rows.
 """
 
@@ -158,11 +158,6 @@ def run_driver(out: Path) -> dict[str, float]:
     }
 
 
-def driver_peak_rss_gib(rows: int = ROWS) -> float:
-    """The driver's peak RSS in GiB over a `rows`-row image scan (the bench line's figure)."""
-    return measure_driver(rows)["peak_rss_gib"]
-
-
 def measure_driver(rows: int = ROWS, work: Path | None = None, keep: bool = False) -> dict[str, float]:
     """Writes the scan here, runs the driver in a fresh subprocess, returns its figures: peak_rss_gib,
     counts, and per phase its seconds and the peak so far."""
@@ -180,18 +175,11 @@ def measure_driver(rows: int = ROWS, work: Path | None = None, keep: bool = Fals
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=ROWS, help=f"scan rows (default {ROWS:,})")
-    parser.add_argument("--keep", action="store_true", help="keep the synthetic build directory")
-    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # the measured subprocess
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(run_driver(args.child)))
-        return
-    figures = measure_driver(args.rows, keep=args.keep)
+def report(rows: int = ROWS, keep: bool = False) -> None:
+    """Measures the driver on a `rows`-row scan and prints the bench line with its phases."""
+    figures = measure_driver(rows, keep=keep)
     print(
-        f"driver peak RSS on a {args.rows:,}-row image scan: {figures['peak_rss_gib']:.2f} GiB (goal <= 1 GiB); "
+        f"driver peak RSS on a {rows:,}-row image scan: {figures['peak_rss_gib']:.2f} GiB (goal <= 1 GiB); "
         f"{figures['work_shards']:,} work shards, {figures['manifest_rows']:,} manifest rows, "
         f"{figures['retried_items']:,} items selected for --retry-failed"
     )
@@ -203,6 +191,18 @@ def main() -> None:
             f"{name} {figures[f'seconds_{name}']:.1f} s, {figures[f'peak_gib_{name}']:.2f} GiB" for name in phases
         )
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=ROWS, help=f"scan rows (default {ROWS:,})")
+    parser.add_argument("--keep", action="store_true", help="keep the synthetic build directory")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # the measured subprocess
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_driver(args.child)))
+        return
+    report(args.rows, keep=args.keep)
 
 
 if __name__ == "__main__":

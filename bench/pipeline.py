@@ -298,12 +298,10 @@ def main() -> None:
         long_clip_rss("1080p", (1920, 1080), args.long_seconds, cfg, work)
         long_clip_rss("4K", (3840, 2160), args.long_4k_seconds, cfg, work)
     if not args.skip_driver:
-        from bench.driver_memory import driver_peak_rss_gib
+        from bench.driver_memory import report
 
-        rows = args.driver_rows
-        print(f"\nbuild driver on a synthetic {rows:,}-row image scan ...", flush=True)
-        figures = driver_peak_rss_gib(rows)
-        print(f"driver peak RSS, {rows:,}-row image scan: {figures['peak_rss_gib']:.2f} GiB   (goal <= 1 GiB)")
+        print(f"\nbuild driver on a synthetic {args.driver_rows:,}-row image scan ...", flush=True)
+        report(args.driver_rows)
     print(f"\n(outputs in {work})")
 
 

@@ -1,4 +1,4 @@
-"""The build's small parts on their own: ranges, resampling, tracking, crops, shard files, config."""
+"""The build's small parts on their own: tracking, crops, shard files, config."""
 
 from __future__ import annotations
 
@@ -15,23 +15,7 @@ from manifests.schema import SpecError
 from pipeline.config import BuildConfig, load_config
 from pipeline.faces import Face
 from pipeline.shards import WorkShardWriter, is_committed
-from pipeline.sources.records import SourceItem
 from pipeline.tracking import face_runs, stable_crop
-
-
-def _item(**values: object) -> SourceItem:
-    base = {
-        "dataset": "vfhq",
-        "native_id": "x",
-        "modality": "video",
-        "media_path": "x.mp4",
-        "media_status": "present",
-        "split": "train",
-        "identity": None,
-        "identity_kind": "none",
-        "license_tag": "t:t",
-    }
-    return SourceItem(**(base | values))
 
 
 def _face(x: float, y: float, side: float = 50.0) -> Face:
