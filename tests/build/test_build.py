@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-from buildkit import RAY, RP_DATA, rp_data, samples
+from buildkit import RP_DATA, local_cluster, rp_data, samples
 from PIL import Image
 
 from pipeline.sample import PLANTED
@@ -173,46 +170,9 @@ def test_a_killed_build_resumes_to_the_same_samples(sample_root: Path, tmp_path:
     assert len(list((killed / "shards").glob("*.stats.json"))) == 12
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_a_build_joins_an_existing_ray_cluster(sample_root: Path, tmp_path: Path, sample_config: str) -> None:
-    port = _free_port()
-    # Ray's unix sockets live under its temp dir, whose path must stay short (108 bytes per socket path)
-    ray_dir = Path(tempfile.mkdtemp(prefix="rp-ray-", dir="/tmp"))
-    log = open(tmp_path / "head.log", "w")  # noqa: SIM115 - closed in finally
-    head = subprocess.Popen(
-        [
-            str(RAY),
-            "start",
-            "--head",
-            f"--port={port}",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            "--node-ip-address=127.0.0.1",
-            "--disable-usage-stats",
-            f"--temp-dir={ray_dir}",
-            "--block",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        # Ray 2.60's `ray start` turns on token authentication; a throwaway local head needs none
-        env=os.environ | {"RAY_AUTH_MODE": "disabled"},
-    )
-    try:
-        address = f"127.0.0.1:{port}"
-        for _ in range(60):
-            assert head.poll() is None, (tmp_path / "head.log").read_text()[-2000:]
-            if subprocess.run([str(RAY), "status", f"--address={address}"], capture_output=True).returncode == 0:
-                break
-            time.sleep(1)
-        else:
-            pytest.fail("the test's Ray head did not come up: " + (tmp_path / "head.log").read_text()[-2000:])
+    with local_cluster(tmp_path, head_cpus=2) as cluster:
         out = tmp_path / "out"
         rp_data(
             "build",
@@ -223,20 +183,15 @@ def test_a_build_joins_an_existing_ray_cluster(sample_root: Path, tmp_path: Path
             "--workers",
             "2",
             "--ray-address",
-            address,
+            cluster.address,
             "--config",
             sample_config,
         )
         manifest = pd.read_parquet(out / "manifest.parquet")
         assert (manifest[manifest.kind == "source"].status == "ok").sum() == 3
         # the work ran in that cluster: its workers' logs are in the head's session folder
-        sessions = [p for p in ray_dir.glob("session_*") if p.is_dir() and not p.is_symlink()]
+        sessions = [p for p in cluster.temp_dir.glob("session_*") if p.is_dir() and not p.is_symlink()]
         assert len(sessions) == 1 and list(sessions[0].glob("logs/worker-*"))
-    finally:
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait(timeout=60)
-        log.close()
-        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 def test_the_evaluation_split_stays_out_of_training_shards(

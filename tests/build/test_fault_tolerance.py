@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
-from buildkit import RP_DATA, rp_data, samples
+from buildkit import RAY_NO_AUTH, RP_DATA, local_cluster, rp_data, samples
 
 from pipeline.recovery import (
     MARKER_SUFFIX,
@@ -68,11 +70,11 @@ def _at_an_item(marker: Path) -> bool:
         return False
 
 
-def _busy_worker(build: subprocess.Popen[bytes], out: Path, log: Path) -> int:
-    """The pid of one of this build's ShardWorker processes while one is building an item (a marker in the
-    shard directory names it, and Ray titles the process with the method it runs), once two work shards
-    are committed, so the death comes mid-build beside a live worker. Only descendants of the build are
-    looked at: other builds may be running on the machine."""
+def _busy_worker(build: subprocess.Popen[bytes], out: Path, log: Path, hosts: Sequence[int] = ()) -> tuple[int, int]:
+    """(pid, host) of one of this build's ShardWorker processes while one is building an item (a marker in
+    the shard directory names it, and Ray titles the process with the method it runs), once two work shards
+    are committed, so the death comes mid-build beside a live worker. Only descendants of the build (or of
+    the given node processes, whose pid is returned as host) are looked at: other builds may be running."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         assert build.poll() is None, "the build ended before a worker could be killed: " + log.read_text()[-2000:]
@@ -80,15 +82,41 @@ def _busy_worker(build: subprocess.Popen[bytes], out: Path, log: Path) -> int:
         if len(list(shard_dir.glob("*.stats.json"))) >= 2 and any(
             map(_at_an_item, shard_dir.glob(f".*{MARKER_SUFFIX}"))
         ):
-            for process in psutil.Process(build.pid).children(recursive=True):
-                try:
-                    title = " ".join(process.cmdline())
-                except psutil.Error:
-                    continue
-                if title.startswith("ray::ShardWorker.process"):
-                    return process.pid
+            for host in hosts or [build.pid]:
+                for process in psutil.Process(host).children(recursive=True):
+                    try:
+                        title = " ".join(process.cmdline())
+                    except psutil.Error:
+                        continue
+                    if title.startswith("ray::ShardWorker.process"):
+                        return process.pid, host
         time.sleep(0.05)
     pytest.fail("no ShardWorker was seen building an item")
+
+
+@contextmanager
+def _sample_build(tmp_path: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`rp-data build --sample` into tmp_path/out, running in the background (output in `log`); ended if the
+    test leaves it running."""
+    command = [
+        str(RP_DATA),
+        "build",
+        "--sample",
+        "--sample-dir",
+        str(tmp_path / "sample"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    with log.open("w") as stream:
+        build = subprocess.Popen(
+            [*command, *args], stdout=stream, stderr=subprocess.STDOUT, env=os.environ | RAY_NO_AUTH
+        )
+        try:
+            yield build
+        finally:
+            if build.poll() is None:
+                build.kill()
+                build.wait()
 
 
 def _listed_tars(out: Path) -> set[str]:
@@ -107,16 +135,9 @@ def test_a_killed_worker_is_replaced_and_the_samples_are_unchanged(
     sample_build: tuple[Path, str], tmp_path: Path
 ) -> None:
     out, log = tmp_path / "out", tmp_path / "build.log"
-    command = [str(RP_DATA), "build", "--sample", "--sample-dir", str(tmp_path / "sample"), "--out", str(out)]
-    with log.open("w") as stream:
-        build = subprocess.Popen([*command, "--workers", "2"], stdout=stream, stderr=subprocess.STDOUT)
-        try:
-            os.kill(_busy_worker(build, out, log), signal.SIGKILL)
-            assert build.wait(timeout=900) == 0, log.read_text()[-3000:]
-        finally:
-            if build.poll() is None:
-                build.kill()
-                build.wait()
+    with _sample_build(tmp_path, log, "--workers", "2") as build:
+        os.kill(_busy_worker(build, out, log)[0], signal.SIGKILL)
+        assert build.wait(timeout=900) == 0, log.read_text()[-3000:]
     text = log.read_text()
     assert "1 worker(s) lost, 1 work shard(s) retried" in text and "8 work shard(s) built" in text
     assert "workers lost 1, shards retried 1" in text  # the progress line said so as it happened
@@ -165,4 +186,23 @@ def test_an_item_that_kills_its_worker_is_isolated(sample_build: tuple[Path, str
     poisoned_keys = set(reference[(reference.item_id == poison) & (reference.kind == "sample")].key)
     assert poisoned_keys and sorted(built) == sorted(set(undisturbed) - poisoned_keys)
     assert all(built[key] == undisturbed[key] for key in built)
+    assert _left_behind(out) == []
+
+
+@pytest.mark.slow
+def test_a_lost_node_is_the_same_case(sample_build: tuple[Path, str], tmp_path: Path) -> None:
+    """Two worker nodes of one CPU each and a head without CPUs (the driver's); the node of a worker that is
+    building an item is taken down whole (raylet, object store, workers), as a lost machine would be."""
+    out, log = tmp_path / "out", tmp_path / "build.log"
+    with (
+        local_cluster(tmp_path, head_cpus=0, node_cpus=(1, 1)) as cluster,
+        _sample_build(tmp_path, log, "--ray-address", cluster.address) as build,  # --workers: the cluster's 2 CPUs
+    ):
+        _, host = _busy_worker(build, out, log, hosts=[node.pid for node in cluster.nodes])
+        os.killpg(host, signal.SIGKILL)
+        assert build.wait(timeout=900) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "1 worker(s) lost, 1 work shard(s) retried" in text and "8 work shard(s) built" in text
+    undisturbed, rebuilt = samples(sample_build[0]), samples(out)
+    assert sorted(rebuilt) == sorted(undisturbed) and all(rebuilt[key] == undisturbed[key] for key in undisturbed)
     assert _left_behind(out) == []
