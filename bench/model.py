@@ -243,6 +243,15 @@ def main() -> None:
         return
     print_cpu_table(args.steps)
     print_paper_table(args.utilisation)
+    from bench.validation_cost import validation_report
+
+    print(validation_report())  # the time validation adds to training at the paper's settings (issue 12, item 5)
+    from bench.sampling_memory import print_sampling_memory  # the parent only: it spawns its own children
+
+    print_sampling_memory()  # peak RSS of sampling, 64 vs 512 driving frames (issue 12, item 2)
+    from bench.sampling_cache import print_sampling_cache
+
+    print_sampling_cache()  # speed-up of the reference and null-condition caches, image and video mode (item 3)
 
 
 if __name__ == "__main__":

@@ -50,11 +50,11 @@ from pipeline.decode import open_frames
 from pipeline.encode import encode_h264
 from pipeline.faces import open_detector, open_landmarker
 from pipeline.faces.threads import limit_threads
-from pipeline.process import _even_square, _members
+from pipeline.process import crop_square, sample_members
 from pipeline.runner import Runner, WorkShard
 from pipeline.scenes import SceneCuts
 from pipeline.sources.records import SourceItem
-from pipeline.tracking import face_runs, stable_crop
+from pipeline.tracking import face_runs
 
 PORTRAITS = ("astronaut", "t1_a", "t1_b", "t1_e")  # the ones the detector finds on every frame
 FPS = 25
@@ -152,7 +152,7 @@ def stage_seconds(items: list[SourceItem], root: Path, cfg: BuildConfig, default
         frames_total += len(stream)
 
         run = face_runs(detections, len(stream), cfg.filters.prominent_ratio, max_missed=cfg.track_max_missed)[0]
-        box = _even_square(stable_crop(run.boxes, cfg.crop_scale, x1 - x0, y1 - y0), x1 - x0, y1 - y0)
+        box = crop_square(run.boxes, cfg.crop_scale, x1 - x0, y1 - y0)
         began = time.perf_counter()
         crops = stream.read(range(run.start, run.stop), box, cfg.output_size)
         seconds["decode+crop"] += time.perf_counter() - began
@@ -172,7 +172,7 @@ def stage_seconds(items: list[SourceItem], root: Path, cfg: BuildConfig, default
         seconds["encode"] += time.perf_counter() - began
 
         began = time.perf_counter()
-        _members("mp4", media, {"key": item.item_id}, landmarks, poses, boxes)
+        sample_members("mp4", media, {"key": item.item_id}, landmarks, poses, boxes)
         seconds["package"] += time.perf_counter() - began
     return {"seconds": seconds, "frames": frames_total}
 

@@ -21,7 +21,7 @@ class SourceCopy:
     motion_mode = "none"
     description = "the source frame repeated"
 
-    def generate(self, source: np.ndarray, driving: np.ndarray) -> np.ndarray:
+    def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
         return np.repeat(source[None], len(driving), axis=0)
 
 
@@ -50,7 +50,7 @@ class LandmarkWarp:
             out.append(current)
         return out
 
-    def generate(self, source: np.ndarray, driving: np.ndarray) -> np.ndarray:
+    def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
         height, width = source.shape[:2]
         return np.stack(
             [

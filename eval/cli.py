@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from eval.config import load_config
 from eval.methods import Method
 from manifests.schema import SpecError
+from model.precision import add_precision_arguments
 from pipeline.split import load_split
 
 console = Console(stderr=True)
@@ -117,6 +118,7 @@ def make_method(args: argparse.Namespace) -> Method:
     from eval.baselines import LandmarkWarp, SourceCopy
     from eval.methods import Ours, OutputsFolder
     from model.animate import Animator, SamplingOptions
+    from model.precision import Precision
     from pipeline.faces import open_landmarker
 
     if args.outputs is not None:
@@ -136,7 +138,8 @@ def make_method(args: argparse.Namespace) -> Method:
             motion_guidance=args.motion_guidance,
             seed=args.seed,
         )
-        return Ours(Animator.from_checkpoint(args.checkpoint, args.vae), options)
+        precision = Precision.resolve(args.device, args.dtype)
+        return Ours(Animator.from_checkpoint(args.checkpoint, args.vae, precision=precision), options)
     if args.method == "source-copy":
         return SourceCopy()
     if args.method == "landmark-warp":
@@ -229,6 +232,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--reference-guidance", type=float, default=2.0)
     r.add_argument("--motion-guidance", type=float, default=1.0)
     r.add_argument("--seed", type=int, default=0)
+    add_precision_arguments(r)  # ours: --device (default cuda when present), --dtype (default bf16 on cuda)
     r.add_argument("--outputs", type=Path, help="another method's videos (layout in the epilog)")
     r.add_argument(
         "--motion-mode",

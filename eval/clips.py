@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.animate import Box, crop_frames, driving_crop_box
+from pipeline.crops import Box, crop_resize, driving_crop_box
 from pipeline.decode import frame_files, open_frames
 from pipeline.faces import FaceDetector
 from pipeline.sources.celebvhq import official_crop
@@ -92,7 +92,7 @@ def clip_item(clip: Clip, region: tuple[float, float, float, float] | None) -> S
 def load_clip(clip: Clip, root: Path, size: int, detector: FaceDetector, max_frames: int | None = None) -> EvalClip:
     """Decode a split clip's range and cut the evaluation crop (see the module docstring).
 
-    Raises `model.animate.NoFaceError` when no sampled frame shows a face, `pipeline.decode.DecodeError`
+    Raises `pipeline.crops.NoFaceError` when no sampled frame shows a face, `pipeline.decode.DecodeError`
     or OSError when the media cannot be read.
     """
     path = Path(root) / clip.media
@@ -106,7 +106,7 @@ def load_clip(clip: Clip, root: Path, size: int, detector: FaceDetector, max_fra
     media_box = (box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0)
     return EvalClip(
         item_id=clip.item_id,
-        frames=crop_frames(frames, box, size),
+        frames=crop_resize(frames, box, size),
         fps=stream.fps,
         crop_box=media_box,
         first_frame=int(stream.source_index[0]),

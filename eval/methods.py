@@ -14,7 +14,7 @@ import numpy as np
 
 from eval.tasks import Task
 from model.animate import Animator, SamplingOptions, resize_square
-from pipeline.decode import _video_reader
+from pipeline.decode import video_reader
 
 REASONS = {
     "missing_output": "the outputs folder has no video for this task",
@@ -37,7 +37,9 @@ class Method(Protocol):
     motion_mode: str  # absolute | relative | none | unknown: APD against the driver assumes absolute
     description: str
 
-    def generate(self, source: np.ndarray, driving: np.ndarray) -> np.ndarray: ...
+    def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
+        """`fps`: the driving clip's frame rate, for methods conditioned on it (frame-wise ones ignore it)."""
+        ...
 
 
 class Ours:
@@ -47,10 +49,14 @@ class Ours:
 
     def __init__(self, animator: Animator, options: SamplingOptions, name: str = "ours"):
         self.animator, self.options, self.name = animator, options, name
-        self.description = f"RealPortrait checkpoint, {options.num_steps} DDIM steps, native {animator.size}px"
+        self.description = (
+            f"RealPortrait checkpoint, {options.num_steps} DDIM steps, native {animator.size}px, {animator.precision}"
+        )
 
-    def generate(self, source: np.ndarray, driving: np.ndarray) -> np.ndarray:
-        return resize_square(self.animator.generate(source, driving, self.options), source.shape[0])
+    def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
+        """`fps` is the driving clip's frame rate, the model's fps condition (None: the model's default)."""
+        generated = self.animator.generate(source, driving, self.options, fps=fps)
+        return resize_square(generated, source.shape[0])
 
 
 class OutputsFolder:
@@ -73,7 +79,7 @@ class OutputsFolder:
         if not path.is_file():
             raise TaskFailed("missing_output", f"{path} does not exist")
         try:
-            reader = _video_reader(path)
+            reader = video_reader(path)
             frames = reader.get_batch(list(range(len(reader)))).asnumpy()
         except Exception as exc:  # DecodeError, or decord's own error types with FFmpeg's words
             raise TaskFailed("unreadable_output", f"{path}: {exc}") from exc

@@ -278,7 +278,7 @@ def score_task(
         generated = method.read(task, config.size, len(driving))
     else:
         try:
-            generated = method.generate(source, driving)
+            generated = method.generate(source, driving, fps=clips[task.driving].fps)
         except Exception as exc:  # a method's own failure is this task's, not the run's
             raise TaskFailed("generation_failed", f"{type(exc).__name__}: {exc}") from exc
         if generated.shape != driving.shape:

@@ -12,12 +12,19 @@ Why it works this way:
   do this: two independently sampled windows differ in their details, and a fade shows the switch.
 - Guidance is the model's own composition (`RealPortrait.sample`): eps = eps(none) + r (eps(ref) -
   eps(none)) + m (eps(ref, motion) - eps(ref)); scales of 1 skip the passes they do not need.
+- Memory does not grow with the driving video's length beyond its frames and latents: the motion
+  encoder reads one window at a time (its first activations are ~16 MB per 512 px frame, so a whole
+  300-frame video at once would need ~20 GB), re-encoded at every step rather than kept (about 1 % of a
+  step's cost at paper size), and the VAE decodes a few frames at a time straight into the uint8 result.
+- The driving video's frame rate is the fps condition, as training conditions each clip on its own
+  frame rate; the model, VAE and motion encoder run together on one device under one autocast
+  (`model.precision`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -27,27 +34,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from model.diffusion import ddim_sample
 from model.motion import render_landmarks
-from model.realportrait import PRESETS, RealPortrait
+from model.precision import Precision, running_on
+from model.realportrait import PRESETS, RealPortrait, SamplingCache
 from model.vae import VAE_HINT, FrameVAE
-from pipeline.config import BuildConfig
-from pipeline.crops import crop_resize, detect_shrunk
-from pipeline.decode import DecodeError, _video_reader, read_image
+from pipeline.crops import BUILD, Box, NoFaceError, crop_resize, read_driving
+from pipeline.decode import read_image
 from pipeline.encode import encode_h264
 from pipeline.faces import FaceDetector, LandmarkTracker, open_detector, open_landmarker, prominent
 from pipeline.process import image_context
-from pipeline.tracking import stable_crop
 
-CROP_SCALE = BuildConfig().crop_scale  # crop side / face side: the build's framing
-DETECT_EVERY = BuildConfig().detect_every  # the detector runs on every k-th driving frame, as in the build
-DETECT_MAX_SIDE = BuildConfig().detect_max_side
+CROP_SCALE = BUILD.crop_scale  # crop side / face side: the build's framing
 WINDOW = PRESETS["paper"].num_frames  # the clip length the model is trained on (L = 16)
 SMALL_IMAGE = 256  # stills smaller than this are enlarged 2x for the detector, as the build does
 
-Box = tuple[int, int, int, int]
-
-
-class NoFaceError(ValueError):
-    """No face was found where one is needed (the source image, or every sampled driving frame)."""
+MotionWindow = Callable[[int, int], torch.Tensor]  # (start, stop) -> motion features [1, C, stop - start, h, w]
 
 
 class SamplingOptions(BaseModel):
@@ -65,15 +65,7 @@ class SamplingOptions(BaseModel):
     overlap: int = Field(4, ge=0, description="frames shared by neighbouring windows, blended at every step")
 
 
-# -- face crops (the pipeline's code) --------------------------------------------------------------
-
-
-def largest_face_box(detector: FaceDetector, image: np.ndarray) -> tuple[float, float, float, float] | None:
-    """The box of the largest prominent face in an RGB frame, detected as the build does, or None."""
-    faces = prominent(detect_shrunk(detector, image, DETECT_MAX_SIDE))
-    if not faces:
-        return None
-    return max(faces, key=lambda face: face.area).box
+# -- face crops (the pipeline's code; the driving video's in `pipeline.crops.read_driving`) ---------
 
 
 def source_crop_box(image: np.ndarray, detector: FaceDetector) -> Box:
@@ -94,28 +86,11 @@ def source_crop_box(image: np.ndarray, detector: FaceDetector) -> Box:
     return x0, y0, x0 + side, y0 + side
 
 
-def driving_crop_box(frames: np.ndarray, detector: FaceDetector, every: int = DETECT_EVERY) -> tuple[Box, int]:
-    """(one fixed square for the whole video, sampled frames that showed no face), as the build crops a clip.
-
-    The detector runs on every `every`-th frame and the last; `stable_crop` fits one square holding every
-    detected box. Raises NoFaceError when no sampled frame shows a face.
-    """
-    indices = sorted({*range(0, len(frames), every), len(frames) - 1})
-    boxes = [box for box in (largest_face_box(detector, frames[i]) for i in indices) if box is not None]
-    if not boxes:
-        raise NoFaceError(f"no face was found in any of the {len(indices)} sampled driving frames")
-    height, width = frames.shape[1:3]
-    return stable_crop(np.array(boxes), CROP_SCALE, width, height), len(indices) - len(boxes)
-
-
-def crop_frames(frames: np.ndarray, box: Box, size: int) -> np.ndarray:
-    """(T, size, size, 3): the pipeline's crop and resize (area when shrinking, cubic when enlarging)."""
-    return crop_resize(frames, box, size)
-
-
 def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
-    """Square frames (T, S, S, 3) to (T, size, size, 3) with the same rule as the crops."""
-    return crop_frames(frames, (0, 0, frames.shape[2], frames.shape[1]), size)
+    """Square frames (T, S, S, 3) to (T, size, size, 3) with the same rule as the crops (no copy at `size`)."""
+    if frames.shape[1:3] == (size, size):
+        return frames
+    return crop_resize(frames, (0, 0, frames.shape[2], frames.shape[1]), size)
 
 
 # -- windows ---------------------------------------------------------------------------------------
@@ -155,6 +130,8 @@ def guided_prediction(
     reference: torch.Tensor,
     motion: torch.Tensor,
     options: SamplingOptions,
+    fps: torch.Tensor,
+    cache: SamplingCache | None = None,
 ) -> torch.Tensor:
     """The model's guided prediction for one window (`RealPortrait.guided_prediction` with these options)."""
     return model.guided_prediction(
@@ -165,37 +142,48 @@ def guided_prediction(
         reference_guidance=options.reference_guidance,
         motion_guidance=options.motion_guidance,
         controlnet_scale=options.controlnet_scale,
+        fps=fps,
+        cache=cache,
     )
 
 
 def sample_windows(
     model: RealPortrait,
     reference: torch.Tensor,
-    motion: torch.Tensor,
+    motion: MotionWindow,
+    length: int,
     options: SamplingOptions,
     on_window: Callable[[int, int], None] | None = None,
+    fps: float | None = None,
 ) -> torch.Tensor:
-    """Latents [1, 4, T, h, w] for motion features [1, C, T, h, w] of any length T (see the module docstring).
+    """Latents [1, 4, T, h, w] for a driving video of any length T (see the module docstring).
 
-    `on_window(done, total)` is called after every window evaluation (for progress bars).
+    `motion(start, stop)` gives the motion features of frames [start, stop); it is asked once per window
+    and step, so only one window's features exist at a time. `fps` is the driving video's frame rate
+    (None: the model's default). `on_window(done, total)` is called after every window evaluation.
     """
-    length = motion.shape[2]
+    device = reference.device
     starts = window_starts(length, options.window, options.overlap)
     size = min(options.window, length)
-    weights = [window_weights(start, size, length, options.overlap).to(motion.device) for start in starts]
-    total = torch.zeros(length, device=motion.device)
+    weights = [window_weights(start, size, length, options.overlap).to(device) for start in starts]
+    total = torch.zeros(length, device=device)
     for start, weight in zip(starts, weights, strict=True):
         total[start : start + size] += weight
-    generator = torch.Generator(device=motion.device).manual_seed(options.seed)
+    generator = torch.Generator(device=device).manual_seed(options.seed)
     shape = (1, model.config.latent_channels, length, *reference.shape[-2:])
-    noise = torch.randn(shape, device=motion.device, generator=generator)
+    noise = torch.randn(shape, device=device, generator=generator)
+    fps_condition = model.fps_condition(fps, size, 1, device)
+    cache = model.sampling_cache(reference)  # the reference and the null condition, once for all steps and windows
     calls = [0, options.num_steps * len(starts)]
 
     def denoise(x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         blended = torch.zeros_like(x)
         for start, weight in zip(starts, weights, strict=True):
             part = slice(start, start + size)
-            prediction = guided_prediction(model, x[:, :, part], timesteps, reference, motion[:, :, part], options)
+            features = motion(start, start + size)
+            prediction = guided_prediction(
+                model, x[:, :, part], timesteps, reference, features, options, fps_condition, cache
+            )
             blended[:, :, part] += prediction * weight.view(1, 1, -1, 1, 1)
             calls[0] += 1
             if on_window is not None:
@@ -238,57 +226,92 @@ def resolve_vae(checkpoint: Path, vae: Path | None) -> Path:
 
 @dataclass
 class Animator:
-    """A loaded checkpoint and VAE; `generate` turns face crops into a clip at the model's resolution."""
+    """A loaded checkpoint and VAE on one device; `generate` turns face crops into a clip at the model's size."""
 
     model: RealPortrait
     vae: FrameVAE
     landmarker: LandmarkTracker | None = None  # only for checkpoints whose motion input is landmarks
+    precision: Precision = field(default_factory=Precision.resolve)  # CUDA bf16 when present, else CPU fp32
+
+    def __post_init__(self) -> None:
+        """The model (motion encoder included) and the VAE move together, so no tensor crosses devices."""
+        self.model.to(self.precision.device).eval()
+        self.vae.to(self.precision.device)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, vae: str | Path | None = None, *, chunk_size: int = 4) -> Animator:
-        """Load `RealPortrait.save_pretrained` output (config.json + safetensors) and the SD1.5 VAE."""
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path,
+        vae: str | Path | None = None,
+        *,
+        chunk_size: int = 4,
+        precision: Precision | None = None,
+    ) -> Animator:
+        """Load `RealPortrait.save_pretrained` output (config.json + safetensors) and the SD1.5 VAE.
+
+        `precision` defaults to `Precision.resolve()`: CUDA in bf16 when present, else the CPU in fp32.
+        """
         checkpoint = Path(checkpoint)
         if not (checkpoint / "config.json").is_file():
             raise FileNotFoundError(
                 f"{checkpoint}: not a RealPortrait checkpoint (expected config.json and "
                 "diffusion_pytorch_model.safetensors written by RealPortrait.save_pretrained)"
             )
-        model = RealPortrait.from_pretrained(checkpoint, low_cpu_mem_usage=False).eval()
+        model = RealPortrait.from_pretrained(checkpoint, low_cpu_mem_usage=False)
         frame_vae = FrameVAE.from_path(resolve_vae(checkpoint, Path(vae) if vae else None), chunk_size=chunk_size)
         landmarker = open_landmarker() if model.config.motion_input == "landmarks" else None
-        return cls(model, frame_vae, landmarker)
+        return cls(model, frame_vae, landmarker, precision or Precision.resolve())
 
     @property
     def size(self) -> int:
         """The model's native square resolution: `input_sq_size` (512 for the paper, 128 for tiny)."""
         return int(self.model.config.input_sq_size)
 
-    def motion_input(self, driving: np.ndarray) -> torch.Tensor:
-        """What the motion encoder reads: the driving crops, or their pipeline landmarks rendered."""
-        if self.landmarker is None:
-            return to_tensor(driving)
-        points = torch.from_numpy(np.nan_to_num(self.landmarker.track(driving), nan=-1.0))
-        return render_landmarks(points[None], (self.size, self.size))
+    def motion_windows(self, driving: np.ndarray) -> MotionWindow:
+        """`(start, stop) -> motion features` of square driving crops (T, S, S, 3) uint8, encoded on request.
 
-    @torch.no_grad()
+        Only the asked frames are resized and encoded, so the motion encoder's activations are those of
+        one window whatever T. Landmark checkpoints track the whole video once (the tracker smooths over
+        time) and render each window's heatmaps at the model's size.
+        """
+        device = self.precision.device
+        if self.landmarker is None:
+            return lambda start, stop: self.model.encode_motion(
+                to_tensor(resize_square(driving[start:stop], self.size)).to(device)
+            )
+        scale = self.size / driving.shape[1]
+        points = torch.from_numpy(np.nan_to_num(self.landmarker.track(driving), nan=-1.0)).float()
+        points = torch.where(points >= 0, points * scale, points)
+        return lambda start, stop: self.model.encode_motion(
+            render_landmarks(points[None, start:stop], (self.size, self.size)).to(device)
+        )
+
     def generate(
         self,
         source: np.ndarray,
         driving: np.ndarray,
         options: SamplingOptions | None = None,
         on_window: Callable[[int, int], None] | None = None,
+        fps: float | None = None,
     ) -> np.ndarray:
         """(T, N, N, 3) uint8 from a source face crop (S, S, 3) and driving crops (T, S', S', 3), N = `size`.
 
-        The crops are square (any side); they are resized to the model's resolution first.
+        The crops are square (any side); they are resized to the model's resolution. `fps` is the driving
+        video's frame rate, the model's fps condition (None: the model's default for clips).
         """
         options = options or SamplingOptions()
-        source = resize_square(source[None], self.size)
-        driving = resize_square(driving, self.size)
-        reference = self.vae.encode(to_tensor(source), sample=False)[:, :, 0]
-        motion = self.model.encode_motion(self.motion_input(driving))
-        latents = sample_windows(self.model, reference, motion, options, on_window)
-        return to_uint8(self.vae.decode(latents))
+        device = self.precision.device
+        with running_on(self.precision):
+            source_tensor = to_tensor(resize_square(source[None], self.size)).to(device)
+            reference = self.vae.encode(source_tensor, sample=False)[:, :, 0]
+            motion = self.motion_windows(driving)
+            latents = sample_windows(self.model, reference, motion, len(driving), options, on_window, fps)
+            result = np.empty((len(driving), self.size, self.size, 3), np.uint8)
+            done = 0
+            for frames in self.vae.decode_chunks(latents):
+                result[done : done + frames.shape[2]] = to_uint8(frames)
+                done += frames.shape[2]
+        return result
 
 
 def side_by_side(source: np.ndarray, driving: np.ndarray, result: np.ndarray) -> np.ndarray:
@@ -299,19 +322,6 @@ def side_by_side(source: np.ndarray, driving: np.ndarray, result: np.ndarray) ->
 
 
 # -- files -----------------------------------------------------------------------------------------
-
-
-def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """((T, H, W, 3) uint8 RGB, fps) of a video file, decoded with the pipeline's decoder."""
-    reader = _video_reader(Path(path))
-    count = len(reader) if max_frames is None else min(len(reader), max_frames)
-    if count == 0:
-        raise DecodeError(f"{path}: the video holds no frames")
-    try:
-        frames = reader.get_batch(list(range(count))).asnumpy()
-    except Exception as exc:  # decord raises its own error types with FFmpeg's words
-        raise DecodeError(f"{path}: decoding failed: {str(exc).splitlines()[0][:200]}") from exc
-    return frames, float(reader.get_avg_fps())
 
 
 @dataclass(frozen=True)
@@ -338,16 +348,17 @@ def animate_files(
 ) -> AnimateResult:
     """Crop the source face and the driving faces, generate, and write an H.264 mp4 of the driving's length."""
     image = read_image(Path(source))
-    frames, fps = read_video(driving, max_frames)
     detector = detector or open_detector()
     source_box = source_crop_box(image, detector)
-    driving_box, missed = driving_crop_box(frames, detector)
-    source_face = crop_frames(image[None], source_box, animator.size)[0]
-    driving_faces = crop_frames(frames, driving_box, animator.size)
-    result = animator.generate(source_face, driving_faces, options, on_window)
+    driving_faces = read_driving(Path(driving), detector, animator.size, max_frames)
+    fps = driving_faces.fps
+    source_face = crop_resize(image[None], source_box, animator.size)[0]
+    result = animator.generate(source_face, driving_faces.frames, options, on_window, fps)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_bytes(encode_h264(result, fps))
     if side_by_side_out is not None:
         Path(side_by_side_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(side_by_side_out).write_bytes(encode_h264(side_by_side(source_face, driving_faces, result), fps))
-    return AnimateResult(len(result), fps, animator.size, source_box, driving_box, missed)
+        sbs = side_by_side(source_face, driving_faces.frames, result)
+        Path(side_by_side_out).write_bytes(encode_h264(sbs, fps))
+    box, missed = driving_faces.box, driving_faces.sampled_without_face
+    return AnimateResult(len(result), fps, animator.size, source_box, box, missed)

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from model.animate import WINDOW, Animator, NoFaceError, SamplingOptions, animate_files
+from model.precision import Precision, add_precision_arguments
 from pipeline.decode import DecodeError
 
 EXAMPLE = """example:
@@ -17,7 +18,8 @@ EXAMPLE = """example:
 
 The checkpoint folder holds config.json + diffusion_pytorch_model.safetensors (RealPortrait.save_pretrained);
 the SD1.5 VAE is read from <checkpoint>/vae unless --vae names it. The output has the driving video's length
-and frame rate; videos longer than one window are denoised in overlapping windows blended at every step."""
+and frame rate; videos longer than one window are denoised in overlapping windows blended at every step.
+On a GPU it runs in bf16 by default (--device cuda --dtype bf16); on the CPU in fp32 (--dtype bf16 also works)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=WINDOW, help="frames per denoising window (default 16)")
     p.add_argument("--overlap", type=int, default=defaults.overlap, help="frames shared by neighbouring windows")
     p.add_argument("--max-frames", type=int, help="use only the driving video's first N frames")
+    add_precision_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -60,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             window=args.window,
             overlap=args.overlap,
         )
-        animator = Animator.from_checkpoint(args.checkpoint, args.vae)
+        animator = Animator.from_checkpoint(
+            args.checkpoint, args.vae, precision=Precision.resolve(args.device, args.dtype)
+        )
         with Progress(
             TextColumn("[bold]animating"),
             BarColumn(),
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, NoFaceError, DecodeError, ValueError) as exc:
         print(f"rp-animate: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: {result.frames} frames at {result.fps:g} fps, {result.size}x{result.size}")
+    size = f"{result.size}x{result.size}"
+    print(f"wrote {args.out}: {result.frames} frames at {result.fps:g} fps, {size}, sampled on {animator.precision}")
     if args.side_by_side:
         print(f"wrote {args.side_by_side}: source | driving | result")
     return 0

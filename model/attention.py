@@ -12,6 +12,9 @@ from torch import nn
 
 from model.embeddings import apply_rotary
 
+KeysValues = tuple[torch.Tensor, torch.Tensor]
+"""The keys and values of one attention layer, each [batch (or 1), heads, tokens, head_dim]."""
+
 
 class RMSNorm(nn.Module):
     """RMS normalisation over the head dimension (qk-norm), computed in float32 for bf16 safety."""
@@ -78,45 +81,54 @@ class TemporalAttention(SelfAttention):
 class SpatialAttention(SelfAttention):
     """Spatial self-attention in which target frames also attend to a reference frame's tokens.
 
-    Frame 0 of the input is the reference: its queries attend to its own tokens only, so the
-    reference is encoded like a clean image and never sees the targets. Every target frame's
-    queries attend to [its own tokens; the reference tokens], so appearance flows reference ->
-    targets through this layer and nowhere else. `reference_keep` (bool [B]) masks the reference
-    keys per sample, which makes a target's computation exactly that of a model without reference:
-    the training-time dropout for classifier-free guidance.
+    The reference frame's queries attend to its own tokens only (`encode_reference`), so the reference
+    is encoded like a clean image and never sees the targets. Every target frame's queries attend to
+    [its own tokens; the reference tokens] (`forward` given the reference's keys and values), so
+    appearance flows reference -> targets through this layer and nowhere else. `reference_keep` (bool
+    [B]) masks the reference keys per sample, which makes a target's computation exactly that of a
+    model without reference: the training-time dropout for classifier-free guidance.
+
+    The targets take the reference as keys and values rather than as tokens, so that sampling can
+    compute them once and reuse them at every step (`model.stdit2.ReferenceCache`).
     """
 
+    def encode_reference(self, x: torch.Tensor) -> tuple[torch.Tensor, KeysValues]:
+        """Reference frame [B, 1, S, C] -> (its attention over its own tokens [B, 1, S, C], its keys and
+        values [B, heads, S, head_dim], which the target frames attend to)."""
+        q, k, v = (part[:, 0] for part in self.project(x))
+        return self.merge(F.scaled_dot_product_attention(q, k, v))[:, None], (k, v)
+
     def forward(
-        self, x: torch.Tensor, *, has_reference: bool, reference_keep: torch.Tensor | None = None
+        self, x: torch.Tensor, reference: KeysValues | None = None, reference_keep: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """x: [B, F, S, C] (frame 0 the reference if `has_reference`) -> [B, F, S, C]."""
+        """x: [B, L, S, C] target frames -> [B, L, S, C]; each frame attends to its own tokens and, given
+        the `reference` keys and values ([B, heads, S_ref, head_dim] each), to the reference's tokens."""
         batch, frames, tokens, _ = x.shape
-        q, k, v = self.project(x)  # [B, F, H, S, d]
-        if not has_reference:
-            out = F.scaled_dot_product_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1))
-            return self.merge(out.unflatten(0, (batch, frames)))
-        targets = frames - 1
-        reference_out = F.scaled_dot_product_attention(q[:, 0], k[:, 0], v[:, 0])
-        keys = torch.cat([k[:, 1:], k[:, :1].expand(-1, targets, -1, -1, -1)], dim=-2)
-        values = torch.cat([v[:, 1:], v[:, :1].expand(-1, targets, -1, -1, -1)], dim=-2)
+        q, k, v = (part.flatten(0, 1) for part in self.project(x))  # [B * L, H, S, d]
+        if reference is None:
+            return self.merge(F.scaled_dot_product_attention(q, k, v).unflatten(0, (batch, frames)))
+        reference_keys, reference_values = (
+            part.to(k.dtype)[:, None].expand(-1, frames, -1, -1, -1).flatten(0, 1) for part in reference
+        )
+        keys = torch.cat([k, reference_keys], dim=-2)
+        values = torch.cat([v, reference_values], dim=-2)
         mask = None
         if reference_keep is not None:
             own = torch.ones(batch, tokens, dtype=torch.bool, device=x.device)
-            ref = reference_keep.to(device=x.device, dtype=torch.bool)[:, None].expand(batch, tokens)
-            mask = torch.cat([own, ref], dim=1)[:, None, None, None, :].expand(batch, targets, 1, 1, 2 * tokens)
+            kept = reference_keep.to(device=x.device, dtype=torch.bool)[:, None].expand(batch, reference_keys.shape[-2])
+            mask = torch.cat([own, kept], dim=1)[:, None, None, None, :].expand(batch, frames, 1, 1, keys.shape[-2])
             mask = mask.flatten(0, 1)
-        target_out = F.scaled_dot_product_attention(
-            q[:, 1:].flatten(0, 1), keys.flatten(0, 1), values.flatten(0, 1), attn_mask=mask
-        )
-        out = torch.cat([reference_out[:, None], target_out.unflatten(0, (batch, targets))], dim=1)
-        return self.merge(out)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        return self.merge(out.unflatten(0, (batch, frames)))
 
 
 class CrossAttention(nn.Module):
     """Multi-head cross-attention from tokens to a condition sequence (no qk-norm, as released).
 
     Open-Sora packs the batch into one sequence with a block-diagonal mask; a batched attention over
-    a per-sample (or shared, batch-1) condition is the same computation without the packing.
+    a per-sample (or shared, batch-1) condition is the same computation without the packing. The
+    condition enters as its keys and values (`keys_values`): they depend on the condition alone, so
+    a fixed condition's are computed once per sampling call (`model.stdit2.ContextCache`).
     """
 
     def __init__(self, dim: int, num_heads: int) -> None:
@@ -127,10 +139,15 @@ class CrossAttention(nn.Module):
         self.kv_linear = nn.Linear(dim, dim * 2)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """x: [B, N, C]; context: [B or 1, M, C] -> [B, N, C]."""
-        q = self.q_linear(x).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+    def keys_values(self, context: torch.Tensor) -> KeysValues:
+        """Condition tokens [B or 1, M, C] -> keys and values [B or 1, heads, M, head_dim]."""
         kv = self.kv_linear(context).unflatten(-1, (2, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        k, v = (t.expand(x.shape[0], -1, -1, -1) for t in kv.unbind(0))
+        keys, values = kv.unbind(0)
+        return keys, values
+
+    def forward(self, x: torch.Tensor, context: KeysValues) -> torch.Tensor:
+        """x: [B, N, C]; context: the condition's `keys_values` -> [B, N, C]."""
+        q = self.q_linear(x).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+        k, v = (part.to(q.dtype).expand(x.shape[0], -1, -1, -1) for part in context)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).flatten(-2))

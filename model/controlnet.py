@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from model.embeddings import PatchEmbed3D
-from model.stdit2 import Conditioning, STDiT2, STDiT2Block, checkpoint_call
+from model.stdit2 import Conditioning, ContextCache, STDiT2, STDiT2Block, checkpoint_call
 
 
 class MotionControlNet(nn.Module):
@@ -66,11 +66,13 @@ class MotionControlNet(nn.Module):
         *,
         scale: float = 1.0,
         keep: torch.Tensor | None = None,
+        context: ContextCache | None = None,
     ) -> Sequence[torch.Tensor]:
         """noisy: [B, C, L, h, w]; motion_features: [B, C_m, L, h, w] -> per-block residuals [B, L, S, C].
 
         `scale` is the inference-time conditioning scale; `keep` (bool [B]) zeroes the residuals of
-        samples whose motion is dropped (classifier-free guidance training).
+        samples whose motion is dropped (classifier-free guidance training); `context` holds this
+        ControlNet's cross-attention keys and values of `cond.context`, if precomputed.
         """
         dtype = self.x_embedder.proj.weight.dtype
         x = self.x_embedder(noisy.to(dtype)) + cond.position + self.motion_embedder(motion_features.to(dtype))
@@ -79,10 +81,11 @@ class MotionControlNet(nn.Module):
             factor = factor * keep.to(device=x.device, dtype=dtype)
         factor = factor[:, None, None, None]
         residuals = []
-        for block, projection in zip(self.blocks, self.projections, strict=True):
+        for index, (block, projection) in enumerate(zip(self.blocks, self.projections, strict=True)):
+            block_context = None if context is None else context.keys_values[index]
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, cond, False, None)
+                x = self._gradient_checkpointing_func(block, x, cond, False, None, None, block_context)
             else:
-                x = block(x, cond, False)
+                x = block(x, cond, False, None, None, block_context)
             residuals.append(projection(x) * factor)
         return residuals

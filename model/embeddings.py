@@ -8,6 +8,7 @@ by name; the arithmetic is re-derived here (see `../shared/stdit2.md`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -135,12 +136,23 @@ class RotaryEmbedding(nn.Module):
     `freqs` is kept as a frozen parameter, as rotary_embedding_torch stores it, so the released
     `rope.freqs` tensor loads and counts as it does in Open-Sora. Pairs of adjacent channels are
     rotated (interleaved layout); the rotation is computed in float32 so bf16 runs keep exact angles.
+    For the same reason `freqs` stays float32 when the model is cast (`model.to(torch.bfloat16)`; DeepSpeed's
+    bf16 engine casts parameters one by one instead, so the trainer puts them back after it): bf16 keeps 8
+    bits of mantissa, so angles of later frames would be off by up to 0.4%. Device moves still apply.
     """
 
     def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
         super().__init__()
         exponents = torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim
         self.freqs = nn.Parameter(1.0 / theta**exponents, requires_grad=False)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> RotaryEmbedding:
+        """nn.Module's cast/move hook: the cast result is replaced by the exact float32 values, moved."""
+        exact = self.freqs.data
+        super()._apply(fn, recurse)
+        if self.freqs.dtype != torch.float32:
+            self.freqs.data = exact.to(self.freqs.device)
+        return self
 
     def cos_sin(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotation tables for positions 0..length-1: two [length, head_dim] float32 tensors."""

@@ -29,7 +29,7 @@ from model.controlnet import MotionControlNet
 from model.diffusion import PREDICTION_TYPES, NoiseSchedule, PredictionType, ddim_sample, diffusion_loss
 from model.motion import MotionEncoder, MotionInput
 from model.opensora_import import ImportReport, import_opensora_stdit2
-from model.stdit2 import STDiT2
+from model.stdit2 import ContextCache, ReferenceCache, STDiT2
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,17 @@ PRESETS: dict[str, Preset] = {
         num_frames=16,
     ),
 }
+
+
+@dataclass(frozen=True)
+class SamplingCache:
+    """What guided sampling computes once per call and reuses at every step, guidance pass and window
+    (`RealPortrait.sampling_cache`): the reference frame's keys and values in the backbone, and the null
+    condition's cross-attention keys and values in the backbone and in the ControlNet."""
+
+    reference: ReferenceCache
+    backbone_context: ContextCache
+    controlnet_context: ContextCache
 
 
 class RealPortrait(ModelMixin, ConfigMixin):
@@ -164,18 +175,39 @@ class RealPortrait(ModelMixin, ConfigMixin):
         return import_opensora_stdit2(self, checkpoint)
 
     def encode_motion(
-        self, driving: torch.Tensor, *, augment: bool = False, generator: torch.Generator | None = None
+        self,
+        driving: torch.Tensor,
+        *,
+        augment: bool = False,
+        generator: torch.Generator | None = None,
+        chunk_frames: int | None = None,
     ) -> torch.Tensor:
         """Driving frames [B, C_in, L, H, W] -> motion features [B, C_m, L, H/8, W/8]. `augment` applies
-        the training-time appearance/identity augmentation first."""
+        the training-time appearance/identity augmentation first (per clip, so before any chunking).
+
+        `chunk_frames` encodes that many frames at a time: frames are encoded independently, so the result
+        is the same, and the encoder's full-resolution activations are those of one chunk.
+        """
         if augment:
             driving = self.motion_encoder.augment(driving, generator)
-        return self.motion_encoder(driving)
+        if chunk_frames is None or chunk_frames >= driving.shape[2]:
+            return self.motion_encoder(driving)
+        return torch.cat([self.motion_encoder(part) for part in driving.split(chunk_frames, dim=2)], dim=2)
 
     def default_fps(self, num_frames: int, batch: int, device: torch.device) -> torch.Tensor:
         """Open-Sora's convention: still images (L = 1) are conditioned as 120 fps, clips as `video_fps`."""
         value = self.config.image_fps if num_frames == 1 else self.config.video_fps
         return torch.full((batch,), float(value), device=device)
+
+    def fps_condition(
+        self, fps: float | torch.Tensor | None, num_frames: int, batch: int, device: torch.device
+    ) -> torch.Tensor:
+        """The fps condition [B] of a sampling call: the driving video's own rate, as training conditions
+        every clip on its real (strided) rate. A single frame is conditioned as a still image and no rate
+        (None) as the default clip rate, both as in training (`default_fps`)."""
+        if fps is None or num_frames == 1:
+            return self.default_fps(num_frames, batch, device)
+        return torch.as_tensor(fps, dtype=torch.float32, device=device).expand(batch).clone()
 
     def forward(
         self,
@@ -263,18 +295,86 @@ class RealPortrait(ModelMixin, ConfigMixin):
         motion_guidance: float,
         controlnet_scale: float = 1.0,
         fps: torch.Tensor | None = None,
+        cache: SamplingCache | None = None,
     ) -> torch.Tensor:
-        """One denoising step's guided prediction (see `sample`); scales of 1 skip the passes they do not need."""
-        full = self(x, timesteps, reference_latents, motion, fps=fps, controlnet_scale=controlnet_scale)
+        """One denoising step's guided prediction (see `sample`); scales of 1 skip the passes they do not need.
+
+        `cache` (`sampling_cache(reference_latents)`, built once per sampling call under the same
+        autocast) lets every pass reuse the reference frame's keys and values and the null condition's
+        instead of recomputing them; the prediction is the same.
+        """
+
+        def predict(with_reference: bool, motion_features: torch.Tensor | None, scale: float = 1.0) -> torch.Tensor:
+            if cache is None:
+                reference = reference_latents if with_reference else None
+                return self(x, timesteps, reference, motion_features, fps=fps, controlnet_scale=scale)
+            return self.cached_prediction(
+                x,
+                timesteps,
+                cache,
+                with_reference=with_reference,
+                motion_features=motion_features,
+                fps=fps,
+                controlnet_scale=scale,
+            )
+
+        full = predict(True, motion, controlnet_scale)
         if reference_guidance == 1 and motion_guidance == 1:
             return full
-        reference_only = self(x, timesteps, reference_latents, None, fps=fps)
+        reference_only = predict(True, None)
         prediction = reference_only + motion_guidance * (full - reference_only)
         if reference_guidance == 1:
             return prediction
-        unconditional = self(x, timesteps, None, None, fps=fps)
+        unconditional = predict(False, None)
         return prediction + (reference_guidance - 1) * (reference_only - unconditional)
 
+    @torch.no_grad()
+    def sampling_cache(self, reference_latents: torch.Tensor) -> SamplingCache:
+        """The caches of one sampling call for reference latents [B, 4, h, w] (see `SamplingCache`).
+
+        Sampling always uses the null condition, so its keys and values are built for it. Costs about
+        one backbone pass over the reference frame; every guided pass with the reference then skips it.
+        """
+        tokens = self.backbone.y_embedder(None)
+        backbone_context = ContextCache.for_blocks(self.backbone.blocks, tokens)
+        return SamplingCache(
+            reference=self.backbone.reference_cache(reference_latents, backbone_context),
+            backbone_context=backbone_context,
+            controlnet_context=ContextCache.for_blocks(self.controlnet.blocks, tokens),
+        )
+
+    def cached_prediction(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        cache: SamplingCache,
+        *,
+        with_reference: bool,
+        motion_features: torch.Tensor | None = None,
+        fps: torch.Tensor | None = None,
+        controlnet_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """`forward` with the reference (if `with_reference`) and the null condition taken from `cache`:
+        the same prediction as `forward` with the latents the cache was built from."""
+        batch, _, num_frames = noisy_latents.shape[:3]
+        if fps is None:
+            fps = self.default_fps(num_frames, batch, noisy_latents.device)
+        cond = self.backbone.condition(
+            timesteps, latent_size=tuple(noisy_latents.shape[-2:]), num_frames=num_frames, fps=fps
+        )
+        residuals = (
+            ()
+            if motion_features is None
+            else self.controlnet(
+                noisy_latents, motion_features, cond, scale=controlnet_scale, context=cache.controlnet_context
+            )
+        )
+        reference = cache.reference if with_reference else None
+        return self.backbone.denoise(
+            noisy_latents, reference, cond, block_residuals=residuals, context=cache.backbone_context
+        )
+
+    @torch.no_grad()
     def sample(
         self,
         reference_latents: torch.Tensor,
@@ -284,21 +384,29 @@ class RealPortrait(ModelMixin, ConfigMixin):
         reference_guidance: float = 2.0,
         motion_guidance: float = 1.0,
         controlnet_scale: float = 1.0,
-        fps: torch.Tensor | None = None,
+        fps: float | torch.Tensor | None = None,
         eta: float = 0.0,
         generator: torch.Generator | None = None,
+        motion_chunk_frames: int | None = 16,
     ) -> torch.Tensor:
         """Generate latents [B, 4, L, h, w] for a reference latent and driving frames (DDIM, 50 steps).
+
+        `fps` is the driving video's frame rate (a float, or [B]); None conditions on the model's default.
+        No gradients are kept (sampling is inference), with or without an outer `no_grad`; the motion is
+        encoded `motion_chunk_frames` frames at a time. Videos longer than the training clip go through
+        `model.animate.sample_windows`, which bounds memory by the window.
 
         Guidance composes the two conditions (as InstructPix2Pix does for image and text):
         eps = eps(none) + r * (eps(ref) - eps(none)) + m * (eps(ref, motion) - eps(ref)),
         with r = `reference_guidance`, m = `motion_guidance`; scales of 1 skip the passes they do not
         need. The defaults are ours (the paper states none); tune them on the evaluation split.
         """
-        motion = self.encode_motion(driving)
+        motion = self.encode_motion(driving, chunk_frames=motion_chunk_frames)
         batch, _, num_frames = driving.shape[:3]
+        fps = self.fps_condition(fps, num_frames, batch, reference_latents.device)
         shape = (batch, self.config.latent_channels, num_frames, *reference_latents.shape[-2:])
         noise = torch.randn(shape, device=reference_latents.device, generator=generator)
+        cache = self.sampling_cache(reference_latents)  # the reference's and null condition's K/V, once
 
         def guided(x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
             return self.guided_prediction(
@@ -310,6 +418,7 @@ class RealPortrait(ModelMixin, ConfigMixin):
                 motion_guidance=motion_guidance,
                 controlnet_scale=controlnet_scale,
                 fps=fps,
+                cache=cache,
             )
 
         return ddim_sample(

@@ -11,6 +11,11 @@ frame 0 is the reference frame's clean latent, carried through every block at ti
 - modulated MLP.
 
 The final layer and unpatchify produce the targets' prediction; the reference yields no output.
+
+Two things a block reads do not change during sampling, so sampling computes them once per call
+(`ReferenceCache`, `ContextCache`): the reference frame's spatial keys and values, and the
+cross-attention keys and values of the fixed condition.
+
 Module names and shapes match the released STDiT2-XL/2 checkpoint (`../shared/stdit2_keys.tsv`).
 """
 
@@ -26,7 +31,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from model.attention import CrossAttention, SpatialAttention, TemporalAttention
+from model.attention import CrossAttention, KeysValues, SpatialAttention, TemporalAttention
 from model.embeddings import (
     CaptionEmbedder,
     GeluMLP,
@@ -48,6 +53,47 @@ class Conditioning:
     context: torch.Tensor  # [1 or B, M, C] cross-attention condition tokens
     rotary: tuple[torch.Tensor, torch.Tensor]  # [L, head_dim] cos/sin tables over target frames
     position: torch.Tensor  # [S, C] 2D position embedding of one frame's tokens
+
+
+@dataclass(frozen=True)
+class ContextCache:
+    """The cross-attention keys and values of one fixed condition at every block of a stack.
+
+    They are a function of the condition tokens and the weights alone; the condition RealPortrait
+    samples with (the learned null caption) is the same at every step, guidance pass and window.
+    """
+
+    keys_values: tuple[KeysValues, ...]  # per block, [1 or B, heads, M, head_dim] each
+
+    @classmethod
+    def for_blocks(cls, blocks: Sequence[STDiT2Block], tokens: torch.Tensor) -> ContextCache:
+        """The keys and values of condition `tokens` [1 or B, M, C] (embedded) for each block."""
+        return cls(tuple(block.cross_attn.keys_values(tokens) for block in blocks))
+
+
+@dataclass(frozen=True)
+class ReferenceCache:
+    """The clean reference frame's spatial keys and values at every backbone block (`STDiT2.reference_cache`).
+
+    Why reusing them is exact: the reference frame is modulated with `Conditioning.reference_spatial`
+    (timestep 0 and the size embedding, no fps or frame count), its queries attend to its own tokens
+    only, it skips temporal attention, no ControlNet residual reaches it, and its cross-attention and
+    MLP act token by token. So its tokens at every block, and the keys and values the targets attend
+    to, are a function of the reference latent, the latent size and the condition alone: the same at
+    every denoising step, every guidance pass that has the reference, and every window. A cache holds
+    for the reference, the latent size and the condition it was built from.
+    """
+
+    keys_values: tuple[KeysValues, ...]  # per block, [B, heads, S, head_dim] each
+
+    def check(self, batch: int, tokens: int) -> None:
+        """Refuse a cache built for another batch size or latent size (its shapes would not fit)."""
+        keys = self.keys_values[0][0]
+        if keys.shape[0] != batch or keys.shape[2] != tokens:
+            raise ValueError(
+                f"model/stdit2.py: this ReferenceCache holds {keys.shape[0]} reference(s) of {keys.shape[2]} tokens, "
+                f"but the latents are {batch} of {tokens} tokens a frame; build the cache from the same reference"
+            )
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -87,34 +133,66 @@ class STDiT2Block(nn.Module):
         cond: Conditioning,
         has_reference: bool,
         reference_keep: torch.Tensor | None = None,
+        reference: KeysValues | None = None,
+        context: KeysValues | None = None,
     ) -> torch.Tensor:
-        """x: [B, F, S, C], frame 0 the reference if `has_reference` -> [B, F, S, C]."""
-        batch, frames, tokens, channels = x.shape
-        modulation = self.scale_shift_table[None] + cond.spatial.view(batch, 6, channels)
-        if has_reference:
-            reference_modulation = self.scale_shift_table[None] + cond.reference_spatial.view(batch, 6, channels)
-            per_frame = torch.cat(
-                [reference_modulation[:, None], modulation[:, None].expand(-1, frames - 1, -1, -1)], dim=1
-            )
-        else:
-            per_frame = modulation[:, None]
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = per_frame.unsqueeze(-2).unbind(2)
+        """x: [B, F, S, C] -> [B, F, S, C].
 
-        attended = self.attn(
-            modulate(layer_norm(x), shift_msa, scale_msa), has_reference=has_reference, reference_keep=reference_keep
-        )
+        With `has_reference`, frame 0 is the reference frame: the block advances it and the targets
+        attend to its keys and values. `reference` gives those keys and values precomputed instead (a
+        `ReferenceCache` entry; x then holds the targets only). `context` gives the cross-attention
+        keys and values of `cond.context` precomputed (a `ContextCache` entry).
+        """
+        if context is None:
+            context = self.cross_attn.keys_values(cond.context)
+        if not has_reference:
+            return self.advance_targets(x, cond, reference, reference_keep, context)
+        if reference is not None:
+            raise ValueError("model/stdit2.py: give the reference frame's tokens or its cached keys and values")
+        reference_tokens, reference = self.advance_reference(x[:, :1], cond, context)
+        targets = self.advance_targets(x[:, 1:], cond, reference, reference_keep, context)
+        return torch.cat([reference_tokens, targets], dim=1)
+
+    def advance_reference(
+        self, x: torch.Tensor, cond: Conditioning, context: KeysValues
+    ) -> tuple[torch.Tensor, KeysValues]:
+        """The reference frame [B, 1, S, C] through this block at timestep 0 -> (its tokens after the
+        block, its spatial keys and values). Nothing here reads the timestep or the target frames."""
+        batch, _, _, channels = x.shape
+        modulation = self.scale_shift_table[None] + cond.reference_spatial.view(batch, 6, channels)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = modulation[:, :, None, None].unbind(1)
+        attended, keys_values = self.attn.encode_reference(modulate(layer_norm(x), shift_msa, scale_msa))
         x = x + gate_msa * attended
+        return self.cross_attention_and_mlp(x, context, shift_mlp, scale_mlp, gate_mlp), keys_values
 
-        targets = x[:, 1:] if has_reference else x
+    def advance_targets(
+        self,
+        x: torch.Tensor,
+        cond: Conditioning,
+        reference: KeysValues | None,
+        reference_keep: torch.Tensor | None,
+        context: KeysValues,
+    ) -> torch.Tensor:
+        """The target frames [B, L, S, C] through this block: spatial attention (with the reference's
+        keys and values if given), temporal attention, cross-attention and MLP."""
+        batch, _, tokens, channels = x.shape
+        modulation = self.scale_shift_table[None] + cond.spatial.view(batch, 6, channels)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = modulation[:, :, None, None].unbind(1)
+        x = x + gate_msa * self.attn(modulate(layer_norm(x), shift_msa, scale_msa), reference, reference_keep)
+
         temporal = self.scale_shift_table_temporal[None] + cond.temporal.view(batch, 3, channels)
         shift_tmp, scale_tmp, gate_tmp = temporal[:, :, None, None].unbind(1)
-        per_position = modulate(layer_norm(targets), shift_tmp, scale_tmp).transpose(1, 2).flatten(0, 1)
+        per_position = modulate(layer_norm(x), shift_tmp, scale_tmp).transpose(1, 2).flatten(0, 1)
         mixed = self.attn_temp(per_position, cond.rotary).unflatten(0, (batch, tokens)).transpose(1, 2)
-        targets = targets + gate_tmp * mixed
-        x = torch.cat([x[:, :1], targets], dim=1) if has_reference else targets
+        x = x + gate_tmp * mixed
+        return self.cross_attention_and_mlp(x, context, shift_mlp, scale_mlp, gate_mlp)
 
-        x = x + self.cross_attn(x.flatten(1, 2), cond.context).view_as(x)
-        return x + gate_mlp * self.mlp(modulate(layer_norm(x), shift_mlp, scale_mlp))
+    def cross_attention_and_mlp(
+        self, x: torch.Tensor, context: KeysValues, shift: torch.Tensor, scale: torch.Tensor, gate: torch.Tensor
+    ) -> torch.Tensor:
+        """The token-wise end of the block, shared by the reference and the targets: x [B, F, S, C]."""
+        x = x + self.cross_attn(x.flatten(1, 2), context).view_as(x)
+        return x + gate * self.mlp(modulate(layer_norm(x), shift, scale))
 
 
 class FinalLayer(nn.Module):
@@ -252,33 +330,68 @@ class STDiT2(nn.Module):
         """[B, C_in, T, h, w] -> tokens [B, T, S, C] with the spatial position embedding added."""
         return self.x_embedder(latents) + cond.position
 
+    def context_cache(self, context: torch.Tensor | None = None) -> ContextCache:
+        """The cross-attention keys and values of condition tokens [B, M, caption_channels] (the learned
+        null caption by default) at every block, to reuse while the condition stays the same."""
+        return ContextCache.for_blocks(self.blocks, self.y_embedder(context))
+
+    def reference_cache(self, reference: torch.Tensor, context: ContextCache | None = None) -> ReferenceCache:
+        """Run the clean reference latent [B, C_in, h, w] through the blocks once and keep its spatial
+        keys and values at every block (see `ReferenceCache`). `context` is the condition the passes
+        that use the cache attend to (the null caption's by default)."""
+        context = context if context is not None else self.context_cache()
+        batch = reference.shape[0]
+        dtype = self.t_block[1].weight.dtype
+        # The reference frame reads neither the timestep nor the frame count nor the fps: any values do.
+        zeros = torch.zeros(batch, device=reference.device)
+        cond = self.condition(zeros, latent_size=tuple(reference.shape[-2:]), num_frames=1, fps=zeros)
+        x = self.embed(reference.to(dtype)[:, :, None], cond)
+        keys_values = []
+        for block, block_context in zip(self.blocks, context.keys_values, strict=True):
+            x, block_keys_values = block.advance_reference(x, cond, block_context)
+            keys_values.append(block_keys_values)
+        return ReferenceCache(tuple(keys_values))
+
     def denoise(
         self,
         noisy: torch.Tensor,
-        reference: torch.Tensor | None,
+        reference: torch.Tensor | ReferenceCache | None,
         cond: Conditioning,
         *,
         reference_keep: torch.Tensor | None = None,
         block_residuals: Sequence[torch.Tensor] = (),
+        context: ContextCache | None = None,
     ) -> torch.Tensor:
         """Run the blocks and the final layer.
 
-        noisy: [B, C_in, L, h, w]; reference: clean latent [B, C_in, h, w] or None;
-        block_residuals: up to depth tensors [B, L, S, C] added to the targets after the matching block
-        (the ControlNet's contribution). Returns the prediction [B, C_out, L, h, w] in float32.
+        noisy: [B, C_in, L, h, w]; reference: clean latent [B, C_in, h, w], its `ReferenceCache`, or
+        None; block_residuals: up to depth tensors [B, L, S, C] added to the targets after the matching
+        block (the ControlNet's contribution); context: the keys and values of `cond.context`, if
+        precomputed. Returns the prediction [B, C_out, L, h, w] in float32.
         """
         dtype = self.t_block[1].weight.dtype
         x = self.embed(noisy.to(dtype), cond)
-        has_reference = reference is not None
+        cached = reference if isinstance(reference, ReferenceCache) else None
+        if cached is not None:
+            cached.check(x.shape[0], x.shape[2])
+        has_reference = isinstance(reference, torch.Tensor)
         if has_reference:
             x = torch.cat([self.embed(reference.to(dtype)[:, :, None], cond), x], dim=1)
         if reference_keep is not None and bool(reference_keep.all()):
             reference_keep = None
         for index, block in enumerate(self.blocks):
+            args = (
+                x,
+                cond,
+                has_reference,
+                reference_keep,
+                None if cached is None else cached.keys_values[index],
+                None if context is None else context.keys_values[index],
+            )
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, cond, has_reference, reference_keep)
+                x = self._gradient_checkpointing_func(block, *args)
             else:
-                x = block(x, cond, has_reference, reference_keep)
+                x = block(*args)
             if index < len(block_residuals):
                 x = add_to_targets(x, block_residuals[index], has_reference)
         targets = x[:, 1:] if has_reference else x
@@ -296,13 +409,14 @@ class STDiT2(nn.Module):
         self,
         noisy: torch.Tensor,
         timesteps: torch.Tensor,
-        reference: torch.Tensor | None = None,
+        reference: torch.Tensor | ReferenceCache | None = None,
         *,
         fps: torch.Tensor,
         context: torch.Tensor | None = None,
         reference_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Backbone alone: noisy [B, C_in, L, h, w], timesteps [B], reference [B, C_in, h, w] or None."""
+        """Backbone alone: noisy [B, C_in, L, h, w], timesteps [B], reference [B, C_in, h, w], its
+        `ReferenceCache` (built with the same `context`), or None."""
         cond = self.condition(
             timesteps, latent_size=tuple(noisy.shape[-2:]), num_frames=noisy.shape[2], fps=fps, context=context
         )

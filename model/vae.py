@@ -9,6 +9,7 @@ checkpoint whose `first_stage_model.` keys are used).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,17 @@ class FrameVAE(nn.Module):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> frames in [-1, 1] (float32)."""
-        batch, _, length = latents.shape[:3]
-        flat = latents.transpose(1, 2).flatten(0, 1).to(self.vae.dtype) / self.scaling_factor
-        frames = torch.cat([self.vae.decode(chunk).sample for chunk in flat.split(self.chunk_size)])
-        return frames.unflatten(0, (batch, length)).transpose(1, 2).float().clamp(-1, 1)
+        return torch.cat(list(self.decode_chunks(latents)), dim=2)
+
+    @torch.no_grad()
+    def decode_chunks(self, latents: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Latents [B, 4, L, h, w] -> frames [B, 3, n, H, W] in [-1, 1] (float32), about `chunk_size` frames a chunk.
+
+        A caller that stores each chunk compactly (uint8) holds one chunk of float frames at a time, so the
+        decoded video's float copy never exists whole (a 1000-frame 512 px clip would be 3 GB of it).
+        """
+        for part in latents.split(max(1, self.chunk_size // latents.shape[0]), dim=2):
+            batch, _, length = part.shape[:3]
+            flat = part.transpose(1, 2).flatten(0, 1).to(self.vae.dtype) / self.scaling_factor
+            frames = self.vae.decode(flat).sample
+            yield frames.unflatten(0, (batch, length)).transpose(1, 2).float().clamp(-1, 1)

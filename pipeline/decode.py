@@ -28,7 +28,16 @@ from pipeline.sources.probe import IMAGE_SUFFIXES
 from pipeline.sources.records import SourceItem
 from pipeline.video_file import DecodeError, IntBox, VideoFile, shrunk_size
 
-__all__ = ["DecodeError", "FrameStream", "RangeError", "frame_files", "middle_frame", "open_frames", "read_image"]
+__all__ = [
+    "DecodeError",
+    "FrameStream",
+    "RangeError",
+    "frame_files",
+    "middle_frame",
+    "open_frames",
+    "read_image",
+    "video_reader",
+]
 
 REGION_MARGIN = 1.5  # the annotated crop is widened by this so the build's own crop has context
 RATE_TOLERANCE = 0.01  # an annotation rate within 1 % of the file's is the same rate
@@ -50,8 +59,13 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _video_reader(path: Path):  # type: ignore[no-untyped-def] - decord has no type hints
-    """decord, for readers that want random access to whole frames (evaluation, animation)."""
+def video_reader(path: Path):  # type: ignore[no-untyped-def] - decord has no type hints
+    """A decord `VideoReader` of a video file, for readers that want random access to whole frames.
+
+    Public because evaluation and animation read whole driving videos and generated outputs with it
+    (`len(reader)`, `reader.get_batch(indices)`, `reader.get_avg_fps()`); the build streams through
+    `open_frames` instead. Raises DecodeError, with FFmpeg's words, when the file cannot be opened.
+    """
     from decord import VideoReader, cpu
 
     try:

@@ -123,7 +123,7 @@ def _quality(poses: np.ndarray, face_px: float, blur: float) -> dict[str, float]
     return {"face_px": face_px, "blur": blur, "yaw": yaw, "pitch": pitch, "roll": roll}
 
 
-def _members(
+def sample_members(
     media_ext: str,
     media: bytes,
     meta: dict[str, object],
@@ -218,9 +218,10 @@ class Segments:
         return start, detections
 
 
-def _even_square(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
-    """The crop square with even corner and side, so 4:2:0 chroma is cut without a half-pixel shift."""
-    x0, y0, x1, _ = box
+def crop_square(boxes: np.ndarray, crop_scale: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """A run's stable crop (tracking.stable_crop) with even corner and side, so 4:2:0 chroma is cut
+    without a half-pixel shift."""
+    x0, y0, x1, _ = stable_crop(boxes, crop_scale, width, height)
     side = min(x1 - x0 + (x1 - x0) % 2, width - width % 2, height - height % 2)
     x0 = min(x0 - x0 % 2, (width - side) - (width - side) % 2)
     y0 = min(y0 - y0 % 2, (height - side) - (height - side) % 2)
@@ -327,7 +328,7 @@ class VideoJob:
         self.outcome.candidate_rows.append(row)
         if reason is None:
             x0, y0, x1, y1 = self.stream.region
-            box = _even_square(stable_crop(run.boxes, cfg.crop_scale, x1 - x0, y1 - y0), x1 - x0, y1 - y0)
+            box = crop_square(run.boxes, cfg.crop_scale, x1 - x0, y1 - y0)
             self.pending.append(PendingClip(key, start, run, box, row))
 
     def _finish_clip(self, clip: PendingClip) -> None:
@@ -380,7 +381,7 @@ class VideoJob:
             },
             quality=quality,
         )
-        members = _members("mp4", media, meta, landmarks, poses, boxes)
+        members = sample_members("mp4", media, meta, landmarks, poses, boxes)
         clip.row.update(status="ok", reason=None)
         self.outcome.samples.append(Sample(clip.key, members, clip.row))
 
@@ -493,7 +494,7 @@ def process_image(
         source_range=None,
         quality=quality,
     )
-    members = _members("jpg", buffer.getvalue(), meta, landmarks, poses, boxes)
+    members = sample_members("jpg", buffer.getvalue(), meta, landmarks, poses, boxes)
     result = done("ok", None, **quality)
     result.samples.append(Sample(key, members, result.candidate_rows[0]))
     return result

@@ -62,11 +62,38 @@ class VAEConfig(_Strict):
     sample_posterior: bool = Field(True, description="draw latents from the posterior (False: its mean)")
 
 
+# The released file stage 1 starts from. Named in every refusal, since `stdit2_weights: null` used to mean
+# "train the 767M backbone from random weights" without a word.
+STDIT2_SOURCE = (
+    "the Open-Sora 1.1 STDiT2-XL/2 weights: model.safetensors of the Hugging Face model "
+    "hpcai-tech/OpenSora-STDiT-v2-stage3"
+)
+STDIT2_REQUIRED = (
+    f"stdit2_weights is required: the local path of {STDIT2_SOURCE} (download it once and give its path), "
+    "or `stdit2_weights: none` to train the backbone from random weights"
+)
+
+
 class ModelConfig(_Strict):
     preset: Literal["paper", "small", "tiny"] = "paper"
     overrides: dict[str, Any] = Field(default_factory=dict, description="RealPortrait keyword arguments")
-    stdit2_weights: Path | None = Field(None, description="Open-Sora 1.1 STDiT2 checkpoint to start the backbone from")
+    stdit2_weights: Literal["none"] | Path = Field(
+        description="Open-Sora 1.1 STDiT2 checkpoint to start the backbone from; `none`: random weights"
+    )
     gradient_checkpointing: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weights_given(cls, data: Any) -> Any:
+        """Missing or null is refused with the file to fetch: training from scratch must be asked for."""
+        if isinstance(data, dict) and data.get("stdit2_weights") is None:
+            raise ValueError(STDIT2_REQUIRED)
+        return data
+
+    @property
+    def stdit2_path(self) -> Path | None:
+        """The checkpoint to import, or None for an explicit `none`."""
+        return None if self.stdit2_weights == "none" else Path(self.stdit2_weights)
 
 
 class OptimizerConfig(_Strict):
@@ -96,6 +123,9 @@ class StageConfig(_Strict):
     frozen: list[str] = Field(default_factory=list, description="patterns removed from `trainable`")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     ema_decay: float = Field(0.9999, ge=0, lt=1)
+    ema_warmup: float = Field(
+        0.1, ge=0, le=1, description="fraction of the stage's steps after which the EMA decay has reached ema_decay"
+    )
     reference_dropout: float = Field(0.1, ge=0, le=1, description="drop the reference (guidance) per sample")
     motion_dropout: float = Field(0.1, ge=0, le=1, description="drop the motion condition (guidance) per sample")
 
@@ -129,10 +159,26 @@ class ValidationConfig(_Strict):
     pairs: int = Field(2, ge=0, description="fixed validation clips (0 disables validation)")
     splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="json splits they come from")
     build_dir: Path | None = Field(None, description="another build for validation; default data.build_dir")
-    frames: int = Field(16, ge=1, description="driving frames per clip (image mode animates them one by one)")
+    frames: int = Field(8, ge=1, description="driving frames per clip (image mode animates them one by one)")
     num_steps: int = Field(50, ge=1, description="DDIM steps of the validation sample")
     reference_guidance: float = 2.0
     motion_guidance: float = 1.0
+    budget: int = Field(
+        1600,
+        ge=1,
+        description="most clips x frames x num_steps one validation may cost (split over the ranks); the default "
+        "(4 x 8 x 50) adds under 5% to training at the paper's settings (bench/model.py)",
+    )
+
+    @model_validator(mode="after")
+    def _within_budget(self) -> ValidationConfig:
+        cost = self.pairs * self.frames * self.num_steps
+        if cost > self.budget:
+            raise ValueError(
+                f"pairs x frames x num_steps = {self.pairs} x {self.frames} x {self.num_steps} = {cost} exceeds "
+                f"budget {self.budget}: validation would stall training; lower one of them or raise the budget"
+            )
+        return self
 
 
 class TrainConfig(_Strict):
@@ -140,13 +186,24 @@ class TrainConfig(_Strict):
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
     deepspeed: Path = Field(CONFIG_DIR / "zero2.json", description="DeepSpeed JSON: ZeRO stage and its knobs")
+    collective_timeout_minutes: float = Field(
+        30, gt=0, description="how long a rank waits in a collective (all-reduce, barrier) before the job fails"
+    )
     data: DataConfig
     vae: VAEConfig
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig
     stages: list[StageConfig] = Field(min_length=1)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_section(cls, data: Any) -> Any:
+        """A config without a `model` section gets the refusal that names the STDiT2 file, not 'field required'."""
+        if isinstance(data, dict) and "model" not in data:
+            return {**data, "model": {}}
+        return data
 
     @model_validator(mode="after")
     def _unique_stages(self) -> TrainConfig:

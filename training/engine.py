@@ -14,14 +14,18 @@ import fnmatch
 import json
 import math
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from model.embeddings import RotaryEmbedding
+from model.opensora_import import ImportReport
 from model.realportrait import RealPortrait
-from training.config import ConfigError, OptimizerConfig, StageConfig, TrainConfig
+from training.config import STDIT2_SOURCE, ConfigError, OptimizerConfig, StageConfig, TrainConfig
+from training.ema import EMA
 
 OWNED_KEYS = (
     "train_batch_size",
@@ -77,28 +81,52 @@ def resolve_init(output_dir: Path, value: str) -> Path:
     return path
 
 
-def build_model(config: TrainConfig, stage: StageConfig) -> tuple[RealPortrait, str]:
-    """The stage's starting model, with its guidance dropout and gradient checkpointing set, and where
-    its weights come from."""
+@dataclass(frozen=True)
+class StartingModel:
+    """A stage's model before training, where its weights come from, and what the STDiT2 import did (None
+    when the stage continues an export); `import_record` is what the run folder keeps of it."""
+
+    model: RealPortrait
+    origin: str
+    import_record: dict[str, Any] | None
+
+
+def require_stdit2_weights(config: TrainConfig) -> None:
+    """A stage that starts from the preset needs the STDiT2 file named by the config (unless `none`)."""
+    path = config.model.stdit2_path
+    if path is None or all(stage.init_from is not None for stage in config.stages):
+        return
+    if not path.is_file():
+        raise ConfigError(
+            f"model.stdit2_weights: {path} not found. It must be {STDIT2_SOURCE}. Download it and put it at {path}, "
+            "pass model.stdit2_weights=/your/copy, or model.stdit2_weights=none to train from random weights"
+        )
+
+
+def build_model(config: TrainConfig, stage: StageConfig) -> StartingModel:
+    """The stage's starting model, with its guidance dropout and gradient checkpointing set."""
+    record: dict[str, Any] | None = None
     if stage.init_from is not None:
         path = resolve_init(config.output_dir, stage.init_from)
         model = RealPortrait.from_pretrained(path, low_cpu_mem_usage=False)
         origin = f"weights of {path}"
     else:
         model = RealPortrait.from_preset(config.model.preset, **config.model.overrides)
-        origin = f"a new {config.model.preset} model"
-        if config.model.stdit2_weights is not None:
-            if not config.model.stdit2_weights.exists():
-                raise ConfigError(
-                    f"model.stdit2_weights: {config.model.stdit2_weights} not found (Open-Sora 1.1 STDiT2 weights, "
-                    "Hugging Face hpcai-tech/OpenSora-STDiT-v2-stage3; download it and give its local path)"
-                )
-            model.import_opensora_stdit2(config.model.stdit2_weights)
-            origin += f" with the STDiT2 weights of {config.model.stdit2_weights}"
+        weights = config.model.stdit2_path
+        if weights is None:
+            origin = f"a new {config.model.preset} model (stdit2_weights: none, the backbone from random weights)"
+            record = {"stdit2_weights": "none", **asdict(ImportReport(initialised=sorted(model.state_dict())))}
+        else:
+            report = model.import_opensora_stdit2(weights)
+            origin = (
+                f"a new {config.model.preset} model with the STDiT2 weights of {weights} ({len(report.loaded)} "
+                f"loaded, {len(report.adapted)} adapted, {len(report.initialised)} initialised)"
+            )
+            record = {"stdit2_weights": str(weights), **asdict(report)}
     model.register_to_config(reference_dropout=stage.reference_dropout, motion_dropout=stage.motion_dropout)
     if config.model.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    return model.train(), origin
+    return StartingModel(model.train(), origin, record)
 
 
 def select_trainable(model: nn.Module, stage: StageConfig) -> list[str]:
@@ -150,13 +178,37 @@ def make_optimizer(model: nn.Module, stage: StageConfig) -> tuple[torch.optim.Ad
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(settings, stage.steps))
 
 
+def rotary_restorer(model: nn.Module) -> Callable[[], None]:
+    """Call before `deepspeed.initialize`; the returned function, called after it, puts the exact fp32 rotary
+    frequencies back. DeepSpeed's bf16 engine casts every parameter one by one (frozen ones too), bypassing
+    the cast hook by which `RotaryEmbedding` keeps `freqs` in fp32 under `model.to(torch.bfloat16)`."""
+    saved = [
+        (module, module.freqs.detach().clone()) for module in model.modules() if isinstance(module, RotaryEmbedding)
+    ]
+
+    def restore() -> None:
+        for module, exact in saved:
+            module.freqs.data = exact.to(module.freqs.device)
+
+    return restore
+
+
+def ema_for_stage(model: RealPortrait, names: list[str], stage: StageConfig, device: torch.device) -> EMA:
+    """The stage's EMA, its decay warm-up ending after the stage's `ema_warmup` fraction of steps."""
+    return EMA(model, names, stage.ema_decay, device, warmup_updates=round(stage.ema_warmup * stage.steps))
+
+
 class Objective(nn.Module):
     """The module DeepSpeed runs: its forward is `RealPortrait.training_loss` (augmentation, timestep and
-    noise draws, guidance dropout), so DeepSpeed's hooks (ZeRO-3 gathering) see every call."""
+    noise draws, guidance dropout), so DeepSpeed's hooks (ZeRO-3 gathering) see every call.
 
-    def __init__(self, model: RealPortrait) -> None:
+    With `autocast` (bf16 training) the loss runs under torch.autocast on the inputs' device: DeepSpeed's bf16
+    engine casts the weights but not the inputs, and autocast keeps reductions such as layer norms in fp32."""
+
+    def __init__(self, model: RealPortrait, autocast: torch.dtype | None = None) -> None:
         super().__init__()
         self.model = model
+        self.autocast = autocast
 
     def forward(
         self,
@@ -165,4 +217,5 @@ class Objective(nn.Module):
         driving: torch.Tensor,
         fps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.model.training_loss(latents, reference_latents, driving, fps=fps)
+        with torch.autocast(latents.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            return self.model.training_loss(latents, reference_latents, driving, fps=fps)

@@ -7,8 +7,10 @@ Each stage of the config runs in turn (a stage whose export exists is skipped): 
 parameters, wraps the loss in a DeepSpeed engine (ZeRO-2 by default, bf16 on GPU, fp32 on CPU; AdamW,
 warm-up, clipping), resumes from its latest checkpoint if one exists, and trains: batches from
 `training.data`, latents from the frozen VAE on the fly (or from the shards), the loss of
-`RealPortrait.training_loss`, an EMA of the weights. Every N steps it logs, validates, checkpoints;
-at the end it exports the EMA model (`<output_dir>/<stage>/export`, save_pretrained + safetensors).
+`RealPortrait.training_loss` (under autocast in bf16), an EMA of the optimizer's fp32 master weights.
+A stage that starts from the preset writes what the STDiT2 import did (or `none`) to
+`<stage>/stdit2_import.json`. Every N steps it logs, validates, checkpoints; at the end it exports the
+EMA model (`<output_dir>/<stage>/export`, save_pretrained + safetensors).
 Touching `<output_dir>/<stage>/EXPORT` asks for an export of the current EMA weights
 (`<stage>/exports/step_N`) at the next logging step. Without the launcher it runs as one process.
 """
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import socket
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +47,30 @@ from model.vae import FrameVAE
 from training.checkpoints import Checkpoints, export_model, is_exported
 from training.config import ConfigError, StageConfig, TrainConfig, load_config
 from training.data import endless, open_loader, read_index
-from training.ema import EMA
 from training.engine import (
     Objective,
     batch_split,
     build_model,
     deepspeed_config,
+    ema_for_stage,
     make_optimizer,
+    require_stdit2_weights,
+    rotary_restorer,
     select_trainable,
 )
 from training.monitor import Monitor, Window
-from training.validation import ValidationClip, generate, load_clips, log_validation
+from training.validation import (
+    SharedResult,
+    ValidationClip,
+    generate,
+    load_clips,
+    log_validation,
+    rank_share,
+    score_share,
+)
 
+# In <output_dir>/<stage>/: the STDiT2 import report (loaded, adapted, initialised keys).
+IMPORT_REPORT = "stdit2_import.json"
 VAE_SOURCE = (
     "the SD1.5 VAE in diffusers format (config.json + diffusion_pytorch_model.safetensors) from Hugging Face "
     "stabilityai/sd-vae-ft-ema (or the vae/ folder of an SD1.5 repository), or its single .safetensors file"
@@ -72,6 +88,14 @@ class Context:
     vae: FrameVAE
 
 
+def write_import_report(path: Path, record: dict[str, Any]) -> None:
+    """The run folder's account of where the backbone's weights came from (key by key), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(record, indent=1) + "\n")
+    partial.replace(path)
+
+
 def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
@@ -87,19 +111,21 @@ def check_inputs(config: TrainConfig) -> None:
         raise ConfigError(
             f"deepspeed: {config.deepspeed} not found (a DeepSpeed JSON such as training/configs/zero2.json)"
         )
+    require_stdit2_weights(config)
     read_index(config.data.build_dir)
     if config.validation.build_dir is not None:
         read_index(config.validation.build_dir)
 
 
-def init_process_group() -> tuple[int, int]:
-    """Under the deepspeed launcher its environment is used; a plain `python train.py` is a job of one."""
+def init_process_group(timeout_minutes: float) -> tuple[int, int]:
+    """Under the deepspeed launcher its environment is used; a plain `python train.py` is a job of one.
+    `timeout_minutes` bounds every collective's wait (validation must fit well inside it)."""
     if "RANK" not in os.environ:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    deepspeed.init_distributed()
+    deepspeed.init_distributed(timeout=timedelta(minutes=timeout_minutes))
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -131,19 +157,25 @@ class StageRun:
         self.config, self.stage, self.context = config, stage, context
         self.dir = config.output_dir / stage.name
         torch.manual_seed(derive_seed(config.seed, index))  # the same new weights on every rank, run after run
-        model, origin = build_model(config, stage)
+        starting = build_model(config, stage)
+        model, origin = starting.model, starting.origin
         self.model: RealPortrait = model
         trainable = select_trainable(model, stage)
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)  # before ZeRO-3 partitions them
         described = (
             f"{stage.mode} mode, {trained:,} of {sum(p.numel() for p in model.parameters()):,} parameters trained"
         )
-        self.ema = EMA(model, trainable, stage.ema_decay, context.device)
+        self.ema = ema_for_stage(model, trainable, stage, context.device)
         optimizer, scheduler = make_optimizer(model, stage)
         ds_config = deepspeed_config(config.deepspeed, stage, world=context.world, bf16=context.bf16)
+        restore_rotary = rotary_restorer(model)
         self.engine, *_ = deepspeed.initialize(
-            model=Objective(model), optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
+            model=Objective(model, autocast=torch.bfloat16 if context.bf16 else None),
+            optimizer=optimizer,
+            lr_scheduler=scheduler,
+            config=ds_config,
         )
+        restore_rotary()
         self.checkpoints = Checkpoints(self.dir / "checkpoints", config.checkpoint.keep, context.rank)
         self.state: dict[str, Any] = {"stage": stage.name, "step": 0, "samples": 0, "skipped": {}}
         resumed = self.checkpoints.resume(self.engine, self.ema)
@@ -162,10 +194,12 @@ class StageRun:
             pin_memory=context.device.type == "cuda",
         )
         self.monitor: Monitor | None = None
-        self.clips: list[ValidationClip] = []
+        self.clips = self._validation_clips()  # on every rank, before the first step: each samples its share
+        self.share = rank_share(len(self.clips), context.rank, context.world)
         if context.rank == 0:
+            if starting.import_record is not None:
+                write_import_report(self.dir / IMPORT_REPORT, starting.import_record)
             self.monitor = Monitor(config.output_dir / "tensorboard" / stage.name, stage.name, stage.steps, step)
-            self.clips = self._validation_clips()
             start = f"resumed from step {step}" if resumed else f"starting from {origin}"
             print(
                 f"[{stage.name}] {start}: {described}, global batch {stage.global_batch} = "
@@ -184,7 +218,7 @@ class StageRun:
             stride=self.stage.frame_stride,
             resolution=self.stage.resolution,
         )
-        if not clips:
+        if not clips and self.context.rank == 0:
             print(
                 f"[{self.stage.name}] no clip of splits {settings.splits} for validation: validation is off", flush=True
             )
@@ -236,11 +270,30 @@ class StageRun:
             print(f"[{self.stage.name}] exported the EMA model of step {step} on request", flush=True)
 
     def validate(self, step: int) -> None:
-        if self.monitor is None or not self.clips:
+        """Collective: every rank samples its share of the clips, rank 0 gathers and logs them."""
+        if not self.clips:
             return
-        generated = generate(self.ema.model, self.context.vae, self.clips, self.stage, self.config.validation)
-        mse = log_validation(self.monitor, step, self.clips, generated)
-        print(f"[{self.stage.name}] validation at step {step}: mse {mse:.4f}", flush=True)
+        began = time.monotonic()
+        mine = [self.clips[index] for index in self.share]
+        result = SharedResult([], np.zeros((0,), np.uint8), 0.0, 0)
+        if mine:
+            autocast = torch.bfloat16 if self.context.bf16 else None
+            generated = generate(self.ema.model, self.context.vae, mine, self.stage, self.config.validation, autocast)
+            result = score_share(self.share, mine, generated)
+        shares: list[Any] | None = [None] * self.context.world if self.monitor is not None else None
+        dist.gather_object(result, shares, dst=0)
+        if self.monitor is None or shares is None:
+            return
+        mse = log_validation(self.monitor, step, self.clips, shares)
+        seconds = time.monotonic() - began
+        print(f"[{self.stage.name}] validation at step {step}: mse {mse:.4f} ({seconds:.1f} s)", flush=True)
+        limit = 60 * self.config.collective_timeout_minutes
+        if seconds > limit / 4:
+            print(
+                f"[{self.stage.name}] warning: validation took {seconds:.0f} s, over a quarter of the collective "
+                f"timeout ({limit:.0f} s); lower validation.budget or raise collective_timeout_minutes",
+                flush=True,
+            )
 
     def run(self) -> None:
         stage, config = self.stage, self.config
@@ -279,7 +332,7 @@ class StageRun:
 
 
 def train(config: TrainConfig) -> None:
-    rank, world = init_process_group()
+    rank, world = init_process_group(config.collective_timeout_minutes)
     accelerator = get_accelerator()
     device = torch.device(accelerator.device_name(int(os.environ.get("LOCAL_RANK", 0))))
     if device.type == "cpu":

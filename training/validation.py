@@ -2,9 +2,15 @@
 own frames as the driving motion (self-reenactment), so the driving frames are also the ground truth.
 
 The clips are the first `pairs` clips of the validation splits in the build's committed tars, in
-tar order, decoded once per stage; the sampler's noise is seeded the same at every validation, so the
-images of two steps differ only by the weights. In image mode (stage 1) each driving frame is
-animated on its own (L = 1, as a batch), in video mode the frames form one clip.
+tar order, decoded once per stage on every rank before the first step; the sampler's noise is seeded
+the same at every validation, so the images of two steps differ only by the weights. In image mode
+(stage 1) each driving frame is animated on its own (L = 1, as a batch), in video mode the frames form
+one clip.
+
+Validation must not stall training: its cost (clips x frames x steps) is bounded by
+`validation.budget`, the clips are dealt round-robin to the ranks (each samples its share, rank 0
+gathers the frames), and sampling runs under bf16 autocast when training is bf16. Every rank does
+about the same work, so all reach the gather, and the next training collective, together.
 
 Logged: `val/mse` against the driving frames, one video per clip (driving | generated, side by side)
 and a frame grid (per clip: the reference then driving frames, the reference then generated frames).
@@ -73,12 +79,34 @@ def _to_uint8(frames: torch.Tensor) -> np.ndarray:
     return ((frames.movedim(-3, -1).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
 
 
+def rank_share(count: int, rank: int, world: int) -> list[int]:
+    """The indices of the clips `rank` samples: round-robin, so shares differ by at most one clip."""
+    return list(range(rank, count, world))
+
+
 @torch.no_grad()
 def generate(
-    model: RealPortrait, vae: FrameVAE, clips: list[ValidationClip], stage: StageConfig, settings: ValidationConfig
+    model: RealPortrait,
+    vae: FrameVAE,
+    clips: list[ValidationClip],
+    stage: StageConfig,
+    settings: ValidationConfig,
+    autocast: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Generated frames [N, 3, V, H, W] in [-1, 1] for the clips (see the module docstring)."""
+    """Generated frames [N, 3, V, H, W] in [-1, 1], float32, for the clips (see the module docstring)."""
     device = next(model.parameters()).device
+    with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+        return _generate(model, vae, clips, stage, settings, device).float()
+
+
+def _generate(
+    model: RealPortrait,
+    vae: FrameVAE,
+    clips: list[ValidationClip],
+    stage: StageConfig,
+    settings: ValidationConfig,
+    device: torch.device,
+) -> torch.Tensor:
     reference = _to_model(np.stack([c.reference for c in clips]), device)  # [N, 3, H, W]
     driving = _to_model(np.stack([c.driving for c in clips]), device).transpose(1, 2)  # [N, 3, V, H, W]
     reference_latents = vae.encode(reference[:, :, None], sample=False)[:, :, 0]
@@ -100,12 +128,30 @@ def generate(
     return vae.decode(latents)
 
 
-def log_validation(monitor: Monitor, step: int, clips: list[ValidationClip], generated: torch.Tensor) -> float:
+@dataclass(frozen=True)
+class SharedResult:
+    """What a rank sends rank 0 for its share: its clip indices, their frames and their squared error."""
+
+    indices: list[int]
+    frames: np.ndarray  # uint8 [n, V, H, W, 3]
+    squared_error: float  # summed over every element of the float frames
+    elements: int
+
+
+def score_share(indices: list[int], clips: list[ValidationClip], generated: torch.Tensor) -> SharedResult:
+    """This rank's frames as uint8 and their squared error against the driving frames (the ground truth)."""
+    truth = _to_model(np.stack([c.driving for c in clips]), generated.device).transpose(1, 2)
+    squared = float((generated - truth).pow(2).sum())
+    return SharedResult(indices, _to_uint8(generated.transpose(1, 2)), squared, generated.numel())
+
+
+def log_validation(monitor: Monitor, step: int, clips: list[ValidationClip], shares: list[SharedResult]) -> float:
     """Logs the MSE against the driving frames, a video per clip and the frame grid; returns the MSE."""
-    device = generated.device
-    truth = _to_model(np.stack([c.driving for c in clips]), device).transpose(1, 2)
-    mse = float((generated - truth).pow(2).mean())
-    frames = _to_uint8(generated.transpose(1, 2))  # [N, V, H, W, 3]
+    by_index = {index: frames for share in shares for index, frames in zip(share.indices, share.frames, strict=True)}
+    if sorted(by_index) != list(range(len(clips))):
+        raise RuntimeError(f"validation shares cover clips {sorted(by_index)}, expected 0..{len(clips) - 1}")
+    frames = np.stack([by_index[index] for index in range(len(clips))])  # [N, V, H, W, 3]
+    mse = sum(share.squared_error for share in shares) / sum(share.elements for share in shares)
     rows = []
     for index, clip in enumerate(clips):
         monitor.video(f"val/clip{index}", np.concatenate([clip.driving, frames[index]], axis=2), clip.fps, step)

@@ -13,7 +13,8 @@ from PIL import Image
 from model.animate import Animator, SamplingOptions, sample_windows, window_starts, window_weights
 from model.animate_cli import main as animate_main
 from model.animate_cli import parser as animate_parser
-from pipeline.decode import _video_reader
+from model.precision import Precision
+from pipeline.decode import video_reader
 
 
 @pytest.mark.parametrize(("length", "expected"), [(10, [0]), (16, [0]), (28, [0, 12]), (39, [0, 12, 23])])
@@ -35,13 +36,20 @@ def test_blending_weights_ramp_across_overlaps() -> None:
 
 def test_windowed_sampling_of_one_window_is_the_models_own_sampler(tiny_checkpoint: Path) -> None:
     """A video that fits one window is sampled exactly as `RealPortrait.sample` samples it."""
-    animator = Animator.from_checkpoint(tiny_checkpoint)
+    animator = Animator.from_checkpoint(tiny_checkpoint, precision=Precision.resolve("cpu"))
     generator = torch.Generator().manual_seed(3)
     reference = torch.randn(1, 4, 16, 16, generator=generator)
     driving = torch.rand(1, 3, 6, 128, 128, generator=generator) * 2 - 1
     options = SamplingOptions(num_steps=2, seed=5)
-    ours = sample_windows(animator.model, reference, animator.model.encode_motion(driving), options)
-    theirs = animator.model.sample(reference, driving, num_steps=2, generator=torch.Generator().manual_seed(5))
+
+    def motion(start: int, stop: int) -> torch.Tensor:
+        return animator.model.encode_motion(driving[:, :, start:stop])
+
+    with torch.no_grad():
+        ours = sample_windows(animator.model, reference, motion, 6, options, fps=30.0)
+    theirs = animator.model.sample(
+        reference, driving, num_steps=2, fps=30.0, generator=torch.Generator().manual_seed(5)
+    )
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
@@ -51,7 +59,7 @@ def test_rp_animate_writes_a_video_of_the_driving_length(
     source = tmp_path / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(source)
     driving = sample_root / "celebvhq" / "downloaded_celebvhq" / "processed" / "-xU_9kQ2mZ0_1.mp4"
-    length = len(_video_reader(driving))
+    length = len(video_reader(driving))
     assert length > 16  # longer than one window
     out, sbs = tmp_path / "out.mp4", tmp_path / "sbs.mp4"
     code = animate_main(
@@ -72,12 +80,12 @@ def test_rp_animate_writes_a_video_of_the_driving_length(
         ]
     )
     assert code == 0
-    video = _video_reader(out)
+    video = video_reader(out)
     assert len(video) == length and video[0].shape == (128, 128, 3)
-    assert video.get_avg_fps() == pytest.approx(_video_reader(driving).get_avg_fps())
+    assert video.get_avg_fps() == pytest.approx(video_reader(driving).get_avg_fps())
     frames = video.get_batch(list(range(length))).asnumpy()
     assert frames.std() > 1  # not a constant image
-    assert _video_reader(sbs)[0].shape == (128, 384, 3)
+    assert video_reader(sbs)[0].shape == (128, 384, 3)
 
 
 def test_rp_animate_names_what_is_wrong(tiny_checkpoint: Path, sample_root: Path, tmp_path: Path, capsys) -> None:
@@ -93,3 +101,17 @@ def test_rp_animate_names_what_is_wrong(tiny_checkpoint: Path, sample_root: Path
 
 def test_help_shows_an_example() -> None:
     assert "example:" in animate_parser().format_help() and "rp-animate --checkpoint" in animate_parser().format_help()
+
+
+def test_rp_animate_runs_in_bf16_autocast_on_the_cpu(tiny_checkpoint: Path, sample_root: Path, tmp_path: Path) -> None:
+    """The GPU's precision path (--dtype bf16, autocast) run on the CPU: a playable video of the asked length."""
+    source = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(source)
+    driving = sample_root / "celebvhq" / "downloaded_celebvhq" / "processed" / "-xU_9kQ2mZ0_1.mp4"
+    out = tmp_path / "bf16.mp4"
+    arguments = ["--checkpoint", str(tiny_checkpoint), "--source", str(source), "--driving", str(driving)]
+    options = ["--max-frames", "20", "--steps", "1", "--device", "cpu", "--dtype", "bf16", "--no-progress"]
+    assert animate_main([*arguments, "--out", str(out), *options]) == 0
+    video = video_reader(out)
+    assert len(video) == 20 and video[0].shape == (128, 128, 3)
+    assert video.get_batch(list(range(20))).asnumpy().std() > 1

@@ -135,3 +135,44 @@ def test_a_build_without_shards_is_a_clear_error(tmp_path: Path, capsys: pytest.
     assert main(["--config", str(TINY), f"vae.path={vae}", f"data.build_dir={empty}"]) == 2
     message = capsys.readouterr().err
     assert f"data.build_dir {empty}: no committed shards" in message and "rp-data build" in message
+
+
+OPEN_SORA_FILE = ("model.safetensors", "hpcai-tech/OpenSora-STDiT-v2-stage3", "Open-Sora 1.1 STDiT2")
+
+
+def test_stage1_without_stdit2_weights_is_refused_naming_the_open_sora_file(tmp_path: Path) -> None:
+    """Missing or null never means "train the backbone from random weights" silently."""
+    no_model = yaml.safe_load(TINY.read_text())
+    del no_model["model"]
+    without = tmp_path / "without.yaml"
+    without.write_text(yaml.safe_dump(no_model))
+    nulled = tmp_path / "nulled.yaml"
+    nulled.write_text(yaml.safe_dump({"base": str(STAGE1), "model": {"stdit2_weights": None}}))
+    for path, overrides in [(STAGE1, ["model.stdit2_weights=null"]), (nulled, []), (without, [])]:
+        with pytest.raises(ConfigError) as error:
+            load_config(path, overrides)
+        message = str(error.value)
+        assert str(path) in message and "field 'model'" in message and "stdit2_weights is required" in message
+        assert all(part in message for part in OPEN_SORA_FILE) and "stdit2_weights: none" in message
+    shipped = load_config(STAGE1).model.stdit2_path
+    assert shipped is not None and shipped.name == "model.safetensors"
+    assert load_config(STAGE1, ["model.stdit2_weights=none"]).model.stdit2_path is None  # asked for explicitly
+    assert load_config(TINY).model.stdit2_weights == "none"
+
+
+def test_a_missing_stdit2_file_is_a_clear_error_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from training.train import main
+
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    run = [f"vae.path={vae}", f"output_dir={tmp_path / 'run'}", f"data.build_dir={tmp_path / 'build'}"]
+    assert main(["--config", str(STAGE1), *run]) == 2
+    message = capsys.readouterr().err
+    shipped = load_config(STAGE1).model.stdit2_weights
+    assert f"model.stdit2_weights: {shipped} not found" in message and all(part in message for part in OPEN_SORA_FILE)
+    assert "model.stdit2_weights=none" in message and "Traceback" not in message and not (tmp_path / "run").exists()
+    assert main(["--config", str(STAGE1), *run, "model.stdit2_weights=none"]) == 2  # accepted: the next check fails
+    message = capsys.readouterr().err
+    assert "stdit2_weights" not in message and "no committed shards" in message
+    assert main(["--config", str(STAGE2), *run]) == 2  # stage 2 continues stage 1's export: no STDiT2 file needed
+    assert "no committed shards" in capsys.readouterr().err

@@ -18,12 +18,14 @@ from PIL import Image
 from safetensors.torch import load_file
 from trainkit import TINY, event_files, images, launch, release_shm, run_overrides, scalars, start
 
+from model.embeddings import RotaryEmbedding
 from model.realportrait import RealPortrait
 from model.vae import FrameVAE
 from training.checkpoints import WEIGHTS, is_exported
 from training.config import OptimizerConfig, ValidationConfig
 from training.data import read_index
 from training.engine import lr_factor
+from training.train import IMPORT_REPORT
 from training.validation import load_clips
 
 pytestmark = pytest.mark.slow
@@ -32,7 +34,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize(("stage", "global_batch"), [("stage1", 4), ("stage2", 2)])
 def test_tiny_config_trains_both_stages(tiny_run: tuple[Path, str], stage: str, global_batch: int) -> None:
     output, stdout = tiny_run
-    assert "[stage1] starting from a new tiny model: image mode" in stdout
+    assert "[stage1] starting from a new tiny model (stdit2_weights: none, the backbone from random weights)" in stdout
     assert "global batch 4 = 2 rank(s) x 1 x 2 accumulation" in stdout
     assert f"[stage2] starting from weights of {output / 'stage1' / 'export'}: video mode" in stdout
     logs = output / "tensorboard" / stage
@@ -57,6 +59,13 @@ def test_tiny_config_trains_both_stages(tiny_run: tuple[Path, str], stage: str, 
     }  # ZeRO partitions of the optimizer, one per rank
     state = json.loads((last / "trainer_state.json").read_text())
     assert (state["step"], state["samples"], state["ema_updates"]) == (4, 4 * global_batch, 4)
+    report = output / stage / IMPORT_REPORT
+    if stage == "stage1":  # from the preset: the import report says none, every key at its initialisation
+        record = json.loads(report.read_text())
+        assert record["stdit2_weights"] == "none" and record["loaded"] == [] and record["adapted"] == {}
+        assert "backbone.blocks.0.attn.qkv.weight" in record["initialised"]
+    else:  # continues stage 1's export: nothing imported
+        assert not report.exists()
     export = output / stage / "export"
     assert is_exported(export) and is_exported(last / "ema")
     exported, final_ema = load_file(export / WEIGHTS), load_file(last / "ema" / WEIGHTS)
@@ -160,3 +169,48 @@ def test_overfitting_one_clip_cuts_the_loss_fivefold(build_dir: Path, vae_dir: P
     initial, final = losses[1], statistics.mean(losses[step] for step in range(41, 61))
     assert 0.8 < initial < 1.25  # a new model predicts zero noise: E[eps^2] = 1
     assert initial / final >= 5, (initial, final)
+
+
+def test_the_ema_follows_the_fp32_master_weights_of_a_bf16_zero2_run(
+    build_dir: Path, vae_dir: Path, tmp_path: Path
+) -> None:
+    """With decay 0 the EMA is the weights it is fed. In bf16, DeepSpeed's fp32 master weights start as the
+    bf16 working weights and then take Adam updates (about lr = 1e-4 each) mostly below bf16's resolution: an
+    EMA fed from the working weights would hold bf16 values only; fed from the master weights its values are
+    off the bf16 grid, and the working copy is their rounding. 2 CPU ranks under ZeRO-2 hold half the master
+    weights each, so the EMA's reads are gathered."""
+    config = tmp_path / "bf16.yaml"
+    stage = {
+        "name": "stage1",
+        "mode": "image",
+        "steps": 2,
+        "global_batch": 2,
+        "resolution": 64,
+        "optimizer": {"lr": 1.0e-4, "warmup_steps": 0},
+        "ema_decay": 0.0,
+    }
+    settings = {
+        "base": str(TINY),
+        "precision": "bf16",
+        "validation": {"pairs": 0},
+        "checkpoint": {"every": 2},
+        "stages": [stage],
+    }
+    config.write_text(yaml.safe_dump(settings))
+    output = tmp_path / "run"
+    launch(config, *run_overrides(output, build_dir, vae_dir))
+    ema = load_file(output / "stage1" / "export" / WEIGHTS)
+    states = output / "stage1" / "checkpoints" / "step_00000002" / "mp_rank_00_model_states.pt"
+    working = {
+        key.removeprefix("model."): tensor
+        for key, tensor in torch.load(states, map_location="cpu", weights_only=True)["module"].items()
+    }
+    assert working["backbone.blocks.0.attn.qkv.weight"].dtype == torch.bfloat16
+    assert working["backbone.rope.freqs"].dtype == ema["backbone.rope.freqs"].dtype == torch.float32
+    head_dim = 2 * working["backbone.rope.freqs"].numel()
+    assert torch.equal(working["backbone.rope.freqs"], RotaryEmbedding(head_dim).freqs)  # not rounded to bf16
+    for key, tensor in ema.items():  # every average rounds to the working copy (frozen ones too: the start)
+        assert tensor.dtype == torch.float32 and torch.equal(tensor.to(working[key].dtype), working[key]), key
+    for key in ("backbone.blocks.0.attn.qkv.weight", "backbone.blocks.3.mlp.fc1.weight"):  # trained in stage 1
+        off_grid = (ema[key] != ema[key].bfloat16().float()).float().mean()
+        assert off_grid > 0.5, (key, off_grid)  # fp32 values: not what the bf16 copy holds
