@@ -93,7 +93,8 @@ def local_cluster(logs: Path, head_cpus: int, node_cpus: Sequence[int] = ()) -> 
         for index, cpus in enumerate(node_cpus):
             node = [f"--address={address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1"]
             cluster.nodes.append(_ray_start(node, logs / f"node{index}.log"))
-        _wait_for(cluster, 1 + len(node_cpus), logs)
+            # one at a time: two nodes of one address registering at once can miss each other's node info
+            _wait_for(cluster, 2 + index, logs)
         yield cluster
     finally:
         for process in [*cluster.nodes, head]:

@@ -58,7 +58,14 @@ def test_sampling_a_share_stays_within_the_budget(vae_dir: Path) -> None:
         step = int(timesteps[0])
         frames_at[step] = max(frames_at.get(step, 0), latents.shape[0] * latents.shape[2])
 
-    model.register_forward_pre_hook(count)
+    model.register_forward_pre_hook(count)  # passes without the sampling cache
+    cached_prediction = model.cached_prediction
+
+    def counted(noisy: torch.Tensor, timesteps: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        count(model, (noisy, timesteps))
+        return cached_prediction(noisy, timesteps, *args, **kwargs)
+
+    model.cached_prediction = counted  # passes with it (sampling builds the reference cache once per call)
     per_rank = []
     for rank in range(2):
         frames_at.clear()
