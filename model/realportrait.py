@@ -29,7 +29,7 @@ from model.controlnet import MotionControlNet
 from model.diffusion import PREDICTION_TYPES, NoiseSchedule, PredictionType, ddim_sample, diffusion_loss
 from model.motion import MotionEncoder, MotionInput
 from model.opensora_import import ImportReport, import_opensora_stdit2
-from model.stdit2 import ContextCache, ReferenceCache, STDiT2
+from model.stdit2 import Conditioning, ContextCache, ReferenceCache, STDiT2
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,21 @@ class RealPortrait(ModelMixin, ConfigMixin):
             return self.default_fps(num_frames, batch, device)
         return torch.as_tensor(fps, dtype=torch.float32, device=device).expand(batch).clone()
 
+    def _condition(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        fps: torch.Tensor | None,
+        context: torch.Tensor | None = None,
+    ) -> Conditioning:
+        """The backbone's conditioning for these latents: one place for `forward` and `cached_prediction`."""
+        batch, _, num_frames = noisy_latents.shape[:3]
+        if fps is None:
+            fps = self.default_fps(num_frames, batch, noisy_latents.device)
+        return self.backbone.condition(
+            timesteps, latent_size=tuple(noisy_latents.shape[-2:]), num_frames=num_frames, fps=fps, context=context
+        )
+
     def forward(
         self,
         noisy_latents: torch.Tensor,
@@ -229,12 +244,7 @@ class RealPortrait(ModelMixin, ConfigMixin):
         (bool [B]) drop it per sample (training dropout). `context` replaces the learned null
         condition of the cross-attention with [B, M, caption_channels] tokens.
         """
-        batch, _, num_frames = noisy_latents.shape[:3]
-        if fps is None:
-            fps = self.default_fps(num_frames, batch, noisy_latents.device)
-        cond = self.backbone.condition(
-            timesteps, latent_size=tuple(noisy_latents.shape[-2:]), num_frames=num_frames, fps=fps, context=context
-        )
+        cond = self._condition(noisy_latents, timesteps, fps, context)
         residuals = (
             ()
             if motion_features is None
@@ -356,12 +366,7 @@ class RealPortrait(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """`forward` with the reference (if `with_reference`) and the null condition taken from `cache`:
         the same prediction as `forward` with the latents the cache was built from."""
-        batch, _, num_frames = noisy_latents.shape[:3]
-        if fps is None:
-            fps = self.default_fps(num_frames, batch, noisy_latents.device)
-        cond = self.backbone.condition(
-            timesteps, latent_size=tuple(noisy_latents.shape[-2:]), num_frames=num_frames, fps=fps
-        )
+        cond = self._condition(noisy_latents, timesteps, fps)
         residuals = (
             ()
             if motion_features is None
