@@ -14,6 +14,13 @@ bf16 peak. The frozen VAE's encoding is left out of the GPU's work: that makes t
 is, so the ratio printed is a lower bound. Also printed: the utilisation at which the ratio would
 fall to 3.
 
+Then how evenly the slots (rank x worker) sample: the build's samples are rewritten into `--tars`
+tars of equal size (webdataset's writer, build order kept, so a tar holds a run of neighbouring
+items as a build's tars do) and read by `--slots` slots. Printed: the tar-frequency spread (each
+tar's share of the samples the slots' undecoded streams draw, over the uniform share: lowest and
+highest) and the mean number of distinct source videos (the json's youtube_id, else its item_id)
+in a stage-1 batch of one GPU, formed by the real stream (shuffle buffer and decoding included).
+
 The input is the build in `--build-dir` (`make demo` writes `.cache/build`); without one the
 embedded sample is built into a temporary folder first. The sample's context images are 512-632 px;
 real ones reach 1024 px, whose JPEG decoding costs up to ~3x more per pair.
@@ -22,11 +29,15 @@ real ones reach 1024 px, whose JPEG decoding costs up to ~3x more per pair.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.update({k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
@@ -34,12 +45,15 @@ os.environ.update({k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import webdataset as wds  # noqa: E402
 
 from model.costs import A100_BF16_FLOPS, ClipShape, ModelSizes, step_seconds, training_step_flops  # noqa: E402
 from model.realportrait import RealPortrait  # noqa: E402
 from training.config import DataConfig, StageConfig, load_config  # noqa: E402
-from training.data import PortraitStream, plan_sources, read_index, stage_framing  # noqa: E402
+from training.data import PortraitStream, Source, plan_sources, read_index, stage_framing  # noqa: E402
+from training.examples import Framing  # noqa: E402
 
 PAPER_GPUS = 4
 WARMUP = 8
@@ -79,6 +93,84 @@ def worker_rate(build_dir: Path, stage: StageConfig, samples: int) -> tuple[floa
     return samples / seconds, samples * (stage.frames_per_sample + 1) / seconds
 
 
+def reshard(build_dir: Path, folder: Path, tars: int) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The build's samples in `tars` tars of equal size (a remainder is left out), and each key's
+    source video."""
+    samples = [
+        {name: value for name, value in sample.items() if name == "__key__" or not name.startswith("__")}
+        for entry in read_index(build_dir)
+        for sample in wds.WebDataset(str(entry.path), shardshuffle=False)
+    ]
+    size = len(samples) // tars
+    if size == 0:
+        raise SystemExit(f"{build_dir}: {len(samples)} samples cannot fill {tars} tars")
+    paths = []
+    for index in range(tars):
+        path = folder / f"all-{index:05d}.tar"
+        with wds.TarWriter(str(path), encoder=False) as writer:
+            for sample in samples[index * size : (index + 1) * size]:
+                writer.write(sample)
+        paths.append(str(path))
+    metas = [json.loads(sample["json"]) for sample in samples]
+    return tuple(paths), {meta["key"]: meta["youtube_id"] or meta["item_id"] for meta in metas}
+
+
+@contextmanager
+def as_rank(rank: int, world: int) -> Iterator[None]:
+    """This process acts as `rank` of `world` single-worker ranks (webdataset reads RANK/WORLD_SIZE)."""
+    saved = {name: os.environ.get(name) for name in ("RANK", "WORLD_SIZE")}
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def tar_spread(tars: tuple[str, ...], slots: int, draws: int) -> tuple[float, float]:
+    """(lowest, highest) tar share of all slots' draws, over the uniform share."""
+    counts: Counter[str] = Counter()
+    for slot in range(slots):
+        with as_rank(slot, slots):
+            stream = PortraitStream(
+                [Source("all", tars, 1.0)],
+                Framing(mode="image", resolution=64),
+                batch_size=1,
+                shuffle_buffer=1,
+                epoch_batches=1,
+                seed=[0],
+            )
+            samples = stream.epoch_samples().samples
+            counts.update(next(samples)["__url__"] for _ in range(draws))
+    shares = np.array([counts[tar] for tar in tars]) / (counts.total() / len(tars))
+    return float(shares.min()), float(shares.max())
+
+
+def batch_diversity(
+    tars: tuple[str, ...], sources: dict[str, str], stage: StageConfig, slots: int, batches: int
+) -> tuple[float, int]:
+    """(mean distinct source videos per batch, batch size): `batches` per slot, at the stage's per-GPU
+    batch and the default shuffle buffer."""
+    data = DataConfig(build_dir=Path(tars[0]).parent, exclude_splits=[])
+    per_gpu = stage.global_batch // PAPER_GPUS
+    distinct = []
+    for slot in range(slots):
+        with as_rank(slot, slots):
+            stream = PortraitStream(
+                [Source("all", tars, 1.0)],
+                stage_framing(data, stage),
+                batch_size=per_gpu,
+                shuffle_buffer=data.shuffle_buffer,
+                epoch_batches=batches,
+                seed=[0],
+            )
+            distinct += [len({sources[key] for key in batch["keys"]}) for batch in stream]
+    return float(np.mean(distinct)), per_gpu
+
+
 def a100_rate(sizes: ModelSizes, stage: StageConfig, utilisation: float) -> tuple[float, float, float]:
     """(samples/s, frames/s, step seconds) one A100 consumes at the paper's per-GPU batch."""
     per_gpu = stage.global_batch // PAPER_GPUS
@@ -93,6 +185,12 @@ def main() -> None:
     parser.add_argument("--build-dir", type=Path, default=REPO / ".cache" / "build")
     parser.add_argument("--samples", type=int, default=48, help="timed samples per mode")
     parser.add_argument("--utilisation", type=float, default=0.4, help="assumed fraction of the A100's bf16 peak")
+    parser.add_argument(
+        "--tars", type=int, default=20, help="tars the build is rewritten into for the sampling figures"
+    )
+    parser.add_argument("--slots", type=int, default=16, help="loader slots (rank x worker) sampling them")
+    parser.add_argument("--draws", type=int, default=2000, help="undecoded samples per slot for the tar spread")
+    parser.add_argument("--batches", type=int, default=2, help="decoded batches per slot for the batch diversity")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as scratch:
@@ -116,6 +214,18 @@ def main() -> None:
                 f"{ratio:>7.1f}{args.utilisation * ratio / 3:>8.0%}"
             )
         print("ratio = worker samples/s / A100 samples/s; util@3 = the A100 utilisation at which the ratio is 3")
+        tars, sources = reshard(build_dir, Path(scratch), args.tars)
+        low, high = tar_spread(tars, args.slots, args.draws)
+        print(
+            f"\n{args.tars} tars of {build_dir} over {args.slots} slots: tar frequency / uniform "
+            f"{low:.3f} .. {high:.3f} ({args.slots * args.draws} draws)"
+        )
+        stage = load_config(STAGE_CONFIGS[0]).stages[0]
+        mean, size = batch_diversity(tars, sources, stage, args.slots, args.batches)
+        print(
+            f"mean distinct source videos per {stage.name} batch of {size}: {mean:.2f} "
+            f"({args.slots} slots x {args.batches} batches; {len(set(sources.values()))} sources in the build)"
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -35,9 +36,12 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.diffusion import ddim_sample
+from model.precision import Precision
 from model.realportrait import PRESETS, RealPortrait, SamplingCache
 
 PAPER_STEPS = 50
+T = TypeVar("T")
+CPU_FP32 = Precision(torch.device("cpu"), torch.float32)
 
 
 @dataclass(frozen=True)
@@ -71,24 +75,50 @@ class CacheSpeedup:
         return 1 - self.cached_flops / self.uncached_flops
 
 
-def timed(run: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+def timed(run: Callable[[], T], device: torch.device) -> tuple[float, T]:
+    """Wall seconds of `run`, waiting for the device to finish (CUDA launches are asynchronous)."""
     start = time.perf_counter()
     result = run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start, result
 
 
 @torch.no_grad()
-def measure_mode(model: RealPortrait, frames: int, latent_size: int, steps: int, repeats: int) -> CacheSpeedup:
-    """Both ways of sampling one clip length, batch 1, compared step by step.
+def measure_mode(
+    model: RealPortrait,
+    frames: int,
+    latent_size: int,
+    steps: int,
+    repeats: int,
+    precision: Precision = CPU_FP32,
+) -> CacheSpeedup:
+    """Both ways of sampling one clip length, batch 1, compared step by step, on `precision`'s device
+    and under its autocast (the model must already be there).
 
     The uncached predictions drive the sampler; at each step the cached prediction of the same x_t is
     computed right before or after it (alternating), so that load from elsewhere on the machine hits
     both alike, and the two are compared. A sampling call costs the build plus its steps.
     """
     generator = torch.Generator().manual_seed(0)
-    reference = torch.randn(1, 4, latent_size, latent_size, generator=generator)
-    driving = torch.rand(1, 3, frames, 8 * latent_size, 8 * latent_size, generator=generator) * 2 - 1
-    noise = torch.randn(1, 4, frames, latent_size, latent_size, generator=generator)
+    device = precision.device
+    reference = torch.randn(1, 4, latent_size, latent_size, generator=generator).to(device)
+    driving = (torch.rand(1, 3, frames, 8 * latent_size, 8 * latent_size, generator=generator) * 2 - 1).to(device)
+    noise = torch.randn(1, 4, frames, latent_size, latent_size, generator=generator).to(device)
+    with precision.autocast():
+        return _measure(model, reference, driving, noise, steps, repeats, precision)
+
+
+def _measure(
+    model: RealPortrait,
+    reference: torch.Tensor,
+    driving: torch.Tensor,
+    noise: torch.Tensor,
+    steps: int,
+    repeats: int,
+    precision: Precision,
+) -> CacheSpeedup:
+    frames, device = noise.shape[2], precision.device
     motion = model.encode_motion(driving)
     cache = model.sampling_cache(reference)
 
@@ -108,22 +138,22 @@ def measure_mode(model: RealPortrait, frames: int, latent_size: int, steps: int,
         order = ("uncached", "cached") if len(differences) % 2 == 0 else ("cached", "uncached")
         predictions = {}
         for name in order:
-            seconds, predictions[name] = timed(partial(variants[name], x, timesteps))
+            seconds, predictions[name] = timed(partial(variants[name], x, timesteps), device)
             times[name].append(seconds)
         differences.append((predictions["cached"] - predictions["uncached"]).abs().max().item())
         return predictions["uncached"]
 
-    both(noise, torch.tensor([999]))  # warm-up: the allocator and the kernels' first calls
+    both(noise, torch.tensor([999], device=device))  # warm-up: the allocator and the kernels' first calls
     for kept in times.values():
         kept.clear()
     build = []
     for _ in range(repeats):
         ddim_sample(both, noise, model.schedule, prediction_type="epsilon", num_steps=steps)
-        build.append(timed(lambda: model.sampling_cache(reference))[0])
+        build.append(timed(lambda: model.sampling_cache(reference), device)[0])
 
     def step_flops(cache: SamplingCache | None) -> int:
         with FlopCounterMode(display=False) as counter:
-            guided(cache)(noise, torch.tensor([500]))
+            guided(cache)(noise, torch.tensor([500], device=device))
         return counter.get_total_flops()
 
     return CacheSpeedup(

@@ -6,6 +6,9 @@
   that maps the driving video's first-frame landmarks onto each frame's, found with the pipeline's own
   FaceMesh landmarks. It transfers rigid head motion relative to the first frame (no expression), the
   simplest thing a reenactment method must beat.
+- `driving-copy`: the driving clip returned unchanged. A leakage control, not a method: it carries the
+  driver's identity into every frame, so cross-reenactment's leakage columns must read 1 for it (and 0
+  for `source-copy`); its self-reenactment rows are the ground truth itself.
 """
 
 from __future__ import annotations
@@ -23,6 +26,15 @@ class SourceCopy:
 
     def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
         return np.repeat(source[None], len(driving), axis=0)
+
+
+class DrivingCopy:
+    name = "driving-copy"
+    motion_mode = "absolute"
+    description = "the driving clip returned unchanged: a driver-identity leakage control (leaks everything)"
+
+    def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
+        return driving.copy()
 
 
 class LandmarkWarp:

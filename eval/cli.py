@@ -27,8 +27,9 @@ INPUTS_EXAMPLE = """example:
   rp-eval inputs --split manifests/splits/paper.json --root vfhq=/data/VFHQ --root celebvhq=/data/CelebV-HQ \\
       --out eval_inputs/
 
-Writes, per task, the source portrait (PNG) and the driving clip (H.264, crf 12) at the evaluation crop,
-and tasks.csv naming the video each method must write: <outputs>/<protocol>/<task file>.mp4."""
+Writes, per task, the source portrait (PNG) and the driving clip (FFV1 in .mkv: lossless RGB, so a method
+reads exactly the frames ours is scored on) at the evaluation crop, and tasks.csv naming the file each
+method must write: <outputs>/<protocol>/<task file>.mkv (FFV1), or a folder of PNG frames of that name."""
 
 RUN_EXAMPLE = """examples:
   rp-eval run --split manifests/splits/sample.json --data-root .cache/sample --method ours \\
@@ -38,8 +39,10 @@ RUN_EXAMPLE = """examples:
   rp-eval run --split manifests/splits/paper.json --root vfhq=/data/VFHQ --root celebvhq=/data/CelebV-HQ \\
       --method LivePortrait --outputs liveportrait_videos/ --motion-mode relative --out eval_runs/liveportrait
 
-Methods: ours (--checkpoint), source-copy, landmark-warp, or any NAME with --outputs DIR holding
-DIR/self/<clip>.mp4 and DIR/cross/<source>~<driving>.mp4 (names in `rp-eval inputs`' tasks.csv)."""
+Methods: ours (--checkpoint), source-copy, landmark-warp, driving-copy (a driver-identity leakage
+control: the driving clip itself), or any NAME with --outputs DIR holding
+DIR/self/<clip>.mkv and DIR/cross/<source>~<driving>.mkv, FFV1 (names in `rp-eval inputs`' tasks.csv); a
+folder of PNG frames of that name, or an .mp4, is read too (a lossy file is named in the table footer)."""
 
 TABLE_EXAMPLE = """example:
   rp-eval table eval_runs/ours eval_runs/source-copy eval_runs/landmark-warp eval_runs/liveportrait \\
@@ -115,11 +118,12 @@ def cmd_inputs(args: argparse.Namespace) -> int:
 
 def make_method(args: argparse.Namespace) -> Method:
     """The method named on the command line, loaded."""
-    from eval.baselines import LandmarkWarp, SourceCopy
+    from eval.baselines import DrivingCopy, LandmarkWarp, SourceCopy
     from eval.methods import Ours, OutputsFolder
     from model.animate import Animator, SamplingOptions
     from model.precision import Precision
     from pipeline.faces import open_landmarker
+    from training.heldout import checkpoint_warnings
 
     if args.outputs is not None:
         return OutputsFolder(
@@ -139,12 +143,17 @@ def make_method(args: argparse.Namespace) -> Method:
             seed=args.seed,
         )
         precision = Precision.resolve(args.device, args.dtype)
-        return Ours(Animator.from_checkpoint(args.checkpoint, args.vae, precision=precision), options)
+        animator = Animator.from_checkpoint(args.checkpoint, args.vae, precision=precision)
+        return Ours(animator, options, warnings=checkpoint_warnings(args.checkpoint, args.split))
     if args.method == "source-copy":
         return SourceCopy()
     if args.method == "landmark-warp":
         return LandmarkWarp(open_landmarker())
-    raise SpecError(f"method {args.method!r}: use ours, source-copy, landmark-warp, or --outputs DIR for another")
+    if args.method == "driving-copy":
+        return DrivingCopy()
+    raise SpecError(
+        f"method {args.method!r}: use ours, source-copy, landmark-warp, driving-copy, or --outputs DIR for another"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -221,7 +230,9 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="evaluate one method on a split", epilog=RUN_EXAMPLE, formatter_class=formatter)
     split_options(r)
-    r.add_argument("--method", required=True, help="ours | source-copy | landmark-warp | NAME (with --outputs)")
+    r.add_argument(
+        "--method", required=True, help="ours | source-copy | landmark-warp | driving-copy | NAME (with --outputs)"
+    )
     r.add_argument("--out", type=Path, required=True, help="run folder (tasks.parquet, summary.parquet, run.json)")
     r.add_argument("--label", help="row name in the tables (default: the method)")
     r.add_argument("--protocol", choices=("self", "cross", "both"), default="both")

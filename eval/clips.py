@@ -13,14 +13,18 @@ Why it works this way:
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 from PIL import Image
 
-from pipeline.crops import Box, crop_resize, driving_crop_box
-from pipeline.decode import frame_files, open_frames
+from pipeline.crops import Box, NoFaceError, crop_resize, driving_crop_box
+from pipeline.decode import DecodeError, frame_files, open_frames
 from pipeline.faces import FaceDetector
 from pipeline.sources.celebvhq import official_crop
 from pipeline.sources.probe import video_size
@@ -112,3 +116,78 @@ def load_clip(clip: Clip, root: Path, size: int, detector: FaceDetector, max_fra
         first_frame=int(stream.source_index[0]),
         sampled_without_face=missed,
     )
+
+
+class ClipStore:
+    """Split clips at the evaluation crop, loaded when a task asks for them and kept in a small LRU cache.
+
+    Why: a clip of ~300 frames at 512x512 is ~240 MB, so holding every clip of a split grows memory with
+    the split (issue 13). A task needs at most two clips (its source and its driving clip); the cache holds
+    `capacity` of them, so memory stays flat however many clips the split has. A clip that cannot be made is
+    remembered with its reason (a short string), and asked for again it is not decoded again.
+    `on_first_load(clip)` runs once per clip id, the first time it is made (the cross-FID real set's
+    features are taken there, while the frames are in memory anyway).
+    """
+
+    def __init__(
+        self,
+        split_clips: list[Clip],
+        roots: dict[str, Path],
+        size: int,
+        detector: FaceDetector,
+        max_frames: int | None = None,
+        *,
+        capacity: int = 2,
+        on_first_load: Callable[[EvalClip], None] | None = None,
+    ):
+        if capacity < 1:
+            raise ValueError(f"a clip cache needs room for at least one clip, got capacity {capacity}")
+        self.clips = {clip.item_id: clip for clip in split_clips}
+        self.roots, self.size, self.detector, self.max_frames = roots, size, detector, max_frames
+        self.capacity, self.on_first_load = capacity, on_first_load
+        self.cache: OrderedDict[str, EvalClip] = OrderedDict()
+        self.problems: dict[str, str] = {}
+        self.seen: set[str] = set()
+
+    def get(self, item_id: str) -> EvalClip:
+        """The clip at the evaluation crop; `ClipUnusable` with the reason when it cannot be made."""
+        if item_id in self.cache:
+            self.cache.move_to_end(item_id)
+            return self.cache[item_id]
+        if item_id in self.problems:
+            raise ClipUnusable(item_id, self.problems[item_id])
+        if item_id not in self.clips:
+            raise ClipUnusable(item_id, "not in the split")
+        clip = self.clips[item_id]
+        try:
+            if clip.dataset not in self.roots:
+                raise FileNotFoundError(f"no root given for dataset {clip.dataset!r} (--root {clip.dataset}=DIR)")
+            loaded = load_clip(clip, self.roots[clip.dataset], self.size, self.detector, self.max_frames)
+        except (NoFaceError, DecodeError, OSError, ValueError, av.FFmpegError) as exc:
+            self.problems[item_id] = f"{type(exc).__name__}: {exc}"
+            raise ClipUnusable(item_id, self.problems[item_id]) from exc
+        self.cache[item_id] = loaded
+        while len(self.cache) > self.capacity:
+            self.cache.popitem(last=False)
+        if item_id not in self.seen:
+            self.seen.add(item_id)
+            if self.on_first_load is not None:
+                self.on_first_load(loaded)
+        return loaded
+
+    def visit_rest(self, tick: Callable[[], None] | None = None) -> None:
+        """Make every clip no task asked for once, so `on_first_load` and `problems` cover the whole split."""
+        for item_id in self.clips:
+            if item_id not in self.seen and item_id not in self.problems:
+                with suppress(ClipUnusable):  # recorded in `problems`
+                    self.get(item_id)
+            if tick is not None:
+                tick()
+
+
+class ClipUnusable(Exception):
+    """A split clip that cannot be read or shows no face; `reason` says why."""
+
+    def __init__(self, item_id: str, reason: str):
+        super().__init__(f"{item_id}: {reason}")
+        self.item_id, self.reason = item_id, reason

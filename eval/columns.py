@@ -16,13 +16,50 @@ class Column:
     protocols: tuple[str, ...]
     weights: tuple[str, ...]  # eval.weights keys
     backend: str
+    # the tasks.parquet column counting the scored frames this metric skipped because a face was missing
+    # (eval.md §6.6); None for metrics that need no face
+    without_face: str | None = None
 
     @property
     def arrow(self) -> str:
         return "↑" if self.higher_is_better else "↓"
 
 
+MOTION_WITHOUT_FACE = "face_motion_frames_without_face"  # AED, APD and AED-legacy-abs share one face analysis
+
+
 PIXELS = "[0,1] floats at the evaluation crop; torchmetrics"
+
+
+def leakage_columns(network: str, weights: tuple[str, ...], backend: str) -> tuple[Column, Column]:
+    """Driver-identity leakage in cross-reenactment, by the identity network `network` (its CSIM column
+    there is the similarity to the source): the similarity of each generated frame to its driving frame,
+    and the share of frames closer to the driver than to the source (`identity.leakage`)."""
+    short = network.removeprefix("CSIM-")
+    return (
+        Column(
+            f"{network}-driver",
+            f"{network}-driver",
+            False,
+            "cosine to the driving frame",
+            ("cross",),
+            weights,
+            backend,
+            f"{network}-driver_frames_without_face",
+        ),
+        Column(
+            f"{network}-leak",
+            f"Leak-{short}",
+            False,
+            "share of frames closer to the driver than to the source",
+            ("cross",),
+            weights,
+            backend,
+            f"{network}-leak_frames_without_face",
+        ),
+    )
+
+
 COLUMNS: dict[str, Column] = {
     c.key: c
     for c in (
@@ -40,6 +77,7 @@ COLUMNS: dict[str, Column] = {
             ("self", "cross"),
             ("dlib_face", "dlib_shape5"),
             identity.DLIB_BACKEND,
+            "CSIM-dlib_frames_without_face",
         ),
         Column(
             "CSIM-arcface",
@@ -49,9 +87,30 @@ COLUMNS: dict[str, Column] = {
             ("self", "cross"),
             ("arcface",),
             identity.ARCFACE_BACKEND,
+            "CSIM-arcface_frames_without_face",
         ),
-        Column("AED", face_motion.AED_NAME, False, "interocular distances", ("self", "cross"), (), face_motion.BACKEND),
-        Column("APD", face_motion.APD_NAME, False, "degrees", ("self", "cross"), (), face_motion.BACKEND),
+        *leakage_columns("CSIM-dlib", ("dlib_face", "dlib_shape5"), identity.DLIB_BACKEND),
+        *leakage_columns("CSIM-arcface", ("arcface",), identity.ARCFACE_BACKEND),
+        Column(
+            "AED",
+            face_motion.AED_NAME,
+            False,
+            face_motion.AED_UNIT,
+            ("self", "cross"),
+            (),
+            face_motion.RELATIVE_BACKEND,
+            MOTION_WITHOUT_FACE,
+        ),
+        Column(
+            "APD",
+            face_motion.APD_NAME,
+            False,
+            "degrees",
+            ("self", "cross"),
+            (),
+            face_motion.BACKEND,
+            MOTION_WITHOUT_FACE,
+        ),
         Column("tLP", "tLP", False, "", ("self", "cross"), ("alexnet",), perceptual.BACKEND),
         Column(
             "PSNR-legacy-uint8",
@@ -61,6 +120,16 @@ COLUMNS: dict[str, Column] = {
             ("self",),
             (),
             "DisCo-style uint8 subtraction, kept only for comparison with such tables",
+        ),
+        Column(
+            "AED-legacy-abs",
+            face_motion.AED_ABSOLUTE_NAME,
+            False,
+            "interocular distances (absolute: rewards copying the driver's face shape)",
+            ("self", "cross"),
+            (),
+            face_motion.BACKEND + "; kept only for comparison with tables that used it",
+            MOTION_WITHOUT_FACE,
         ),
     )
 }

@@ -2,8 +2,15 @@
 
 Another method is only comparable when it animates the same source from the same driving frames at the
 same crop (eval.md §6.7). So the crops the run uses are exported: per task the source portrait as PNG and
-the driving clip as H.264 (crf 12: near-lossless; yuv420p, so chroma is subsampled), plus `tasks.csv`
-with the path each output video must have in the outputs folder.
+the driving clip as FFV1 in Matroska with an RGB pixel format, plus `tasks.csv` with the path each output
+must have in the outputs folder (an FFV1 .mkv; `eval.methods.OutputsFolder` lists the other layouts).
+
+Why lossless: ours and the baselines are driven by, and scored on, the frames in memory; another method
+must get the very same driving frames (a decoder returns them bit for bit) and hand back frames the
+metrics see unchanged, or its scores carry a codec's error ours do not. FFV1 rather than PNG frames: one
+file per clip, decodable by FFmpeg, OpenCV and PyAV, and about 0.66x the size of PNG frames (on the
+sample's crops at 512x512: 123-148 KB per frame for FFV1, 177-224 KB for PNG at Pillow's default level,
+768 KB raw; the former H.264 crf 12 yuv420p took 4-6 KB but decoded 42-43 dB PSNR away from the crops).
 """
 
 from __future__ import annotations
@@ -14,14 +21,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from eval.clips import ClipStore, ClipUnusable
 from eval.config import EvalConfig
-from eval.run import load_clips
+from eval.methods import OutputsFolder
 from eval.tasks import split_tasks
-from pipeline.encode import encode_h264
+from pipeline.encode import encode_ffv1
 from pipeline.faces import FaceDetector
 from pipeline.split import Split
-
-CRF = 12
 
 
 def write_inputs(
@@ -32,9 +38,10 @@ def write_inputs(
     out: Path,
     progress: Callable[[str, int], Callable[[], None]],
 ) -> int:
-    """Writes `out/<protocol>/<task>.source.png`, `out/<protocol>/<task>.driving.mp4` and `out/tasks.csv`;
-    returns the number of tasks written (tasks whose clips are unusable are listed with their reason)."""
-    clips, problems = load_clips(split, roots, config, detector, progress("cropping clips", len(split.clips)))
+    """Writes `out/<protocol>/<task>.source.png`, `out/<protocol>/<task>.driving.mkv` and `out/tasks.csv`;
+    returns the number of tasks written (tasks whose clips are unusable are listed with their reason).
+    Clips are cropped when a task needs them and not all kept, so memory does not grow with the split."""
+    store = ClipStore(split.clips, roots, config.size, detector, config.max_frames)
     tasks = split_tasks(split)
     out = Path(out)
     rows = []
@@ -42,26 +49,36 @@ def write_inputs(
     for task in tasks:
         folder = out / task.protocol
         folder.mkdir(parents=True, exist_ok=True)
-        row = {"protocol": task.protocol, "task_id": task.task_id, "output": task.relative_path, "problem": ""}
-        missing = [item for item in (task.source, task.driving) if item not in clips]
-        if missing:
-            row["problem"] = "; ".join(f"{item}: {problems.get(item, 'not in the split')}" for item in missing)
+        row = {
+            "protocol": task.protocol,
+            "task_id": task.task_id,
+            "output": OutputsFolder.lossless_path(task),
+            "problem": "",
+        }
+        problems = []
+        for item in (task.source, task.driving):  # the store keeps both: it holds the last two clips
+            try:
+                store.get(item)
+            except ClipUnusable as unusable:
+                problems.append(f"{unusable.item_id}: {unusable.reason}")
+        if problems:
+            row["problem"] = "; ".join(problems)
         else:
-            driving = clips[task.driving]
+            driving = store.get(task.driving)
             source_png = f"{task.protocol}/{task.task_id}.source.png"
-            driving_mp4 = f"{task.protocol}/{task.task_id}.driving.mp4"
-            Image.fromarray(clips[task.source].frames[0]).save(out / source_png)
-            (out / driving_mp4).write_bytes(encode_h264(driving.frames, driving.fps, crf=CRF))
+            driving_mkv = f"{task.protocol}/{task.task_id}.driving.mkv"
+            Image.fromarray(store.get(task.source).frames[0]).save(out / source_png)
+            (out / driving_mkv).write_bytes(encode_ffv1(driving.frames, driving.fps))
             row |= {
                 "source_png": source_png,
-                "driving_mp4": driving_mp4,
+                "driving": driving_mkv,
                 "frames": len(driving.frames),
                 "fps": driving.fps,
                 "size": config.size,
             }
         rows.append(row)
         tick()
-    columns = ["protocol", "task_id", "source_png", "driving_mp4", "output", "frames", "fps", "size", "problem"]
+    columns = ["protocol", "task_id", "source_png", "driving", "output", "frames", "fps", "size", "problem"]
     with open(out / "tasks.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()

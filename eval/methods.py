@@ -10,14 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+import av
 import numpy as np
 
+from eval.frame_files import DecodedFrames, FrameSizeError, read_png_folder, read_video
 from eval.tasks import Task
 from model.animate import Animator, SamplingOptions, resize_square
-from pipeline.decode import video_reader
 
 REASONS = {
     "missing_output": "the outputs folder has no video for this task",
+    "ambiguous_output": "the outputs folder has more than one file for this task (keep one)",
     "unreadable_output": "the video cannot be decoded",
     "wrong_resolution": "the video is not square at the evaluation size",
     "wrong_length": "the video has another number of frames than the driving clip",
@@ -47,11 +49,16 @@ class Ours:
 
     motion_mode = "absolute"
 
-    def __init__(self, animator: Animator, options: SamplingOptions, name: str = "ours"):
+    def __init__(
+        self, animator: Animator, options: SamplingOptions, name: str = "ours", warnings: list[str] | None = None
+    ):
         self.animator, self.options, self.name = animator, options, name
         self.description = (
             f"RealPortrait checkpoint, {options.num_steps} DDIM steps, native {animator.size}px, {animator.precision}"
         )
+        # what the run and the table footer must say about this checkpoint, e.g. that the evaluated split was not
+        # held out of its training (training.heldout.checkpoint_warnings)
+        self.warnings: list[str] = list(warnings or [])
 
     def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
         """`fps` is the driving clip's frame rate, the model's fps condition (None: the model's default)."""
@@ -60,35 +67,91 @@ class Ours:
 
 
 class OutputsFolder:
-    """Another method's videos, one mp4 per task at `<folder>/<protocol>/<task file>.mp4` (see `eval.tasks`).
+    """Another method's frames, read from `<folder>/<protocol>/<task id>` plus one of (see `eval.tasks` for
+    the task ids and `eval.frame_files` for why lossless):
 
-    They must be square at the evaluation size, unless `resize` is set: then any square video is brought
-    to the evaluation size with the crops' own resize rule (recorded in the run). A video longer than the
+    - `.mkv`: FFV1 in an RGB pixel format (bgr0, gbrp), as `pipeline.encode.encode_ffv1` writes; lossless;
+    - `/`: a folder of PNG frames, numbered in frame order (000000.png, 000001.png, ...); lossless;
+    - `.mp4`: any video (H.264 yuv420p, say), accepted for compatibility. A file whose codec or pixel
+      format loses information is scored all the same and counted in `warnings`, so the run and the
+      tables say that this method's scores include compression loss the others do not have.
+
+    Lossless or not is read from each file's codec and pixel format, never from its name. Frames must be
+    square at the evaluation size, unless `resize` is set: then any square video is brought to the
+    evaluation size with the crops' own resize rule (also counted in `warnings`). A video longer than the
     driving clip is accepted only when the run evaluates a prefix (`max_frames`), and cut to it.
     """
+
+    SUFFIXES = (".mkv", "", ".mp4")  # "" is the PNG frame folder
 
     def __init__(
         self, folder: Path, name: str, *, motion_mode: str = "unknown", resize: bool = False, allow_longer: bool = False
     ):
         self.folder, self.name, self.motion_mode = Path(folder), name, motion_mode
         self.resize, self.allow_longer = resize, allow_longer
-        self.description = f"videos read from {self.folder}"
+        self.description = f"frames read from {self.folder}"
+        self.read_count = 0  # outputs decoded so far
+        self.lossy: dict[str, str] = {}  # output path (relative to the folder) -> its encoding
+        self.resized: dict[str, str] = {}  # output path -> its original size
+
+    @staticmethod
+    def lossless_path(task: Task) -> str:
+        """The file `rp-eval inputs` asks other methods to write for `task` (relative to the outputs folder)."""
+        return f"{task.protocol}/{task.task_id}.mkv"
+
+    @property
+    def warnings(self) -> list[str]:
+        """Lines for the run's record and the table footer: what makes this method's scores differ from a
+        lossless, native-size reading of its frames."""
+        lines = []
+        for counted, what in (
+            (self.lossy, "were stored lossily; their scores include compression loss"),
+            (self.resized, "were not at the evaluation size and were resized"),
+        ):
+            if counted:
+                shown = ", ".join(f"{path} ({detail})" for path, detail in sorted(counted.items())[:3])
+                more = f" and {len(counted) - 3} more" if len(counted) > 3 else ""
+                lines.append(f"{len(counted)} of {self.read_count} outputs {what}: {shown}{more}")
+        return lines
+
+    def expected_files(self, task: Task) -> list[Path]:
+        stem = self.folder / task.protocol / task.task_id
+        return [Path(f"{stem}{suffix}") for suffix in self.SUFFIXES]
+
+    def unexpected(self, tasks: list[Task]) -> list[str]:
+        """Entries of `<protocol>/` folders that no task asks for (a misnamed output shows up here)."""
+        expected = {path for task in tasks for path in self.expected_files(task)}
+        found = [path for path in self.folder.glob("*/*") if not path.name.startswith(".")]
+        return sorted(path.relative_to(self.folder).as_posix() for path in found if path not in expected)
+
+    def decode(self, task: Task) -> tuple[Path, DecodedFrames]:
+        present = [path for path in self.expected_files(task) if path.exists()]
+        if not present:
+            raise TaskFailed("missing_output", f"none of {', '.join(map(str, self.expected_files(task)))} exists")
+        if len(present) > 1:
+            raise TaskFailed("ambiguous_output", f"{' and '.join(map(str, present))} all exist: keep one")
+        path = present[0]
+        try:
+            return path, read_png_folder(path) if path.is_dir() else read_video(path)
+        except FrameSizeError as exc:  # names the frame file
+            raise TaskFailed("wrong_resolution", str(exc)) from exc
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            named = path.is_dir() and isinstance(exc, ValueError)  # the folder reader names the file itself
+            raise TaskFailed("unreadable_output", str(exc) if named else f"{path}: {exc}") from exc
 
     def read(self, task: Task, size: int, length: int) -> np.ndarray:
-        path = self.folder / task.relative_path
-        if not path.is_file():
-            raise TaskFailed("missing_output", f"{path} does not exist")
-        try:
-            reader = video_reader(path)
-            frames = reader.get_batch(list(range(len(reader)))).asnumpy()
-        except Exception as exc:  # DecodeError, or decord's own error types with FFmpeg's words
-            raise TaskFailed("unreadable_output", f"{path}: {exc}") from exc
-        if len(frames) == 0:
-            raise TaskFailed("unreadable_output", f"{path}: no frames")
+        path, decoded = self.decode(task)
+        frames = decoded.frames
         height, width = frames.shape[1:3]
         if height != width or (height != size and not self.resize):
             raise TaskFailed("wrong_resolution", f"{path}: {width}x{height}, expected {size}x{size}")
         if len(frames) != length and not (self.allow_longer and len(frames) > length):
             raise TaskFailed("wrong_length", f"{path}: {len(frames)} frames, the driving clip has {length}")
+        relative = path.relative_to(self.folder).as_posix()
+        self.read_count += 1
+        if not decoded.lossless:
+            self.lossy[relative] = decoded.encoding
+        if height != size:
+            self.resized[relative] = f"{width}x{height}"
         frames = frames[:length]
         return resize_square(frames, size) if height != size else frames

@@ -1,15 +1,19 @@
-"""`rp-eval run`: one method over a split's self- and cross-reenactment tasks, results to parquet.
+"""`rp-eval run`: one method over a split's self- and cross-reenactment tasks, results in a run folder.
 
-Per task (one clip, or one cross pair): per-frame metrics -> the task's mean; per protocol: the mean and
-std over tasks (eval.md §3), FID over every scored frame pooled, FVD over pinned windows for each seed.
-A task that cannot be scored (missing or malformed output, unusable clip) is a row with its reason, and
-nothing else is lost. Written to the run folder:
+Tasks are scored one at a time, and memory stays flat however large the split is: a task's clips are
+made when it needs them (`eval.clips.ClipStore`, a cache of two clips), its per-frame metrics reduced to
+the task's means, its FID and FVD features taken at once and written to the run folder; no frames are
+kept after their task. A task that cannot be scored (missing or malformed output, unusable clip, the
+method's own error) is a row with its reason, and nothing else is lost. Written to the run folder:
 - `tasks.parquet`: one row per task: status, reason, frames, scored frames, each per-task metric, faces
   not found per metric, the evaluation crop;
-- `summary.parquet`: one row per protocol and metric: value, std, tasks, frames, unit, direction, backend,
-  status (`ok` | `weights missing` | `no face found` | `no tasks`);
-- `run.json`: the method, the protocol config and its fingerprint, the split file's sha256, the weight
-  files with their sha256, every backend, the frame-0 policy, task failures by reason.
+- `features/`: per scored task, and per usable split clip, the FID and FVD features (`eval.task_sets`);
+  the summary and every table are computed from them and from `tasks.parquet`;
+- `summary.parquet`: one row per protocol and metric over the tasks that succeeded: value, std, tasks,
+  frames, unit, direction, backend, status (`ok` | `weights missing` | `no face found` | `no tasks`);
+- `run.json`: the method, its warnings, the protocol config and its fingerprint, the split file's sha256,
+  the weight files by metric and path with their sha256, every backend and the installed versions of the
+  libraries behind it, the frame-0 policy, task failures by reason, the clips of cross FID's real set.
 """
 
 from __future__ import annotations
@@ -17,33 +21,42 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 import pandas as pd
 
-from eval.clips import EvalClip, load_clip
+from eval.clips import ClipStore, ClipUnusable, EvalClip, load_clip
 from eval.columns import COLUMNS
 from eval.config import EvalConfig, Protocol
+from eval.library_versions import metric_versions
 from eval.methods import Method, OutputsFolder, TaskFailed
 from eval.metrics import pixel
-from eval.metrics.fid import InceptionFeatures
-from eval.metrics.frechet import frechet_between
-from eval.metrics.fvd import I3DFeatures, window_starts
 from eval.metrics.identity import ArcfaceIdentity, DlibIdentity, cosine
+from eval.metrics.identity import leakage as identity_leakage
 from eval.scorers import Scorers
+from eval.task_sets import (
+    RUN_FORMAT,
+    aggregate,
+    clip_features_path,
+    fvd_starts,
+    save_features,
+    succeeded,
+    task_features_path,
+    without_face,
+)
 from eval.tasks import Task
+from eval.weights import LoadedWeights
 from model.animate import NoFaceError
 from pipeline.decode import DecodeError
 from pipeline.faces import FaceDetector
 from pipeline.split import Split
-
-FACE_METRICS = ("CSIM-dlib", "CSIM-arcface", "AED", "APD")  # need a face in the generated and the reference frame
 
 
 def load_clips(
@@ -67,15 +80,6 @@ def scored(protocol: Protocol, length: int, config: EvalConfig) -> slice:
     return slice(1 if protocol == "self" and not config.score_first_frame else 0, length)
 
 
-@dataclass
-class Pools:
-    """What set-level metrics gather across tasks, per protocol."""
-
-    fid_fake: list[np.ndarray] = field(default_factory=list)
-    fid_real: list[np.ndarray] = field(default_factory=list)
-    videos: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)  # (task id, generated, real)
-
-
 def frame_metrics(
     scorers: Scorers, task: Task, generated: np.ndarray, reference: np.ndarray, source: np.ndarray
 ) -> dict[str, object]:
@@ -95,15 +99,22 @@ def frame_metrics(
     if scorers.active("tLP") and scorers.lpips is not None and len(generated) > 1:
         row["tLP"] = float(np.mean(scorers.lpips.tlp(generated, reference)))
     for name, network in (("CSIM-dlib", scorers.identity), ("CSIM-arcface", scorers.arcface)):
-        if scorers.active(name) and network is not None:
-            row.update(identity_similarity(network, scorers.config.identity_every, task, generated, reference, source))
-    if scorers.face_motion is not None and (scorers.active("AED") or scorers.active("APD")):
-        aed, apd = scorers.face_motion.distances(generated, reference)
-        found = np.isfinite(aed) & np.isfinite(apd)
+        leaks = task.protocol == "cross" and any(scorers.active(f"{name}-{kind}") for kind in ("driver", "leak"))
+        if network is not None and (scorers.active(name) or leaks):
+            step = scorers.config.identity_every
+            row.update(identity_similarity(network, step, task, generated, reference, source, leakage=leaks))
+    motion = [name for name in ("AED", "APD", "AED-legacy-abs") if scorers.active(name)]
+    if scorers.face_motion is not None and motion:
+        # Each video's motion counts from its own first frame: the source image for the generated video,
+        # the first driving frame for the reference (in self-reenactment that is the source: the scored
+        # window starts after it; in cross-reenactment the window starts at the driver's frame 0).
+        driving_first = source if task.protocol == "self" else reference[0]
+        distances = scorers.face_motion.distances(generated, source, reference, driving_first)
+        values = {"AED": distances.aed, "APD": distances.apd, "AED-legacy-abs": distances.aed_absolute}
+        found = np.logical_and.reduce([np.isfinite(values[name]) for name in motion])
         row["face_motion_frames_without_face"] = int((~found).sum())
-        for name, values in (("AED", aed), ("APD", apd)):
-            if scorers.active(name):
-                row[name] = float(np.mean(values[found])) if found.any() else float("nan")
+        for name in motion:
+            row[name] = float(np.mean(values[name][found])) if found.any() else float("nan")
     return row
 
 
@@ -114,46 +125,54 @@ def identity_similarity(
     generated: np.ndarray,
     reference: np.ndarray,
     source: np.ndarray,
+    *,
+    leakage: bool = False,
 ) -> dict[str, object]:
     """CSIM: generated vs ground truth per frame (self), generated vs the source (cross), eval.md §6.6;
-    every `step`-th scored frame; frames without a face (either side) are skipped and counted."""
+    every `step`-th scored frame; frames without a face (either side) are skipped and counted. With
+    `leakage` (cross only), also the driver-identity leakage columns `<network>-driver` and
+    `<network>-leak` against the same frames of the driving clip (`identity.leakage`)."""
     fakes = network.embed_all(generated[::step])
-    reals = network.embed_all(reference[::step]) if task.protocol == "self" else [network.embed(source)] * len(fakes)
+    source_embedding = network.embed(source) if task.protocol == "cross" else None
+    reals = network.embed_all(reference[::step]) if task.protocol == "self" else [source_embedding] * len(fakes)
     values = [cosine(f, r) for f, r in zip(fakes, reals, strict=True) if f is not None and r is not None]
-    return {
+    row: dict[str, object] = {
         network.name: float(np.mean(values)) if values else float("nan"),
         f"{network.name}_frames": len(fakes),
         f"{network.name}_frames_without_face": len(fakes) - len(values),
     }
+    if leakage and task.protocol == "cross":
+        leak = identity_leakage(fakes, network.embed_all(reference[::step]), source_embedding)
+        for key, value in ((f"{network.name}-driver", leak.to_driver), (f"{network.name}-leak", leak.share)):
+            row.update({key: value, f"{key}_frames": len(fakes), f"{key}_frames_without_face": leak.frames_skipped})
+    return row
 
 
-def fvd_values(i3d: I3DFeatures, videos: list[tuple[str, np.ndarray, np.ndarray]], config: EvalConfig) -> list[float]:
-    """One FVD per seed over the same windows of generated and real videos; features cached per window."""
-    cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-    length = config.fvd.clip_length
-    values = []
-    for seed in config.fvd.seeds:
-        fake, real = [], []
-        for task_id, generated, reference in videos:
-            for start in window_starts(task_id, len(generated), length, config.fvd.windows_per_video, seed):
-                if (task_id, start) not in cache:
-                    pair = np.stack([generated[start : start + length], reference[start : start + length]])
-                    features = i3d(pair)
-                    cache[task_id, start] = features[0], features[1]
-                fake.append(cache[task_id, start][0])
-                real.append(cache[task_id, start][1])
-        if len(fake) >= 2:
-            values.append(frechet_between(np.stack(real), np.stack(fake)))
-    return values
+def task_features(scorers: Scorers, config: EvalConfig, task: Task, fake: np.ndarray, real: np.ndarray) -> dict:
+    """A scored task's FID and FVD features (float32, as the networks give them): taken as soon as the task
+    is scored so that its frames can go; every FVD window any configured seed draws is taken once."""
+    arrays: dict[str, np.ndarray] = {}
+    if scorers.active("FID") and scorers.inception is not None:
+        arrays["inception_fake"] = scorers.inception(fake).astype(np.float32)
+        if task.protocol == "self":
+            arrays["inception_real"] = scorers.inception(real).astype(np.float32)
+    if scorers.active("FVD") and scorers.i3d is not None:
+        length = config.fvd.clip_length
+        starts = fvd_starts(task.task_id, len(fake), config.fvd)
+        pairs = [scorers.i3d(np.stack([fake[s : s + length], real[s : s + length]])) for s in starts]
+        arrays["i3d_starts"] = np.array(starts, np.int64)
+        arrays["i3d_fake"] = np.array([p[0] for p in pairs], np.float32).reshape(len(starts), -1)
+        arrays["i3d_real"] = np.array([p[1] for p in pairs], np.float32).reshape(len(starts), -1)
+    return arrays
 
 
 def summarise(
-    protocol: Protocol, rows: list[dict[str, object]], pools: Pools, scorers: Scorers, config: EvalConfig
+    protocol: Protocol, tasks: pd.DataFrame, scorers: Scorers, config: EvalConfig, out: Path, clip_ids: list[str]
 ) -> list[dict[str, object]]:
-    """One summary row per metric of the protocol."""
-    done = [row for row in rows if row["protocol"] == protocol and row["status"] == "ok"]
-    frames = int(sum(int(row["scored_frames"]) for row in done))  # type: ignore[call-overload]
-    out = []
+    """One summary row per metric of the protocol, over the tasks that succeeded (`eval.task_sets`)."""
+    done = succeeded(tasks, protocol) if len(tasks) else tasks
+    frames = int(pd.to_numeric(done["scored_frames"]).sum()) if len(done) else 0
+    out_rows = []
     for key in config.metrics:
         column = COLUMNS[key]
         if protocol not in column.protocols:
@@ -175,43 +194,14 @@ def summarise(
         }
         if key in scorers.missing:
             record.update(status="weights missing", note=scorers.missing[key])
-        elif not done:
-            record.update(status="no tasks", note="no task of this protocol could be scored")
-        elif key == "FID" and scorers.inception is not None:
-            record["value"] = frechet_between(np.concatenate(pools.fid_real), np.concatenate(pools.fid_fake))
-            real = "the ground-truth frames" if protocol == "self" else "every frame of every split clip"
-            record["note"] = f"real set: {real}"
-        elif key == "FVD" and scorers.i3d is not None:
-            values = fvd_values(scorers.i3d, pools.videos, config)
-            if values:
-                record.update(value=float(np.mean(values)), std=float(np.std(values)))
-            record["note"] = (
-                f"{config.fvd.clip_length}-frame windows, {config.fvd.windows_per_video} per video, seeds "
-                f"{list(config.fvd.seeds)}; real: {'ground truth' if protocol == 'self' else 'driving clips'}"
-            )
-            if not values:
-                record.update(status="no tasks", note=f"no video holds {config.fvd.clip_length} scored frames")
+        elif (key == "FID" and scorers.inception is None) or (key == "FVD" and scorers.i3d is None):
+            record.update(status="weights missing", note=f"no network was loaded for {key}")
         else:
-            values = np.array([row.get(key, np.nan) for row in done], np.float64)
-            values = values[np.isfinite(values)]
-            if len(values):
-                record.update(value=float(values.mean()), std=float(values.std()), tasks=len(values))
-            elif key in FACE_METRICS:  # (reached only when no pair had a face)
-                record.update(status="no face found", note="no scored frame pair showed a face in both frames")
-            else:
-                record.update(status="no tasks", note="no task gave a finite value")
-        out.append(record)
-    return out
-
-
-def without_face(metric: str, rows: list[dict[str, object]]) -> int:
-    """Scored frames a face metric skipped because a face was missing (eval.md §3, §6.6); 0 for others."""
-    column = {"AED": "face_motion_frames_without_face", "APD": "face_motion_frames_without_face"}.get(
-        metric, f"{metric}_frames_without_face"
-    )
-    if metric not in FACE_METRICS:
-        return 0
-    return int(sum(int(row.get(column, 0) or 0) for row in rows))  # type: ignore[call-overload]
+            result = aggregate(key, protocol, done, out, out, config.fvd, clip_ids)
+            record.update(value=result.value, std=result.std, tasks=result.tasks, status=result.status)
+            record["note"] = result.note
+        out_rows.append(record)
+    return out_rows
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -231,15 +221,14 @@ class RunResult:
 def run_method(
     method: Method,
     tasks: list[Task],
-    clips: dict[str, EvalClip],
-    clip_problems: dict[str, str],
+    store: ClipStore,
     scorers: Scorers,
     config: EvalConfig,
+    out: Path,
     tick: Callable[[], None],
-) -> tuple[list[dict[str, object]], dict[str, Pools]]:
-    """Generate (or read) and score every task."""
+) -> list[dict[str, object]]:
+    """Generate (or read) and score every task, one at a time; features go to `out` as each is scored."""
     rows: list[dict[str, object]] = []
-    pools = {"self": Pools(), "cross": Pools()}
     for task in tasks:
         row: dict[str, object] = {
             "protocol": task.protocol,
@@ -253,32 +242,28 @@ def run_method(
             "scored_frames": 0,
         }
         try:
-            row.update(score_task(method, task, clips, clip_problems, scorers, config, pools[task.protocol]))
+            row.update(score_task(method, task, store, scorers, config, out))
         except TaskFailed as failure:
             row.update(status="failed", reason=failure.reason, detail=failure.detail)
         rows.append(row)
         tick()
-    return rows, pools
+    return rows
 
 
 def score_task(
-    method: Method,
-    task: Task,
-    clips: dict[str, EvalClip],
-    clip_problems: dict[str, str],
-    scorers: Scorers,
-    config: EvalConfig,
-    pool: Pools,
+    method: Method, task: Task, store: ClipStore, scorers: Scorers, config: EvalConfig, out: Path
 ) -> dict[str, object]:
-    for item in (task.source, task.driving):
-        if item not in clips:
-            raise TaskFailed("clip_unusable", f"{item}: {clip_problems.get(item, 'not in the split')}")
-    source, driving = clips[task.source].frames[0], clips[task.driving].frames
+    try:
+        source = store.get(task.source).frames[0].copy()  # a copy: a view would keep the whole clip alive
+        driving_clip = store.get(task.driving)
+    except ClipUnusable as exc:
+        raise TaskFailed("clip_unusable", f"{exc.item_id}: {exc.reason}") from exc
+    driving = driving_clip.frames
     if isinstance(method, OutputsFolder):
         generated = method.read(task, config.size, len(driving))
     else:
         try:
-            generated = method.generate(source, driving, fps=clips[task.driving].fps)
+            generated = method.generate(source, driving, fps=driving_clip.fps)
         except Exception as exc:  # a method's own failure is this task's, not the run's
             raise TaskFailed("generation_failed", f"{type(exc).__name__}: {exc}") from exc
         if generated.shape != driving.shape:
@@ -288,23 +273,15 @@ def score_task(
     row: dict[str, object] = {
         "frames": len(generated),
         "scored_frames": len(fake),
-        "crop_box": list(clips[task.driving].crop_box),
+        "crop_box": list(driving_clip.crop_box),
     }
     if len(fake) == 0:
         raise TaskFailed("wrong_length", "no frame left to score")
     row.update(frame_metrics(scorers, task, fake, real, source))
-    if scorers.active("FID") and scorers.inception is not None:
-        pool.fid_fake.append(scorers.inception(fake))
-        if task.protocol == "self":
-            pool.fid_real.append(scorers.inception(real))
-    if scorers.active("FVD"):
-        pool.videos.append((task.task_id, fake, real))
+    features = task_features(scorers, config, task, fake, real)
+    if features:
+        save_features(task_features_path(out, task.protocol, task.task_id), **features)
     return row
-
-
-def cross_fid_reference(inception: InceptionFeatures, clips: dict[str, EvalClip]) -> np.ndarray:
-    """Cross FID's real set: every frame of every usable split clip (the same for every method)."""
-    return np.concatenate([inception(clip.frames) for clip in clips.values()])
 
 
 def write_run(
@@ -324,6 +301,22 @@ def write_run(
     return RunResult(out, tasks_frame, summary_frame, info)
 
 
+def weight_records(weights: list[LoadedWeights], metrics: tuple[str, ...]) -> list[dict[str, object]]:
+    """Each weight file read, keyed by the metrics that use it and its full path (two files of one name
+    from different folders are two records)."""
+    return [
+        {
+            "key": w.key,
+            "metrics": [m for m in metrics if m in COLUMNS and w.key in COLUMNS[m].weights],
+            "path": str(Path(w.path).resolve()),
+            "file": Path(w.path).name,
+            "sha256": w.sha256,
+            "problem": w.problem,
+        }
+        for w in weights
+    ]
+
+
 def run_info(
     method: Method,
     label: str,
@@ -333,14 +326,16 @@ def run_info(
     rows: list[dict[str, object]],
     clip_problems: dict[str, str],
     unexpected: list[str],
+    fid_reference_clips: list[str],
 ) -> dict[str, object]:
     failures = Counter(str(row["reason"]) for row in rows if row["status"] != "ok")
     return {
-        "format": "realportrait-eval-run/1",
+        "format": RUN_FORMAT,
         "method": method.name,
         "label": label,
         "description": method.description,
         "motion_mode": method.motion_mode,
+        "warnings": [str(w) for w in getattr(method, "warnings", [])],
         "config": config.model_dump(mode="json"),
         "fingerprint": config.fingerprint(),
         "split": {"path": str(split_path), "sha256": hashlib.sha256(Path(split_path).read_bytes()).hexdigest()},
@@ -349,23 +344,16 @@ def run_info(
             f"one stable square per clip, {config.crop_scale} x the face (pipeline detector + stable_crop), "
             f"resized to {config.size}x{config.size} (area when shrinking, cubic when enlarging); background kept"
         ),
-        "weights": [
-            {"key": w.key, "file": w.path.name, "sha256": w.sha256, "problem": w.problem} for w in scorers.weights()
-        ],
+        "weights": weight_records(scorers.weights(), config.metrics),
         "weights_missing": scorers.missing,
         "backends": {key: COLUMNS[key].backend for key in config.metrics},
+        "versions": metric_versions(config.metrics),
         "tasks": len(rows),
         "failed": dict(sorted(failures.items())),
         "clip_problems": clip_problems,
+        "fid_reference_clips": fid_reference_clips,
         "unexpected_outputs": unexpected,
     }
-
-
-def unexpected_outputs(folder: Path, tasks: list[Task]) -> list[str]:
-    """Videos in an outputs folder that no task asks for (a misnamed file shows up here)."""
-    expected = {task.relative_path for task in tasks}
-    found = {path.relative_to(folder).as_posix() for path in folder.glob("*/*.mp4")}
-    return sorted(found - expected)
 
 
 def evaluate(
@@ -380,20 +368,46 @@ def evaluate(
     *,
     label: str | None = None,
     progress: Callable[[str, int], Callable[[], None]] | None = None,
+    clip_cache: int = 2,
 ) -> RunResult:
-    """The whole run (see the module docstring). `progress(description, total)` returns a tick function."""
+    """The whole run (see the module docstring). `progress(description, total)` returns a tick function.
+    A run folder written before is replaced (its features first, so none of the old ones is read back)."""
     config = scorers.config
+    out = Path(out)
     start = progress or (lambda description, total: lambda: None)
-    clips, clip_problems = load_clips(split, roots, config, detector, start("cropping clips", len(split.clips)))
-    rows, pools = run_method(method, tasks, clips, clip_problems, scorers, config, start(method.name, len(tasks)))
-    if scorers.active("FID") and scorers.inception is not None and clips:
-        pools["cross"].fid_real.append(cross_fid_reference(scorers.inception, clips))
+    shutil.rmtree(out / "features", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    cross_fid = any(t.protocol == "cross" for t in tasks) and scorers.active("FID") and scorers.inception is not None
+    reference_clips: list[str] = []
+
+    def keep_reference(clip: EvalClip) -> None:
+        if cross_fid and scorers.inception is not None:
+            features = scorers.inception(clip.frames).astype(np.float32)
+            save_features(clip_features_path(out, clip.item_id), inception=features)
+            reference_clips.append(clip.item_id)
+
+    store = ClipStore(
+        list(split.clips),
+        roots,
+        config.size,
+        detector,
+        config.max_frames,
+        capacity=clip_cache,
+        on_first_load=keep_reference,
+    )
+    rows = run_method(method, tasks, store, scorers, config, out, start(method.name, len(tasks)))
+    if cross_fid:
+        store.visit_rest(start("cross FID real set", len(split.clips)))
+    tasks_frame = pd.DataFrame(rows)
+    reference_clips = [c.item_id for c in split.clips if c.item_id in set(reference_clips)]
     summary = [
         record
         for protocol in ("self", "cross")
-        for record in summarise(protocol, rows, pools[protocol], scorers, config)
+        for record in summarise(protocol, tasks_frame, scorers, config, out, reference_clips)
         if any(task.protocol == protocol for task in tasks)
     ]
-    unexpected = unexpected_outputs(method.folder, tasks) if isinstance(method, OutputsFolder) else []
-    info = run_info(method, label or method.name, config, split_path, scorers, rows, clip_problems, unexpected)
+    unexpected = method.unexpected(tasks) if isinstance(method, OutputsFolder) else []
+    info = run_info(
+        method, label or method.name, config, split_path, scorers, rows, store.problems, unexpected, reference_clips
+    )
     return write_run(out, rows, summary, info)

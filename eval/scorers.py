@@ -54,8 +54,8 @@ def load_scorers(config: EvalConfig, folder: str | Path | None, *, explicit: boo
         "lpips": (("LPIPS", "tLP"), Lpips.load),
         "inception": (("FID",), InceptionFeatures.load),
         "i3d": (("FVD",), I3DFeatures.load),
-        "identity": (("CSIM-dlib",), DlibIdentity.load),
-        "arcface": (("CSIM-arcface",), ArcfaceIdentity.load),
+        "identity": (("CSIM-dlib", "CSIM-dlib-driver", "CSIM-dlib-leak"), DlibIdentity.load),
+        "arcface": (("CSIM-arcface", "CSIM-arcface-driver", "CSIM-arcface-leak"), ArcfaceIdentity.load),
     }
     for attribute, (metrics, loader) in loaders.items():
         if not wanted & set(metrics):
@@ -67,7 +67,7 @@ def load_scorers(config: EvalConfig, folder: str | Path | None, *, explicit: boo
                 raise
             for metric in metrics:
                 scorers.missing[metric] = str(exc)
-    if wanted & {"AED", "APD"}:
+    if wanted & {"AED", "APD", "AED-legacy-abs"}:
         scorers.face_motion = FaceMotion(open_landmarker())
     for metric in wanted:
         if metric not in COLUMNS:

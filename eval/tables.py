@@ -3,11 +3,17 @@
 - Table 1, self-reenactment, and Table 2, cross-reenactment: one row per run (method), in the order given.
 - Table 3, ablations: one row per run of method `ours` (checkpoints or configurations, by their label),
   the self- and cross-reenactment columns side by side.
-Headers carry the direction (↑/↓); the best value of each column is bold (Markdown, LaTeX). A metric whose
-weights were missing shows "weights missing", never a number. The footer lists every backend, the weight
-files with their sha256, the protocol (crop, size, frame 0, FID reference sets, FVD windows and seeds),
-each row's motion mode, config fingerprint and failed tasks; rows made under different protocol configs
-are flagged.
+
+Every row of a table is computed on the same tasks: per protocol, the tasks that succeeded for all of its
+rows (the others are named in the footer, with the row that lost each and why); each row shows its own
+failure count. Cells are recomputed from each run's `tasks.parquet` and `features/` over that common set
+(`eval.task_sets`), and FID and FVD take their real sets from one run folder for every row. Headers carry
+the direction (↑/↓); the best value of each column is bold, among cells taken over the whole common set
+(a face metric over fewer tasks, for want of a face, shows its count and is not compared). A metric whose
+weights were missing shows "weights missing", never a number. The footer states the task sets, every
+backend with the installed versions of its libraries, the weight files by metric and path with their
+sha256, the protocol, and each row's motion mode, config fingerprint, failures and warnings; rows made
+under different protocol configs, splits, weights or library versions are flagged.
 """
 
 from __future__ import annotations
@@ -16,15 +22,28 @@ import csv
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from eval.columns import COLUMNS
+from eval.config import FVDConfig
+from eval.task_sets import (
+    RUN_FORMAT,
+    clip_features_path,
+    common_tasks,
+    load_features,
+    succeeded,
+    task_features_path,
+    without_face,
+)
+from eval.task_sets import aggregate as aggregate_tasks
 
 SELF_COLUMNS = (
     "L1",
@@ -42,6 +61,14 @@ SELF_COLUMNS = (
 )
 CROSS_COLUMNS = ("FID", "FVD", "CSIM-dlib", "CSIM-arcface", "AED", "APD", "tLP")
 MISSING = "weights missing"
+FAILED_HEADER = "Failed tasks"
+
+
+def table_columns(protocol: str, listed: tuple[str, ...]) -> tuple[str, ...]:
+    """The listed columns, then every other column of `COLUMNS` defined for the protocol (new metrics
+    show up without editing this module)."""
+    extra = tuple(key for key, column in COLUMNS.items() if protocol in column.protocols and key not in listed)
+    return listed + extra
 
 
 @dataclass(frozen=True)
@@ -49,22 +76,34 @@ class Run:
     folder: Path
     info: dict
     summary: pd.DataFrame
+    tasks: pd.DataFrame
 
     @property
     def label(self) -> str:
         return str(self.info.get("label") or self.info["method"])
 
+    @property
+    def fvd(self) -> FVDConfig:
+        return FVDConfig(**self.info["config"]["fvd"])
+
+    def status(self, protocol: str, metric: str) -> str | None:
+        """The run's own summary status of a metric, None when the run did not compute it."""
+        rows = self.summary[(self.summary["protocol"] == protocol) & (self.summary["metric"] == metric)]
+        return None if rows.empty else str(rows.iloc[0]["status"])
+
 
 def read_run(folder: Path) -> Run:
     folder = Path(folder)
-    for name in ("run.json", "summary.parquet"):
+    for name in ("run.json", "summary.parquet", "tasks.parquet"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder}: not a run folder ({name} is missing; write one with rp-eval run)")
-    return Run(
-        folder,
-        json.loads((folder / "run.json").read_text(encoding="utf-8")),
-        pd.read_parquet(folder / "summary.parquet"),
-    )
+    info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    if info.get("format") != RUN_FORMAT:
+        raise ValueError(
+            f"{folder}: run format {info.get('format')!r}, tables need {RUN_FORMAT!r} (per-task features); "
+            "run rp-eval run again for this method"
+        )
+    return Run(folder, info, pd.read_parquet(folder / "summary.parquet"), pd.read_parquet(folder / "tasks.parquet"))
 
 
 @dataclass(frozen=True)
@@ -72,29 +111,39 @@ class Cell:
     value: float | None  # None when there is no number
     std: float | None
     text: str  # what a reader sees when there is no number
-
-
-def cell(run: Run, protocol: str, metric: str) -> Cell:
-    rows = run.summary[(run.summary["protocol"] == protocol) & (run.summary["metric"] == metric)]
-    if rows.empty:
-        return Cell(None, None, "—")
-    row = rows.iloc[0]
-    if row["status"] == "weights missing":
-        return Cell(None, None, MISSING)
-    if row["status"] != "ok" or not math.isfinite(float(row["value"])):
-        return Cell(None, None, str(row["status"]))
-    std = float(row["std"]) if metric == "FVD" and math.isfinite(float(row["std"])) else None
-    return Cell(float(row["value"]), std, "")
+    tasks: int = 0  # tasks the value is taken over
+    complete: bool = True  # taken over every task of the table's set (only those compete for bold)
+    note: str = ""  # what the value is taken over (FID's and FVD's real sets)
 
 
 def number(value: float) -> str:
     return f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def shown(c: Cell) -> str:
+def shown(c: Cell, total: int | None = None) -> str:
     if c.value is None:
         return c.text
-    return number(c.value) + (f" ± {number(c.std)}" if c.std is not None else "")
+    text = number(c.value) + (f" ± {number(c.std)}" if c.std is not None else "")
+    return text if c.complete or total is None else f"{text} ({c.tasks}/{total} tasks)"
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """The tasks of one protocol every row of a table succeeded on."""
+
+    protocol: str
+    task_ids: list[str]
+    dropped: dict[str, list[str]]  # task id -> "<row label>: <reason>" for each row that lacks it
+
+    def statement(self, rows: int) -> str:
+        total = len(self.task_ids) + len(self.dropped)
+        text = (
+            f"{self.protocol} tasks: every row is computed on the same {len(self.task_ids)} of {total} tasks, "
+            f"those that succeeded for all {rows} rows"
+        )
+        if self.dropped:
+            text += "; left out: " + "; ".join(f"{t} ({', '.join(why)})" for t, why in self.dropped.items())
+        return text
 
 
 @dataclass(frozen=True)
@@ -109,24 +158,83 @@ class PaperTable:
         prefix = {"self": "Self ", "cross": "Cross "}[protocol] if self.number == 3 else ""
         return f"{prefix}{column.label} {column.arrow}"
 
-    def cells(self) -> list[list[Cell]]:
-        return [[cell(run, protocol, metric) for protocol, metric in self.columns] for run in self.runs]
+    @property
+    def protocols(self) -> list[str]:
+        return list(dict.fromkeys(protocol for protocol, _ in self.columns))
+
+    @cached_property
+    def task_sets(self) -> dict[str, TaskSet]:
+        named = [(run.label, run.tasks) for run in self.runs]
+        return {p: TaskSet(p, *common_tasks(named, p)) for p in self.protocols}
+
+    def reference(self, protocol: str, metric: str) -> Run | None:
+        """The run whose real features (FID, FVD) every row is compared with: the first that has them."""
+        for run in self.runs:
+            if run.status(protocol, metric) not in (None, MISSING):
+                return run
+        return None
+
+    @cached_property
+    def reference_clips(self) -> list[str]:
+        """Cross FID's real set: the split clips usable in every row that computed FID."""
+        runs = [run for run in self.runs if run.status("cross", "FID") not in (None, MISSING)]
+        if not runs:
+            return []
+        shared = set.intersection(*(set(run.info.get("fid_reference_clips", [])) for run in runs))
+        return [c for c in runs[0].info.get("fid_reference_clips", []) if c in shared]
+
+    def aggregate(self, run: Run, protocol: str, metric: str) -> Cell:
+        status = run.status(protocol, metric)
+        if status is None:
+            return Cell(None, None, "—")
+        if status == MISSING:
+            return Cell(None, None, MISSING)
+        ids = self.task_sets[protocol].task_ids
+        reference = self.reference(protocol, metric) or run
+        tasks = succeeded(run.tasks, protocol).loc[ids] if ids else run.tasks.iloc[0:0]
+        result = aggregate_tasks(metric, protocol, tasks, run.folder, reference.folder, run.fvd, self.reference_clips)
+        if result.status != "ok" or not math.isfinite(result.value):
+            return Cell(None, None, "no common tasks" if not ids else result.status)
+        std = result.std if metric == "FVD" and math.isfinite(result.std) else None
+        return Cell(result.value, std, "", result.tasks, result.tasks == len(ids), result.note)
+
+    @cached_property
+    def grid(self) -> list[list[Cell]]:
+        return [[self.aggregate(run, protocol, metric) for protocol, metric in self.columns] for run in self.runs]
 
     def best(self) -> list[float | None]:
-        """The best value of each column (None when no row has a number)."""
-        grid = self.cells()
+        """The best value of each column among cells over the whole common task set (None: no such cell)."""
         out = []
         for index, (_, metric) in enumerate(self.columns):
-            values = [row[index].value for row in grid if row[index].value is not None]
+            values = [row[index].value for row in self.grid if row[index].value is not None and row[index].complete]
             pick = max if COLUMNS[metric].higher_is_better else min
             out.append(pick(values) if values else None)
         return out
+
+    def is_best(self, c: Cell, best: float | None) -> bool:
+        return c.value is not None and c.complete and c.value == best
+
+    def total(self, protocol: str) -> int:
+        return len(self.task_sets[protocol].task_ids)
+
+    def failures(self, run: Run) -> str:
+        """The row's failed tasks among its tasks of this table's protocols, e.g. "1 of 6"."""
+        mine = run.tasks[run.tasks["protocol"].isin(self.protocols)]
+        return f"{int((mine['status'] != 'ok').sum())} of {len(mine)}"
+
+    def failure_reasons(self, run: Run) -> dict[str, int]:
+        """reason -> count among the row's failed tasks of this table's protocols."""
+        mine = run.tasks[run.tasks["protocol"].isin(self.protocols) & (run.tasks["status"] != "ok")]
+        return {str(reason): int(count) for reason, count in mine["reason"].value_counts().sort_index().items()}
+
+    def texts(self, run_index: int) -> list[str]:
+        return [shown(c, self.total(p)) for c, (p, _) in zip(self.grid[run_index], self.columns, strict=True)]
 
 
 def tables_for(runs: list[Run]) -> list[PaperTable]:
     def present(protocol: str, names: tuple[str, ...], rows: list[Run]) -> list[tuple[str, str]]:
         found = {(protocol, m) for run in rows for m in run.summary[run.summary["protocol"] == protocol]["metric"]}
-        return [(protocol, name) for name in names if (protocol, name) in found]
+        return [(protocol, name) for name in table_columns(protocol, names) if (protocol, name) in found]
 
     self_runs = [run for run in runs if (run.summary["protocol"] == "self").any()]
     cross_runs = [run for run in runs if (run.summary["protocol"] == "cross").any()]
@@ -143,47 +251,134 @@ def tables_for(runs: list[Run]) -> list[PaperTable]:
     ]
 
 
-def footer(table: PaperTable) -> list[str]:
-    """The lines under a table: backends, weight hashes, protocol, per-row facts."""
+def versions_lines(table: PaperTable, metrics: list[str]) -> list[str]:
+    """Per metric its backend and the installed libraries' versions; a warning when rows differ."""
     lines = []
-    metrics = list(dict.fromkeys(metric for _, metric in table.columns))
     for metric in metrics:
-        lines.append(f"{COLUMNS[metric].label} ({COLUMNS[metric].unit or 'no unit'}): {COLUMNS[metric].backend}")
-    weights: dict[str, str] = {}
-    missing: dict[str, str] = {}
+        column = COLUMNS[metric]
+        seen: dict[str, list[str]] = {}
+        for run in table.runs:
+            installed = run.info.get("versions", {}).get(metric)
+            if installed:
+                text = ", ".join(f"{package} {version}" for package, version in sorted(installed.items()))
+                seen.setdefault(text, []).append(run.label)
+        line = f"{column.label} ({column.unit or 'no unit'}): {column.backend}"
+        if len(seen) == 1:
+            line += f"; installed: {next(iter(seen))}"
+        lines.append(line)
+        if len(seen) > 1:
+            lines.append(
+                f"WARNING: {column.label} was computed with different library versions: "
+                + "; ".join(f"{', '.join(labels)}: {text}" for text, labels in seen.items())
+            )
+    return lines
+
+
+def weights_lines(table: PaperTable, metrics: list[str]) -> list[str]:
+    """Each weight file by the metrics it serves and its full path, with its sha256; a warning when one
+    metric was computed from files with different hashes."""
+    lines: dict[tuple[str, str, str], str] = {}
+    hashes: dict[tuple[str, str], set[str]] = {}  # (metric, weights key): a metric may need several files
     for run in table.runs:
         for record in run.info.get("weights", []):
+            used = [m for m in record.get("metrics", []) if m in metrics]
+            if not used:
+                continue
             note = f" [{record['problem']}]" if record.get("problem") else ""
-            weights[record["file"]] = f"{record['file']} sha256 {record['sha256']}{note}"
+            key = (",".join(used), record["path"], record["sha256"])
+            lines[key] = f"weights for {', '.join(used)}: {record['path']} sha256 {record['sha256']}{note}"
+            for metric in used:
+                hashes.setdefault((metric, str(record.get("key", ""))), set()).add(record["sha256"])
+    out = list(lines.values())
+    out += [
+        f"WARNING: the rows' {metric} comes from {len(found)} different {key} weight files (see the hashes above)"
+        for (metric, key), found in sorted(hashes.items())
+        if len(found) > 1
+    ]
+    return out
+
+
+def same_real_features(table: PaperTable, run: Run, reference: Run, protocol: str, metric: str) -> bool:
+    """Whether `run` saw the same real features as the reference (same crops, same networks)."""
+    if metric == "FID" and protocol == "cross":
+        paths = [(clip_features_path(run.folder, c), "inception") for c in table.reference_clips]
+        ref = [(clip_features_path(reference.folder, c), "inception") for c in table.reference_clips]
+    else:
+        key = "inception_real" if metric == "FID" else "i3d_real"
+        ids = table.task_sets[protocol].task_ids
+        paths = [(task_features_path(run.folder, protocol, t), key) for t in ids]
+        ref = [(task_features_path(reference.folder, protocol, t), key) for t in ids]
+    for (mine, key), (theirs, _) in zip(paths, ref, strict=True):
+        a, b = load_features(mine)[key], load_features(theirs)[key]
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-5):
+            return False
+    return True
+
+
+def real_set_lines(table: PaperTable) -> list[str]:
+    """FID's and FVD's real sets: which run folder they come from, what they hold, and rows whose own real
+    features differ from them."""
+    lines = []
+    for protocol, metric in table.columns:
+        if metric not in ("FID", "FVD"):
+            continue
+        reference = table.reference(protocol, metric)
+        if reference is None:
+            continue
+        cell = table.grid[table.runs.index(reference)][table.columns.index((protocol, metric))]
+        if cell.value is None:
+            continue
+        lines.append(
+            f"{protocol} {metric}: {cell.note}; real features from {reference.label}'s run, the same for every row"
+        )
+        for run in table.runs:
+            if run is reference or run.status(protocol, metric) in (None, MISSING):
+                continue
+            if not same_real_features(table, run, reference, protocol, metric):
+                lines.append(
+                    f"WARNING: {run.label}'s own real {metric} features differ from {reference.label}'s "
+                    "(other crops, protocol or weights): compare its row with care"
+                )
+    return lines
+
+
+def footer(table: PaperTable) -> list[str]:
+    """The lines under a table: task sets, backends and versions, weight hashes, protocol, per-row facts."""
+    metrics = list(dict.fromkeys(metric for _, metric in table.columns))
+    lines = [table.task_sets[p].statement(len(table.runs)) for p in table.protocols]
+    lines += versions_lines(table, metrics)
+    lines += weights_lines(table, metrics)
+    missing: dict[str, str] = {}
+    for run in table.runs:
         missing.update(run.info.get("weights_missing", {}))
-    lines += [f"weights: {text}" for text in weights.values()]
     lines += [f"{metric}: {message}" for metric, message in sorted(missing.items()) if metric in metrics]
-    notes = {}
-    for run in table.runs:
-        for _, row in run.summary.iterrows():
-            if row["metric"] in ("FID", "FVD") and row["note"] and row["status"] == "ok":
-                notes[f"{row['protocol']} {row['metric']}"] = row["note"]
-    lines += [f"{key}: {value}" for key, value in sorted(notes.items())]
-    for run in table.runs:
-        skipped = run.summary[run.summary["frames_without_face"] > 0]
-        parts = [
-            f"{r['label']} ({r['protocol']}) {r['frames_without_face']}"
-            for _, r in skipped.iterrows()
-            if r["metric"] in metrics
-        ]
+    lines += real_set_lines(table)
+    for run, row in zip(table.runs, table.grid, strict=True):
+        parts = []
+        for (protocol, metric), c in zip(table.columns, row, strict=True):
+            ids = table.task_sets[protocol].task_ids
+            skipped = without_face(metric, succeeded(run.tasks, protocol).loc[ids]) if ids else 0
+            if skipped:
+                parts.append(f"{COLUMNS[metric].label} ({protocol}) {skipped}")
+            if c.value is not None and not c.complete:
+                parts.append(f"{COLUMNS[metric].label} ({protocol}) has a value on {c.tasks} tasks only")
         if parts:
             lines.append(f"{run.label}: scored frames skipped for want of a face: {', '.join(parts)}")
     fingerprints = {run.info["fingerprint"] for run in table.runs}
+    splits = {run.info["split"]["sha256"] for run in table.runs}
     for run in table.runs:
         config = run.info["config"]
-        failed = run.info.get("failed") or {}
+        failed = table.failure_reasons(run)
         lines.append(
             f"{run.label}: method {run.info['method']}, motion {run.info['motion_mode']}, {run.info['description']}; "
-            f"protocol {run.info['fingerprint']} (size {config['size']}, {run.info['frame0']})"
-            + (f"; failed tasks {failed}" if failed else "")
+            f"protocol {run.info['fingerprint']} (size {config['size']}, {run.info['frame0']}); "
+            f"failed tasks {table.failures(run)}" + (f" {failed}" if failed else "")
         )
+        lines += [f"{run.label}: WARNING: {warning}" for warning in run.info.get("warnings", [])]
     if len(fingerprints) > 1:
         lines.append(f"WARNING: the rows were evaluated under {len(fingerprints)} different protocol configs")
+    if len(splits) > 1:
+        lines.append(f"WARNING: the rows were evaluated on {len(splits)} different split files")
     if table.runs:
         lines.append(f"crop: {table.runs[0].info['crop']}")
     return lines
@@ -191,16 +386,16 @@ def footer(table: PaperTable) -> list[str]:
 
 def markdown(table: PaperTable) -> str:
     best = table.best()
-    head = ["Method", *(table.header(p, m) for p, m in table.columns)]
+    head = ["Method", *(table.header(p, m) for p, m in table.columns), FAILED_HEADER]
     lines = [f"**Table {table.number}. {table.title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for run, row in zip(table.runs, table.cells(), strict=True):
+    for index, (run, row) in enumerate(zip(table.runs, table.grid, strict=True)):
         texts = [
-            f"**{shown(c)}**" if c.value is not None and c.value == b else shown(c)
-            for c, b in zip(row, best, strict=True)
+            f"**{text}**" if table.is_best(c, b) else text
+            for c, b, text in zip(row, best, table.texts(index), strict=True)
         ]
-        lines.append("| " + " | ".join([run.label, *texts]) + " |")
+        lines.append("| " + " | ".join([run.label, *texts, table.failures(run)]) + " |")
     if not table.runs:
-        lines.append("| (no runs) |" + " |" * len(table.columns))
+        lines.append("| (no runs) |" + " |" * (len(table.columns) + 1))
     lines += ["", *(f"- {line}" for line in footer(table))]
     return "\n".join(lines) + "\n"
 
@@ -224,23 +419,23 @@ def latex_escape(text: str) -> str:
 
 def latex(table: PaperTable) -> str:
     best = table.best()
-    head = ["Method", *(table.header(p, m) for p, m in table.columns)]
+    head = ["Method", *(table.header(p, m) for p, m in table.columns), FAILED_HEADER]
     lines = [
         "\\begin{table}[t]",
         "\\centering",
         f"\\caption{{{latex_escape(table.title)}}}",
         f"\\label{{tab:{table.number}}}",
-        "\\begin{tabular}{l" + "c" * len(table.columns) + "}",
+        "\\begin{tabular}{l" + "c" * (len(table.columns) + 1) + "}",
         "\\toprule",
         " & ".join(latex_escape(h) for h in head) + " \\\\",
         "\\midrule",
     ]
-    for run, row in zip(table.runs, table.cells(), strict=True):
+    for index, (run, row) in enumerate(zip(table.runs, table.grid, strict=True)):
         texts = [
-            f"\\textbf{{{latex_escape(shown(c))}}}" if c.value is not None and c.value == b else latex_escape(shown(c))
-            for c, b in zip(row, best, strict=True)
+            f"\\textbf{{{latex_escape(text)}}}" if table.is_best(c, b) else latex_escape(text)
+            for c, b, text in zip(row, best, table.texts(index), strict=True)
         ]
-        lines.append(" & ".join([latex_escape(run.label), *texts]) + " \\\\")
+        lines.append(" & ".join([latex_escape(run.label), *texts, table.failures(run)]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\par\\footnotesize"]
     lines += [latex_escape(line) + " \\\\" for line in footer(table)]
     lines.append("\\end{table}")
@@ -255,14 +450,16 @@ def write_csv(table: PaperTable, path: Path) -> None:
             head.append(table.header(protocol, metric))
             if metric == "FVD":
                 head.append(table.header(protocol, metric) + " std")
-        writer.writerow(head)
-        for run, row in zip(table.runs, table.cells(), strict=True):
+        head += [f"{table.header(protocol, metric)} tasks" for protocol, metric in table.columns]
+        writer.writerow([*head, FAILED_HEADER.lower()])
+        for run, row in zip(table.runs, table.grid, strict=True):
             values: list[str] = [run.label]
             for (_, metric), c in zip(table.columns, row, strict=True):
                 values.append(c.text if c.value is None else repr(c.value))
                 if metric == "FVD":
                     values.append("" if c.std is None else repr(c.std))
-            writer.writerow(values)
+            values += [str(c.tasks) if c.value is not None else "" for c in row]
+            writer.writerow([*values, table.failures(run)])
 
 
 def bar_chart(table: PaperTable, path: Path) -> None:
@@ -272,7 +469,7 @@ def bar_chart(table: PaperTable, path: Path) -> None:
     rows = math.ceil(count / cols)
     figure, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
     labels = [run.label for run in table.runs]
-    grid = table.cells()
+    grid = table.grid
     for index, ax in enumerate(axes.flat):
         if index >= len(table.columns):
             ax.axis("off")

@@ -5,7 +5,8 @@
 - cross-reenactment, one task per pair of the split: the source is frame 0 of the pair's source clip,
   the driving video is the pair's driving clip; there is no ground truth.
 
-A method's videos live in `<outputs>/<protocol>/<task file>.mp4`; the file name is the item id with
+A method's frames live in `<outputs>/<protocol>/<task file>.mkv` (FFV1, lossless; a folder of PNG frames
+or a lossy `.mp4` is also read, see `eval.methods.OutputsFolder`); the file name is the item id with
 "/" written as "@" (self) and the source and driving names joined by "~" (cross): characters that no
 dataset id of the registry uses, so every name maps back to exactly one task.
 """
@@ -33,10 +34,6 @@ class Task:
         if self.protocol == "self":
             return file_stem(self.driving)
         return f"{file_stem(self.source)}~{file_stem(self.driving)}"
-
-    @property
-    def relative_path(self) -> str:
-        return f"{self.protocol}/{self.task_id}.mp4"
 
 
 def split_tasks(split: Split, protocols: tuple[Protocol, ...] = ("self", "cross")) -> list[Task]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -80,3 +81,10 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype", choices=sorted(DTYPES), help="compute precision under autocast (default: bf16 on cuda, fp32 on cpu)"
     )
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """The peak memory of this process's work on `device`: CUDA's peak allocation there, else peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

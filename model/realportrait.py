@@ -118,8 +118,9 @@ class RealPortrait(ModelMixin, ConfigMixin):
         num_train_timesteps: int = 1000,
         prediction_type: PredictionType = "epsilon",
         min_snr_gamma: float | None = None,
-        reference_dropout: float = 0.1,
-        motion_dropout: float = 0.1,
+        drop_motion_rate: float = 0.1,
+        drop_both_rate: float = 0.1,
+        drop_reference_rate: float = 0.0,
         image_fps: float = 120.0,
         video_fps: float = 25.0,
     ) -> None:
@@ -128,6 +129,9 @@ class RealPortrait(ModelMixin, ConfigMixin):
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
         if 2 ** (len(motion_encoder_channels) - 1) != vae_scale_factor:
             raise ValueError("the motion encoder must downsample by the VAE factor (one stage per factor 2)")
+        rates = (drop_motion_rate, drop_both_rate, drop_reference_rate)
+        if min(rates) < 0 or sum(rates) > 1:
+            raise ValueError(f"condition dropout rates must be >= 0 and sum to at most 1, got {rates}")
         patch = (int(patch_size[0]), int(patch_size[1]), int(patch_size[2]))
         self.backbone = STDiT2(
             in_channels=latent_channels,
@@ -254,6 +258,27 @@ class RealPortrait(ModelMixin, ConfigMixin):
             noisy_latents, reference_latents, cond, reference_keep=reference_keep, block_residuals=residuals
         )
 
+    def condition_keep(
+        self, batch: int, *, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample, which conditions the model sees in training: (reference kept, motion kept), bool [B].
+
+        One joint draw per sample, because guidance uses the conditions jointly: `sample`'s passes are
+        (reference and motion), (reference only) and (neither), so each must be trained on a share of
+        its own. Dropping reference and motion independently at 10% each would train the unconditional
+        pass on 1% of samples. The rates are exclusive: motion dropped alone (`drop_motion_rate`, the
+        reference-only pass), both dropped (`drop_both_rate`), the reference dropped alone
+        (`drop_reference_rate`, a pass guidance does not use); the rest sees both.
+        """
+        config = self.config
+        draw = torch.rand(batch, device=device, generator=generator)
+        motion_only_end = config.drop_reference_rate
+        reference_only_end = motion_only_end + config.drop_motion_rate
+        neither_end = reference_only_end + config.drop_both_rate
+        reference_keep = (draw >= motion_only_end) & ((draw < reference_only_end) | (draw >= neither_end))
+        motion_keep = (draw < motion_only_end) | (draw >= neither_end)
+        return reference_keep, motion_keep
+
     def training_loss(
         self,
         latents: torch.Tensor,
@@ -265,16 +290,15 @@ class RealPortrait(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """One diffusion training loss on a batch of clips (image mode when L = 1).
 
-        Draws timesteps uniformly, noise, the per-sample reference/motion dropout for guidance, and
-        the motion augmentation; all randomness comes from `generator` if given.
+        Draws timesteps uniformly, noise, the per-sample condition dropout for guidance
+        (`condition_keep`), and the motion augmentation; all randomness comes from `generator` if given.
         """
         batch, device = latents.shape[0], latents.device
         config = self.config
         motion = self.encode_motion(driving, augment=True, generator=generator)
         timesteps = torch.randint(0, config.num_train_timesteps, (batch,), device=device, generator=generator)
         noise = torch.randn(latents.shape, device=device, generator=generator)
-        reference_keep = torch.rand(batch, device=device, generator=generator) >= config.reference_dropout
-        motion_keep = torch.rand(batch, device=device, generator=generator) >= config.motion_dropout
+        reference_keep, motion_keep = self.condition_keep(batch, device=device, generator=generator)
         prediction = self(
             self.schedule.add_noise(latents, noise, timesteps),
             timesteps,

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -174,7 +175,11 @@ def _cmd_split(args: argparse.Namespace) -> int:
     thresholds = splits.SAMPLE_THRESHOLDS if args.sample else splits.DEFAULT_THRESHOLDS
     changes = {
         k: v
-        for k, v in (("vfhq_min_frames", args.vfhq_min_frames), ("celebvhq_min_seconds", args.celebvhq_min_seconds))
+        for k, v in (
+            ("vfhq_min_frames", args.vfhq_min_frames),
+            ("celebvhq_min_seconds", args.celebvhq_min_seconds),
+            ("min_crop_px", args.min_crop_px),
+        )
         if v is not None
     }
     thresholds = thresholds.model_copy(update=changes)
@@ -189,6 +194,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
         per_dataset=per_dataset,
         thresholds=thresholds,
         train_youtube_ids=train_ids,
+        check=args.check,
         seed=args.seed,
         registry=args.registry,
     )
@@ -197,6 +203,9 @@ def _cmd_split(args: argparse.Namespace) -> int:
     console.print(f"wrote {out}: {len(split.clips)} clips ({counts}), {len(split.pairs.pairs)} cross-identity pairs")
     for note in split.notes:
         console.print(Text(f"note: {note}"))
+    skipped = Counter(skip.reason for skip in split.skipped)
+    if skipped:
+        console.print("skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items())))
     if problems:
         console.print(f"{len(problems)} annotation problem(s) while reading (see rp-data scan)")
     return 0
@@ -382,9 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Choose the paper's test split (datasets.md §11): rank VFHQ test clips and CelebV-HQ clips\n"
         "by sha256('facetest-v1:<dataset>:<id>'), keep those the annotations allow (VFHQ P0 and >= 200\n"
         "frames; CelebV-HQ >= 5 s, no emotion segments, not blurry; one clip per YouTube id; no id in both\n"
-        "datasets or in the training manifests), walk down the ranking until N per dataset open cleanly,\n"
+        "datasets or in the training manifests), walk down the ranking until N per dataset pass the check,\n"
         "and freeze them with media sha256s, every skipped id with its reason, and seeded cross-identity\n"
-        "pairs. The file is the source of truth afterwards: verify it, never re-select.",
+        "pairs. The check 'faces' (default) decodes each clip with the build's own detector, tracker, crop and\n"
+        "scene-cut code: one prominent face over the clip, a crop >= 512 px, no cut; 'probe' only opens it.\n"
+        "The file is the source of truth afterwards: verify it, never re-select.",
         epilog="examples:\n"
         "  rp-data split --vfhq-root /data/VFHQ --celebvhq-root /data/CelebV-HQ \\\n"
         "      --train-manifest hdtf.parquet --out manifests/splits/paper.json\n"
@@ -407,6 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="an rp-data scan manifest whose YouTube ids must not be tested (repeatable)",
     )
     split.add_argument("--seed", type=int, default=0, help="seed of the cross-identity pairing")
+    split.add_argument(
+        "--check",
+        choices=("faces", "probe"),
+        default="faces",
+        help="faces: one prominent face, crop >= --min-crop-px, no scene cut; probe: the media open",
+    )
+    split.add_argument(
+        "--min-crop-px", type=int, metavar="N", help="smallest crop of the faces check (512; --sample: 128)"
+    )
     split.add_argument("--verify", metavar="FILE", help="re-hash a frozen split's media and list mismatches")
     split.set_defaults(run=_cmd_split)
 

@@ -20,7 +20,10 @@ from manifests.schema import PipelineDefaults, SpecError
 from manifests.yaml_files import apply_override, read_mapping, validate
 
 # bump when a change alters any output byte: it is part of the fingerprint
-PIPELINE_VERSION = "2.0.0"  # 2: two-pass decode (crops from the YUV planes), timestamps, rotation, gated tracking
+# 2: two-pass decode (crops from the YUV planes), timestamps, rotation, gated tracking;
+# 2.1: overlapping intervals of one video are built once (pipeline/sources/overlaps.py);
+# 2.2: an image's annotated box picks its subject among several faces (pipeline/faces/base.labelled_face)
+PIPELINE_VERSION = "2.2.0"
 
 
 class _Strict(BaseModel):

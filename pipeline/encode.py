@@ -1,4 +1,4 @@
-"""H.264 clips that are byte-identical for identical frames, on any CPU.
+"""H.264 clips that are byte-identical for identical frames, on any CPU; lossless FFV1 clips for evaluation.
 
 x264 needs one thread and `cpu-independent` for that: without the latter its lookahead picked
 different bytes from run to run on an AVX-512 machine (measured), and with it files also match across
@@ -33,6 +33,31 @@ def encode_h264(frames: np.ndarray, fps: float | Fraction, *, crf: int = 18, pre
             "preset": preset,
             "x264-params": "threads=1:cpu-independent=1",
         }
+        for index in range(count):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
+            frame.pts, frame.time_base = index, 1 / rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+def encode_ffv1(frames: np.ndarray, fps: float | Fraction) -> bytes:
+    """(T, H, W, 3) uint8 RGB -> a Matroska file (FFV1, bgr0) held in memory that decodes to exactly `frames`.
+
+    Why this format: evaluation compares pixels, so inputs given to and outputs read from other methods
+    must not carry a codec's error. FFV1 is lossless; bgr0 keeps RGB (any YUV format would round the
+    colour conversion, and 4:2:0 would also halve the chroma). FFV1 version 3 is the archival profile
+    (RFC 9043). One thread and a bit-exact muxer (no random segment id, no date) keep the bytes identical
+    from run to run. Any frame size works.
+    """
+    count, height, width = frames.shape[:3]
+    rate = Fraction(fps).limit_denominator(1001)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="matroska", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("ffv1", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
+        stream.codec_context.thread_count = 1
+        stream.codec_context.options = {"level": "3", "threads": "1"}
         for index in range(count):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
             frame.pts, frame.time_base = index, 1 / rate

@@ -38,7 +38,7 @@ from pipeline.controls import face_box_from_landmarks, head_pose, sharpness
 from pipeline.crops import unscaled
 from pipeline.decode import FrameStream, Picture, open_frames, read_image
 from pipeline.encode import encode_h264
-from pipeline.faces import Face, FaceDetector, prominent
+from pipeline.faces import Face, FaceDetector, labelled_face, prominent
 from pipeline.faces.landmarks import LandmarkTracker
 from pipeline.scenes import SceneCuts
 from pipeline.shards import npy_bytes
@@ -433,17 +433,21 @@ def image_context(
 def process_image(
     item: SourceItem, root: Path, cfg: BuildConfig, defaults: PipelineDefaults, models: Models, fingerprint: str
 ) -> Outcome:
-    """A face-centred context crop (larger than 512, so training can take random 512 crops)."""
+    """A face-centred context crop (larger than 512, so training can take random 512 crops).
+
+    When the annotation boxes the subject (CelebA's wild boxes, VGGFace2's loose boxes), the detection
+    it names is the face, whatever else the photo shows: a group photo is filtered as `multiple_faces`
+    only when no detection matches the box (`labelled_face`), as it is when there is no box.
+    """
     started = time.perf_counter()
     image = read_image(root / item.media_path)
     decoded = time.perf_counter()
     height, width = image.shape[:2]
     upscale = 2.0 if max(height, width) < 256 else 1.0  # the detector needs context around small faces
     probe = cv2.resize(image, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC) if upscale > 1 else image
-    faces = [
-        Face(tuple(v / upscale for v in f.box), f.score)
-        for f in prominent(models.detector.detect(probe), cfg.filters.prominent_ratio)
-    ]
+    detected = [Face(tuple(v / upscale for v in f.box), f.score) for f in models.detector.detect(probe)]
+    subject = labelled_face(detected, item.box) if item.box is not None and item.geometry_space == "media" else None
+    faces = [subject] if subject is not None else prominent(detected, cfg.filters.prominent_ratio)
     key = sample_key(item, 0)
     outcome = Outcome(source_row={}, frames_decoded=1)
 

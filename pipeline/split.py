@@ -6,7 +6,10 @@ Why it works this way:
 - The ranking is a salted sha256 of the clip id: stable, uncorrelated with anything in the data, and
   checkable by hand (`printf 'facetest-v1:vfhq:Clip+...' | sha256sum`).
 - Media are only consulted while walking the ranking: a clip whose file is missing, unreadable or fails
-  the caller's check is skipped with its reason, and the walk goes on until enough clips are accepted.
+  the check is skipped with its reason, and the walk goes on until enough clips are accepted. The check
+  `faces` (the default) applies §11's face rules with the build's own parts (pipeline/split_check.py):
+  one prominent face over the clip, a crop of at least `thresholds.min_crop_px`, no scene cut; `probe`
+  only opens the media. The file records which check its clips passed.
 - The result is frozen as JSON with a sha256 of every selected media file. The file is the source of
   truth from then on: re-downloads drift, so it is verified (`verify_split`), never re-selected.
 - One clip per YouTube id is decided on the annotations too (the best-ranked eligible clip of each
@@ -24,11 +27,13 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import av
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from manifests.schema import DATASETS_DIR, SpecError, get_spec
@@ -46,6 +51,9 @@ SPLITS_DIR = DATASETS_DIR.parent / "splits"
 SAMPLE_SPLIT = SPLITS_DIR / "sample.json"
 MAX_DRAWS = 1000  # derangement draws before falling back to a constructed pairing
 CHUNK = 1 << 20
+CheckLevel = Literal["probe", "faces"]
+# what a check says of a clip: None to accept, a message (skipped as failed_check) or (reason, detail)
+CheckResult = str | tuple[str, str] | None
 
 SKIP_REASONS: dict[str, str] = {
     "no_youtube_id": "the item names no YouTube id, so the per-video rules cannot hold",
@@ -59,7 +67,12 @@ SKIP_REASONS: dict[str, str] = {
     "media_missing": "the media file is not on disk",
     "media_empty": "the media file is empty",
     "media_unreadable": "the media could not be opened",
-    "failed_check": "the check (readability by default; the build's face/size check) rejected the media",
+    "failed_check": "the media failed the decode probe or the caller's own check",
+    "scene_cut": "faces check: the build's scene detector finds a cut inside the clip",
+    "no_face": "faces check: no face in any sampled frame",
+    "face_lost": "faces check: the build's tracker does not hold the subject over the clip",
+    "multiple_faces": "faces check: too many sampled frames show a second prominent face",
+    "crop_too_small": "faces check: the build's crop square is smaller than thresholds.min_crop_px",
 }
 
 
@@ -80,6 +93,7 @@ class Thresholds(_Frozen):
 
     vfhq_min_frames: int = Field(200, ge=1, description="end - start of the clip name's F range")
     celebvhq_min_seconds: float = Field(5.0, gt=0, description="end_sec - start_sec")
+    min_crop_px: int = Field(512, ge=1, description="faces check: side of the build's crop square, in media pixels")
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -166,6 +180,9 @@ class Split(_Frozen):
     ranking: str = f'sha256("{SALT}:" + dataset + ":" + native_id), hex ascending'
     per_dataset: int = Field(ge=1)
     thresholds: Thresholds
+    check: Literal["probe", "faces", "custom"] = Field(
+        "probe", description="what the clips passed: a decode probe, §11's face rules, or the caller's own check"
+    )
     train_youtube_ids: Fingerprint
     notes: list[str] = Field(description="departures from §11 on this copy: a missing test split, a short pool")
     counts: dict[str, DatasetCounts]
@@ -341,7 +358,7 @@ def frozen_clip(item: SourceItem, media: MediaFacts) -> Clip:
 
 
 def walk(
-    ranked: Sequence[Ranked], root: Path, per_dataset: int, check: Callable[[SourceItem], str | None]
+    ranked: Sequence[Ranked], root: Path, per_dataset: int, check: Callable[[SourceItem], CheckResult]
 ) -> tuple[list[Clip], list[Skip], int]:
     """(accepted clips, skipped clips, clips walked): accept eligible clips whose media are usable and
     pass `check`, in ranking order, until `per_dataset` are accepted."""
@@ -356,8 +373,8 @@ def walk(
         reason, detail = entry.reason, entry.detail
         if reason is None and item.media_status not in USABLE_MEDIA:
             reason, detail = f"media_{item.media_status}", f"{item.media_path}: media_status {item.media_status}"
-        if reason is None and (message := check(item)) is not None:
-            reason, detail = "failed_check", message
+        if reason is None and (verdict := check(item)) is not None:
+            reason, detail = ("failed_check", verdict) if isinstance(verdict, str) else verdict
         if reason is None:
             try:
                 media = measure(root / item.media_path, item)
@@ -373,8 +390,36 @@ def walk(
 
 
 def readable(roots: Mapping[str, Path]) -> Callable[[SourceItem], str | None]:
-    """The default check: the media open and decode at both ends (`pipeline.sources.probe`)."""
+    """The `probe` check: the media open and decode at both ends (`pipeline.sources.probe`)."""
     return lambda item: probe(Path(roots[item.dataset]) / item.media_path, item.modality)
+
+
+def faces_check(
+    roots: Mapping[str, Path], thresholds: Thresholds, registry: Path, stack: ExitStack
+) -> Callable[[SourceItem], CheckResult]:
+    """The `faces` check: the probe, then §11's face rules (pipeline/split_check.py). The detector is
+    the build's default backend, closed when `stack` closes."""
+    from pipeline.config import BuildConfig
+    from pipeline.faces import open_detector
+    from pipeline.split_check import face_check
+
+    cfg = BuildConfig()
+    detector = open_detector(cfg.face_backend)
+    stack.callback(detector.close)
+    defaults = {name: get_spec(name, registry).defaults for name in DATASETS}
+    faces = face_check(roots, detector, defaults, thresholds.min_crop_px, cfg)
+    opens = readable(roots)
+
+    def check(item: SourceItem) -> CheckResult:
+        message = opens(item)
+        if message is not None:
+            return message
+        try:
+            return faces(item)
+        except (ValueError, OSError, IndexError, av.FFmpegError) as exc:  # decoding past the probe's two ends
+            return "media_unreadable", f"{type(exc).__name__}: {exc}"
+
+    return check
 
 
 def select_split(
@@ -385,15 +430,17 @@ def select_split(
     per_dataset: int = 50,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     train_youtube_ids: Iterable[str] = frozenset(),
-    check: Callable[[SourceItem], str | None] | None = None,
+    check: CheckLevel | Callable[[SourceItem], CheckResult] = "faces",
     seed: int = 0,
+    registry: Path = DATASETS_DIR,
 ) -> Split:
     """Selects up to `per_dataset` clips of each dataset (datasets.md §11) and pairs them for cross-reenactment.
 
     `vfhq` and `celebvhq` are every item the adapters read (VFHQ's train items too: their YouTube ids
     count for the both-datasets rule). `roots` maps "vfhq" and "celebvhq" to the dataset roots the
     items' media paths are relative to: selected media are hashed, so a split cannot be made without them.
-    `check(item)` returns None to accept or a reason to skip; the default opens the media.
+    `check` is a level, "faces" (§11's face rules, after the probe) or "probe" (the media open), or a
+    function of the item returning None to accept, or a message or (reason, detail) to skip.
     """
     for name, items in (("vfhq", vfhq), ("celebvhq", celebvhq)):
         if name not in roots:
@@ -401,7 +448,30 @@ def select_split(
         strays = {item.dataset for item in items} - {name}
         if strays:
             raise ValueError(f"the {name} items include items of {sorted(strays)}")
-    check = check or readable(roots)
+    with ExitStack() as stack:
+        if check == "faces":
+            verdict = faces_check(roots, thresholds, registry, stack)
+        elif check == "probe":
+            verdict = readable(roots)
+        elif callable(check):
+            verdict = check
+        else:
+            raise ValueError(f"check must be 'faces', 'probe' or a function, not {check!r}")
+        recorded = check if isinstance(check, str) else "custom"
+        return _select(vfhq, celebvhq, roots, per_dataset, thresholds, train_youtube_ids, (verdict, recorded), seed)
+
+
+def _select(
+    vfhq: Sequence[SourceItem],
+    celebvhq: Sequence[SourceItem],
+    roots: Mapping[str, Path],
+    per_dataset: int,
+    thresholds: Thresholds,
+    train_youtube_ids: Iterable[str],
+    check: tuple[Callable[[SourceItem], CheckResult], str],  # the function, and what the file calls it
+    seed: int,
+) -> Split:
+    verdict, recorded = check
     training = set(train_youtube_ids)
     shared = {i.youtube_id for i in vfhq if i.youtube_id} & {i.youtube_id for i in celebvhq if i.youtube_id}
     pool, pool_split, notes = vfhq_pool(vfhq)
@@ -410,7 +480,7 @@ def select_split(
     for name in DATASETS:
         items, split_name = pools[name]
         ranked = rank_pool(items, thresholds, shared, training)
-        accepted, missed, walked = walk(ranked, Path(roots[name]), per_dataset, check)
+        accepted, missed, walked = walk(ranked, Path(roots[name]), per_dataset, verdict)
         excluded = Counter(entry.reason for entry in ranked if entry.reason)
         counts[name] = DatasetCounts(
             pool_split=split_name,
@@ -429,6 +499,7 @@ def select_split(
     return Split(
         per_dataset=per_dataset,
         thresholds=thresholds,
+        check=recorded,
         train_youtube_ids=Fingerprint(count=len(ids), sha256=hashlib.sha256("\n".join(ids).encode()).hexdigest()),
         notes=notes,
         counts=counts,
@@ -461,39 +532,32 @@ def pairing_problem(clips: Sequence[Clip], pairs: Pairs) -> str | None:
     return None
 
 
-def _matching(allowed: list[list[int]]) -> list[int] | None:
-    """A perfect matching source -> driver over `allowed` (augmenting paths, breadth first), or None
-    when none exists: the proof that no valid pairing can be drawn."""
-    driver_of = [-1] * len(allowed)
-    source_of = [-1] * len(allowed)
-    for start in range(len(allowed)):
-        reached_from: dict[int, int] = {}
-        frontier, free = [start], -1
-        while frontier and free < 0:
-            following = []
-            for source in frontier:
-                for driver in allowed[source]:
-                    if driver in reached_from:
-                        continue
-                    reached_from[driver] = source
-                    if source_of[driver] < 0:
-                        free = driver
-                        break
-                    following.append(source_of[driver])
-                if free >= 0:
-                    break
-            frontier = following
-        if free < 0:
-            return None
-        driver = free
-        while True:  # flip the path: every source on it takes the driver that reached it
-            source = reached_from[driver]
-            previous = driver_of[source]
-            driver_of[source], source_of[driver] = driver, source
-            if source == start:
-                break
-            driver = previous
-    return driver_of
+def _matching(clips: Sequence[Clip], seed: int) -> list[int] | None:
+    """A valid pairing source -> driver found as an assignment, or None when none exists: the proof
+    that no valid pairing can be drawn.
+
+    A pairing is a perfect matching of sources to drivers over the allowed pairs; that is the
+    assignment problem with forbidden pairs at infinite cost, which `linear_sum_assignment` solves or
+    declares infeasible. Allowed pairs cost a seeded sha256 of the pair (32-bit integers: every sum is
+    exact in float64), so the matching, like a draw, changes with the seed and is the same on every
+    machine: a tie between two optimal matchings (distinct sums almost surely rule one out) is broken
+    by the solver's fixed order, which depends only on the matrix.
+    """
+    # imported here: only this fallback needs scipy.optimize, and build, eval and training import this module
+    from scipy.optimize import linear_sum_assignment
+
+    n = len(clips)
+    cost = np.full((n, n), np.inf)
+    for i, source in enumerate(clips):
+        for j, driver in enumerate(clips):
+            if _different(source, driver):
+                key = f"{SALT}:pairs:{seed}:match:{source.item_id}:{driver.item_id}"
+                cost[i, j] = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+    try:
+        rows, columns = linear_sum_assignment(cost)
+    except ValueError:  # "cost matrix is infeasible": no perfect matching avoids every forbidden pair
+        return None
+    return columns[np.argsort(rows)].tolist()  # rows come sorted for a square matrix; made explicit
 
 
 def _draw_key(seed: int, draw: int, item_id: str) -> str:
@@ -505,7 +569,8 @@ def cross_pairs(clips: Sequence[Clip], seed: int, max_draws: int = MAX_DRAWS) ->
 
     Draw k orders the clips by sha256("facetest-v1:pairs:<seed>:<k>:" + item_id) (a uniform random
     permutation, reproducible on any machine) and is kept if every pair is valid. If `max_draws` draws
-    fail, a valid pairing is constructed by matching instead; if none exists, the file says so.
+    fail, a valid pairing is constructed as an assignment instead (`_matching`); if none exists, the
+    file says so.
     """
     n = len(clips)
     draws = 0
@@ -516,14 +581,16 @@ def cross_pairs(clips: Sequence[Clip], seed: int, max_draws: int = MAX_DRAWS) ->
             pairs = [Pair(source=clips[i].item_id, driving=clips[order[i]].item_id) for i in range(n)]
             note = f"draw {k} is the first valid one: clips ordered by sha256('{SALT}:pairs:{seed}:{k}:' + item_id)"
             return Pairs(seed=seed, method="drawn", draws=draws, note=note, pairs=pairs)
-    allowed = [[j for j in range(n) if _different(clips[i], clips[j])] for i in range(n)]
-    sigma = _matching(allowed) if n > 1 else None
+    sigma = _matching(clips, seed) if n > 1 else None
     if sigma is None:
         note = f"no pairing of these {n} clips avoids a shared YouTube id or identity: no pairs"
         log.warning(note)
         return Pairs(seed=seed, method="impossible", draws=draws, note=note, pairs=[])
     pairs = [Pair(source=clips[i].item_id, driving=clips[sigma[i]].item_id) for i in range(n)]
-    note = f"no valid draw in {max_draws}: pairs constructed by bipartite matching (deterministic, not random)"
+    note = (
+        f"no valid draw in {max_draws}: pairs constructed as the cheapest assignment (scipy linear_sum_assignment), "
+        f"allowed pairs costing int(sha256('{SALT}:pairs:{seed}:match:' + source + ':' + driving)[:8], 16)"
+    )
     return Pairs(seed=seed, method="matched", draws=draws, note=note, pairs=pairs)
 
 
@@ -592,7 +659,7 @@ def split_from_roots(
     per_dataset: int = 50,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     train_youtube_ids: Iterable[str] = frozenset(),
-    check: Callable[[SourceItem], str | None] | None = None,
+    check: CheckLevel | Callable[[SourceItem], CheckResult] = "faces",
     seed: int = 0,
     registry: Path = DATASETS_DIR,
 ) -> tuple[Split, list[Problem]]:
@@ -609,11 +676,13 @@ def split_from_roots(
         train_youtube_ids=train_youtube_ids,
         check=check,
         seed=seed,
+        registry=registry,
     )
     return split, vfhq_problems + celebvhq_problems
 
 
-SAMPLE_THRESHOLDS = Thresholds(vfhq_min_frames=20, celebvhq_min_seconds=1.0)
+# the sample's renders are 240-360 px high, so no crop reaches 512 (its clips' crops are 174-288 px)
+SAMPLE_THRESHOLDS = Thresholds(vfhq_min_frames=20, celebvhq_min_seconds=1.0, min_crop_px=128)
 SAMPLE_PER_DATASET = 2
 
 

@@ -1,8 +1,8 @@
 """DeepSpeed checkpoints with rotation and resume, and the exported model.
 
 A checkpoint `<stage>/checkpoints/step_NNNNNNNN/` holds DeepSpeed's files (module, ZeRO-partitioned
-optimizer, LR schedule), `ema/` (the EMA model as `save_pretrained`: safetensors + config.json, also a
-usable export) and `trainer_state.json` (step, samples, skip counts, EMA updates). The `latest` file
+optimizer, LR schedule), `ema/` (the EMA model as `save_pretrained`: safetensors + config.json + heldout_split.json,
+also a usable export) and `trainer_state.json` (step, samples, skip counts, EMA updates). The `latest` file
 names the newest complete one and is written last, after every rank has saved: a kill at any moment
 leaves `latest` on a complete checkpoint, and folders newer than it are leftovers, removed on resume.
 
@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from model.realportrait import RealPortrait
 from training.ema import EMA
+from training.heldout import write_record
 
 STATE_FILE = "trainer_state.json"
 EMA_DIR = "ema"
@@ -30,13 +31,15 @@ LATEST = "latest"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
-def export_model(model: RealPortrait, out: Path) -> None:
+def export_model(model: RealPortrait, out: Path, heldout: dict[str, Any] | None = None) -> None:
     """`save_pretrained` (safetensors + config.json) to a temporary folder renamed into place, so a folder
-    at `out` is always complete."""
+    at `out` is always complete; `heldout` (`training.heldout.stage_record`) is written beside the weights."""
     out = Path(out)
     tmp, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
+    if heldout is not None:
+        write_record(tmp, heldout)
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)
@@ -56,10 +59,11 @@ def _atomic_text(path: Path, text: str) -> None:
 class Checkpoints:
     """One stage's checkpoint folder; every rank calls `save`/`resume` (DeepSpeed's are collective)."""
 
-    def __init__(self, directory: Path, keep: int, rank: int) -> None:
+    def __init__(self, directory: Path, keep: int, rank: int, heldout: dict[str, Any] | None = None) -> None:
         self.dir = Path(directory)
         self.keep = keep
         self.rank = rank
+        self.heldout = heldout  # the held-out split record every `ema/` carries
 
     def latest(self) -> str | None:
         marker = self.dir / LATEST
@@ -75,7 +79,7 @@ class Checkpoints:
         tag = f"step_{state['step']:08d}"
         engine.save_checkpoint(str(self.dir), tag=tag, save_latest=False)
         if self.rank == 0:
-            export_model(ema.model, self.dir / tag / EMA_DIR)
+            export_model(ema.model, self.dir / tag / EMA_DIR, self.heldout)
             _atomic_text(self.dir / tag / STATE_FILE, json.dumps({**state, "ema_updates": ema.updates}, indent=1))
         dist.barrier()
         if self.rank == 0:

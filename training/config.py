@@ -40,6 +40,14 @@ class DataConfig(_Strict):
     )
     default_weight: float = Field(1.0, ge=0, description="weight of datasets that `weights` does not name")
     exclude_splits: list[str] = Field(default_factory=lambda: ["test"], description="json `split` values never trained")
+    heldout_split: Path | None = Field(
+        None,
+        description="the evaluation split file (rp-data split): its clips, their videos and identities are never "
+        "trained, whatever the samples' `split` labels say (CelebV-HQ's are `unsplit`); recorded with every export",
+    )
+    heldout_policy: Literal["filter", "refuse"] = Field(
+        "filter", description="samples of heldout_split in the build: skip them (filter) or refuse the build"
+    )
     keys: list[str] | None = Field(None, description="train on these sample keys only (debugging, overfitting)")
     shuffle_buffer: int = Field(256, ge=1, description="samples held by each worker's shuffle buffer")
     num_workers: int = Field(4, ge=0, description="DataLoader worker processes per rank")
@@ -107,6 +115,30 @@ class OptimizerConfig(_Strict):
     grad_clip: float = Field(1.0, gt=0, description="global gradient-norm clipping")
 
 
+class ConditionDropout(_Strict):
+    """Which conditions a training sample keeps, drawn jointly (exclusive shares; the rest keeps both).
+
+    Guidance samples with (reference and motion), (reference only) and (neither), so each of those must
+    be trained on a share of its own; independent dropouts of 10% each would leave "neither" at 1%.
+    """
+
+    motion: float = Field(0.1, ge=0, le=1, description="share that drops motion only: the reference-only pass")
+    both: float = Field(0.1, ge=0, le=1, description="share that drops reference and motion: the unconditional pass")
+    reference: float = Field(0.0, ge=0, le=1, description="share that drops the reference only (unused by guidance)")
+
+    @model_validator(mode="after")
+    def _a_distribution(self) -> ConditionDropout:
+        if self.motion + self.both + self.reference > 1:
+            raise ValueError(
+                f"condition_dropout shares sum to {self.motion + self.both + self.reference:g}, more than 1"
+            )
+        return self
+
+    def model_rates(self) -> dict[str, float]:
+        """The matching `RealPortrait` config entries."""
+        return {"drop_motion_rate": self.motion, "drop_both_rate": self.both, "drop_reference_rate": self.reference}
+
+
 class StageConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     mode: Literal["image", "video"] = Field(description="image: (reference, target) pairs, L=1; video: L frames")
@@ -126,8 +158,7 @@ class StageConfig(_Strict):
     ema_warmup: float = Field(
         0.1, ge=0, le=1, description="fraction of the stage's steps after which the EMA decay has reached ema_decay"
     )
-    reference_dropout: float = Field(0.1, ge=0, le=1, description="drop the reference (guidance) per sample")
-    motion_dropout: float = Field(0.1, ge=0, le=1, description="drop the motion condition (guidance) per sample")
+    condition_dropout: ConditionDropout = Field(default_factory=lambda: ConditionDropout())
 
     @model_validator(mode="after")
     def _shapes(self) -> StageConfig:

@@ -1,15 +1,18 @@
 """The training loader: WebDataset shards of an `rp-data build` -> batches of uint8 frames.
 
-Per rank and DataLoader worker (a "slot"), for each dataset: the dataset's committed tars are split
-over the slots when there are at least as many tars as slots (otherwise every slot uses all of them),
-and the slot draws tars from its part with replacement (webdataset's `ResampledShards`, the
-maintainers' recipe for multi-node training: no slot ever runs dry, no rank waits for another).
-Datasets are mixed sample by sample with the configured weights, shuffled in one buffer, turned
-into examples (`training.examples`) and batched inside the worker; `with_epoch` bounds an epoch.
+Per rank and DataLoader worker (a "slot"), for each dataset: the slot draws tars uniformly from ALL
+of the dataset's committed tars, with replacement (webdataset's `ResampledShards`, the maintainers'
+recipe for multi-node training: no slot ever runs dry, no rank waits for another), from a seed of its
+own. Slots are not given disjoint parts of the tar list: whenever the tar count is not a multiple of
+the slot count that made some tars half as likely as others (20 tars over 16 slots: 8 at half rate),
+and confined each slot's batches to the videos of its one or two tars. Datasets are mixed sample by
+sample with the configured weights, shuffled in one buffer, turned into examples
+(`training.examples`) and batched inside the worker; `with_epoch` bounds an epoch.
 
-Every random draw of a slot comes from a generator seeded by (run seed, resume step, slot, epoch):
-a resumed run does not replay the samples its first launch started with, which is as close to
-"continue the data position" as resampled, buffer-shuffled streams allow.
+Every random draw of a slot comes from a generator seeded by (run seed, stage, resume step, rank,
+worker, epoch): slots draw independently, and a resumed run does not replay the samples its first
+launch started with, which is as close to "continue the data position" as resampled,
+buffer-shuffled streams allow.
 
 A sample that cannot be used never stops training: corrupt members and unreadable tars are
 skipped and counted by reason, samples the stage does not use (wrong kind, too short, excluded
@@ -26,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -36,6 +39,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from training.config import ConfigError, DataConfig, StageConfig
 from training.examples import Example, Framing, Unfit, make_example
+from training.heldout import heldout_keys
 
 MAX_BARREN = 10_000
 
@@ -170,6 +174,15 @@ def _mix(
         yield next(streams[int(rng.choice(len(streams), p=weights))])
 
 
+class SlotEpoch(NamedTuple):
+    """One epoch of one slot: its undecoded samples in mix order, the generator of the slot's other
+    draws (shuffle, frames, crops), and the counter of what it skips."""
+
+    samples: Iterator[dict[str, Any]]
+    rng: np.random.Generator
+    counter: SkipCounter
+
+
 class PortraitStream(IterableDataset):
     """Endless (epoch-bounded) batches for one rank; see the module docstring."""
 
@@ -192,25 +205,33 @@ class PortraitStream(IterableDataset):
         self.seed = list(seed)
         self.epoch = -1
 
-    def _samples(self, source: Source, slot: int, slots: int, rng: np.random.Generator, counter: SkipCounter):  # type: ignore[no-untyped-def]
-        tars = list(source.tars[slot::slots]) if len(source.tars) >= slots else list(source.tars)
-        shard_seed = int(rng.integers(2**31))
+    def _samples(self, source: Source, rng: np.random.Generator, counter: SkipCounter) -> wds.DataPipeline:
+        """One dataset's endless stream: each tar drawn uniformly from all of the dataset's tars. The
+        shard seed comes from the slot's generator, so `worker_seed` need not tell slots apart."""
         return wds.DataPipeline(
-            wds.ResampledShards(tars, seed=shard_seed, worker_seed=lambda: slot, deterministic=True),
+            wds.ResampledShards(
+                list(source.tars), seed=int(rng.integers(2**31)), worker_seed=lambda: 0, deterministic=True
+            ),
             wds.map(counter.opened),
             wds.tarfile_to_samples(handler=counter),
         )
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        rank, world, worker, workers = wds.utils.pytorch_worker_info()
-        slot, slots = rank * workers + worker, world * workers
+    def epoch_samples(self) -> SlotEpoch:
+        """The next epoch of the slot this runs in (rank from the environment or torch.distributed,
+        worker from the DataLoader): the samples `__iter__` shuffles, decodes and batches."""
+        rank, _, worker, _ = wds.utils.pytorch_worker_info()
         self.epoch += 1
-        rng = np.random.default_rng([*self.seed, slot, self.epoch])
+        rng = np.random.default_rng([*self.seed, rank, worker, self.epoch])
         counter = SkipCounter()
         weights = np.array([source.weight for source in self.sources], dtype=np.float64)
-        streams = [iter(self._samples(source, slot, slots, rng, counter)) for source in self.sources]
+        streams = [iter(self._samples(source, rng, counter)) for source in self.sources]
+        return SlotEpoch(_mix(streams, weights / weights.sum(), rng), rng, counter)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        workers = wds.utils.pytorch_worker_info()[3]
+        samples, rng, counter = self.epoch_samples()
         pipeline = wds.DataPipeline(
-            lambda: _mix(streams, weights / weights.sum(), rng),
+            lambda: samples,
             wds.shuffle(
                 self.shuffle_buffer, initial=min(self.shuffle_buffer, 16), rng=random.Random(int(rng.integers(2**63)))
             ),
@@ -222,6 +243,8 @@ class PortraitStream(IterableDataset):
 
 
 def stage_framing(data: DataConfig, stage: StageConfig) -> Framing:
+    """How the stage frames samples, and which it skips: excluded `split` labels and, by key, the samples of
+    `data.heldout_split` in this build (matched on the build's manifests, `training.heldout`)."""
     return Framing(
         mode=stage.mode,
         resolution=stage.resolution,
@@ -230,6 +253,7 @@ def stage_framing(data: DataConfig, stage: StageConfig) -> Framing:
         crop_scale=data.crop_scale,
         exclude_splits=frozenset(data.exclude_splits),
         keys=None if data.keys is None else frozenset(data.keys),
+        held_out=heldout_keys(data),
     )
 
 

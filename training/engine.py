@@ -123,7 +123,7 @@ def build_model(config: TrainConfig, stage: StageConfig) -> StartingModel:
                 f"loaded, {len(report.adapted)} adapted, {len(report.initialised)} initialised)"
             )
             record = {"stdit2_weights": str(weights), **asdict(report)}
-    model.register_to_config(reference_dropout=stage.reference_dropout, motion_dropout=stage.motion_dropout)
+    model.register_to_config(**stage.condition_dropout.model_rates())
     if config.model.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     return StartingModel(model.train(), origin, record)

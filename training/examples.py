@@ -31,7 +31,7 @@ MAX_REDRAWS = 16
 
 
 class Unfit(Exception):
-    """A sample this stage does not use (not an error): wrong kind, too short, excluded split or key."""
+    """A sample this stage does not use (not an error): wrong kind, too short, excluded split or key, held out."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Framing:
     crop_scale: tuple[float, float] = (0.8, 1.2)
     exclude_splits: frozenset[str] = frozenset()
     keys: frozenset[str] | None = None
+    held_out: frozenset[str] = frozenset()  # keys of the evaluation split's samples (training.heldout)
 
     @property
     def span(self) -> int:
@@ -74,6 +75,8 @@ def make_example(sample: dict[str, Any], framing: Framing, rng: np.random.Genera
     meta = json.loads(sample["json"])
     if meta["split"] in framing.exclude_splits:
         raise Unfit("excluded_split")
+    if meta["key"] in framing.held_out:
+        raise Unfit("held_out")
     if framing.keys is not None and meta["key"] not in framing.keys:
         raise Unfit("not_selected")
     if meta["kind"] == "image":

@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ import torch.distributed as dist
 import yaml
 from deepspeed.accelerator import get_accelerator
 
+from model.precision import peak_memory_bytes
 from model.realportrait import RealPortrait
 from model.vae import FrameVAE
 from training.checkpoints import Checkpoints, export_model, is_exported
@@ -55,9 +56,11 @@ from training.engine import (
     ema_for_stage,
     make_optimizer,
     require_stdit2_weights,
+    resolve_init,
     rotary_restorer,
     select_trainable,
 )
+from training.heldout import plan_heldout, stage_record
 from training.monitor import Monitor, Window
 from training.validation import (
     SharedResult,
@@ -71,6 +74,10 @@ from training.validation import (
 
 # In <output_dir>/<stage>/: the STDiT2 import report (loaded, adapted, initialised keys).
 IMPORT_REPORT = "stdit2_import.json"
+NO_HELDOUT_SPLIT = (
+    "warning: no data.heldout_split: only the samples' split labels keep test clips out (CelebV-HQ's are "
+    "unsplit), and the exports record no held-out split"
+)
 VAE_SOURCE = (
     "the SD1.5 VAE in diffusers format (config.json + diffusion_pytorch_model.safetensors) from Hugging Face "
     "stabilityai/sd-vae-ft-ema (or the vae/ folder of an SD1.5 repository), or its single .safetensors file"
@@ -115,6 +122,9 @@ def check_inputs(config: TrainConfig) -> None:
     read_index(config.data.build_dir)
     if config.validation.build_dir is not None:
         read_index(config.validation.build_dir)
+    heldout = plan_heldout(config.data)  # refuses a build that holds the evaluation split, if so configured
+    if os.environ.get("RANK", "0") == "0":
+        print(heldout.describe() if heldout else NO_HELDOUT_SPLIT, flush=True)
 
 
 def init_process_group(timeout_minutes: float) -> tuple[int, int]:
@@ -176,7 +186,9 @@ class StageRun:
             config=ds_config,
         )
         restore_rotary()
-        self.checkpoints = Checkpoints(self.dir / "checkpoints", config.checkpoint.keep, context.rank)
+        parent = None if stage.init_from is None else resolve_init(config.output_dir, stage.init_from)
+        self.heldout = stage_record(config.data, parent)
+        self.checkpoints = Checkpoints(self.dir / "checkpoints", config.checkpoint.keep, context.rank, self.heldout)
         self.state: dict[str, Any] = {"stage": stage.name, "step": 0, "samples": 0, "skipped": {}}
         resumed = self.checkpoints.resume(self.engine, self.ema)
         if resumed is not None:
@@ -258,6 +270,7 @@ class StageRun:
             "loss": float(total[0] / total[1]),
             "lr": lr,
             "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
+            "peak_memory_gib": peak_memory_bytes(self.context.device) / 2**30,  # rank 0's device (RSS on CPU)
         }
         self.monitor.scalars(step, {f"train/{name}": value for name, value in values.items()})
         skipped = sum((Counter(c) for c in counts), Counter())
@@ -265,7 +278,7 @@ class StageRun:
         self.monitor.progress(step, values)
         request = self.dir / "EXPORT"
         if request.exists():
-            export_model(self.ema.model, self.dir / "exports" / f"step_{step:08d}")
+            export_model(self.ema.model, self.dir / "exports" / f"step_{step:08d}", self.heldout)
             request.unlink()
             print(f"[{self.stage.name}] exported the EMA model of step {step} on request", flush=True)
 
@@ -280,18 +293,24 @@ class StageRun:
             autocast = torch.bfloat16 if self.context.bf16 else None
             generated = generate(self.ema.model, self.context.vae, mine, self.stage, self.config.validation, autocast)
             result = score_share(self.share, mine, generated)
+        result = replace(result, seconds=time.monotonic() - began)
         shares: list[Any] | None = [None] * self.context.world if self.monitor is not None else None
         dist.gather_object(result, shares, dst=0)
         if self.monitor is None or shares is None:
             return
         mse = log_validation(self.monitor, step, self.clips, shares)
-        seconds = time.monotonic() - began
-        print(f"[{self.stage.name}] validation at step {step}: mse {mse:.4f} ({seconds:.1f} s)", flush=True)
+        slowest, fastest = max(share.seconds for share in shares), min(share.seconds for share in shares)
+        self.monitor.scalars(step, {"val/seconds_slowest_rank": slowest, "val/seconds_fastest_rank": fastest})
+        print(
+            f"[{self.stage.name}] validation at step {step}: mse {mse:.4f} "
+            f"(ranks reached the gather after {fastest:.1f}-{slowest:.1f} s)",
+            flush=True,
+        )
         limit = 60 * self.config.collective_timeout_minutes
-        if seconds > limit / 4:
+        if slowest > limit / 4:
             print(
-                f"[{self.stage.name}] warning: validation took {seconds:.0f} s, over a quarter of the collective "
-                f"timeout ({limit:.0f} s); lower validation.budget or raise collective_timeout_minutes",
+                f"[{self.stage.name}] warning: the slowest rank took {slowest:.0f} s to validate, over a quarter of "
+                f"the collective timeout ({limit:.0f} s); lower validation.budget or raise collective_timeout_minutes",
                 flush=True,
             )
 
@@ -320,7 +339,7 @@ class StageRun:
             if logged:  # the next window measures training only, not this step's validation and checkpoint
                 window = Window()
         if self.context.rank == 0:
-            export_model(self.ema.model, self.dir / "export")
+            export_model(self.ema.model, self.dir / "export", self.heldout)
             print(f"[{stage.name}] done: EMA model exported to {self.dir / 'export'}", flush=True)
         dist.barrier()
 

@@ -130,12 +130,15 @@ def _generate(
 
 @dataclass(frozen=True)
 class SharedResult:
-    """What a rank sends rank 0 for its share: its clip indices, their frames and their squared error."""
+    """What a rank sends rank 0 for its share: its clip indices, their frames and their squared error, and
+    how long it sampled before reaching the gather (the slowest rank decides when all reach the next
+    collective, so rank 0 logs and checks it against the collective timeout)."""
 
     indices: list[int]
     frames: np.ndarray  # uint8 [n, V, H, W, 3]
     squared_error: float  # summed over every element of the float frames
     elements: int
+    seconds: float = 0.0
 
 
 def score_share(indices: list[int], clips: list[ValidationClip], generated: torch.Tensor) -> SharedResult:

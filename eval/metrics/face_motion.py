@@ -1,33 +1,63 @@
 """AED and APD from the pipeline's own face analysis: the offline extractor, named in every column.
 
-Values are only comparable with the same extractor (eval.md §6.5), so the columns carry its name:
-- `AED[mp478-face]`: expression distance. From the pipeline's 478 FaceMesh landmarks, seven measures in
-  the face's own frame (origin between the eyes, x along the eye line, unit the distance between the eye
-  centres, so head position, roll and face size cancel): both eye apertures, mouth aperture and width,
-  both brow heights, and the lift of the mouth corners. AED is the mean absolute difference of those
-  measures between a generated frame and its reference, in interocular distances.
+Values are only comparable with the same extractor (eval.md §6.5), so the columns carry its name. All
+come from the pipeline's 478 FaceMesh landmarks, tracked over each video in one run that starts at the
+video's anchor: its own first frame (the source image for a generated video, the first driving frame for
+the driver, which in self-reenactment is the source too).
+
+- `AED[mp478-rel]` (metric `AED`, the default): expression distance that ignores identity. Each video's
+  motion is taken relative to its own anchor, with pose factored out first:
+  1. pose: every frame is mapped onto its anchor by the least-squares affine map between their rigid
+     upper-face points (eye corners, nose ridge and wings, forehead, temples and cheek edges, which
+     expression barely moves). An affine camera's view of the rigid face removes translation, roll,
+     scale and the foreshortening of yaw and pitch; only the depth parallax of the lips under large
+     turns is left;
+  2. motion: the aligned expression points (eyelids, brows, lips, mouth corners, chin) minus the same
+     points in the anchor;
+  3. identity: those displacements are written in the anchor face's own affine basis, x along the eye
+     line (one unit = the distance between the eye centres) and y from between the eyes to the nose tip
+     (one unit = that distance). A face wider, longer or sheared by any linear map shows the same
+     coordinates for the same expression change, so a driver's face shape cancels.
+  AED is, per frame, the mean over expression points of the Euclidean distance between the generated
+  and the reference displacements, in those face units. A method that copies the driver's face shape
+  gains nothing; a relative-motion method is compared exactly with what it transfers. An absolute-motion
+  method whose source starts with another expression than the driver's first frame pays that difference.
+- `AED[mp478-abs]` (metric `AED-legacy-abs`, only when listed): the earlier measure, kept for comparison
+  with such tables. Seven absolute measures in the face's own frame (origin between the eyes, x along the
+  eye line, unit the distance between the eye centres): both eye apertures, mouth aperture and width,
+  both brow heights, and the lift of the mouth corners; the mean absolute difference between a generated
+  frame and its reference, in interocular distances. It rewards copying the driver's face shape, and
+  yaw and pitch read as expression.
 - `APD[pnp-deg]`: head-pose distance. The pipeline's perspective-n-point head pose (`head_pose`); the mean
   absolute difference of yaw, pitch and roll in degrees. Translation is excluded (it measures framing).
 The reference is the ground truth in self-reenactment and the driving frame in cross-reenactment; a frame
-pair counts only when the landmarker finds the face in both, and the frames without are counted.
-APD against the driver is meaningful for absolute motion only (eval.md §3): the run records each method's
-motion mode.
+pair counts only when the landmarker finds the face in both (and in both anchors), and the frames without
+are counted. APD against the driver is meaningful for absolute motion only (eval.md §3): the run records
+each method's motion mode.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.controls import head_pose
 from pipeline.faces import LandmarkTracker
 
-AED_NAME, APD_NAME = "AED[mp478-face]", "APD[pnp-deg]"
-BACKEND = "pipeline FaceMesh 478 landmarks (mediapipe 0.10.21, tracking); head pose by solvePnP (pipeline.controls)"
+AED_NAME, AED_ABSOLUTE_NAME, APD_NAME = "AED[mp478-rel]", "AED[mp478-abs]", "APD[pnp-deg]"
+AED_UNIT = "face units (x: eye-centre distance, y: eyes to nose tip)"
+BACKEND = "pipeline FaceMesh 478 landmarks (mediapipe, tracking); head pose by solvePnP (pipeline.controls)"
+RELATIVE_BACKEND = (
+    "pipeline FaceMesh 478 landmarks (mediapipe, tracking); 27 expression points relative to each "
+    "video's first frame after an affine fit of 19 rigid points, in the face's own eye/nose basis"
+)
 
 RIGHT_EYE, LEFT_EYE = (33, 133), (362, 263)  # corners; "right" is the subject's own side
 RIGHT_LIDS, LEFT_LIDS = (159, 145), (386, 374)
 INNER_LIPS, MOUTH_CORNERS = (13, 14), (61, 291)
 RIGHT_BROW, LEFT_BROW = 105, 334
+NOSE_TIP = 1
 EXPRESSION_MEASURES = (
     "right_eye_aperture",
     "left_eye_aperture",
@@ -37,10 +67,22 @@ EXPRESSION_MEASURES = (
     "left_brow_height",
     "mouth_corner_lift",
 )
+# Points that move with the skull, not with expression: eye corners, nasion and nose ridge, nose tip and
+# wings, forehead, temples, cheek edges in front of the ears (the jaw line moves with the mouth: left out).
+RIGID_POINTS = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 98, 327, 10, 151, 127, 356, 234, 454)
+# Points that carry expression: upper and lower eyelids, brows, inner and outer lips, mouth corners, chin.
+EXPRESSION_POINTS = (
+    *(159, 158, 160, 145, 144, 153),  # right eyelids
+    *(386, 385, 387, 374, 373, 380),  # left eyelids
+    *(70, 105, 107, 300, 334, 336),  # brows
+    *(13, 14, 0, 17, 61, 291, 81, 311),  # lips and mouth corners
+    152,  # chin (the jaw opens)
+)
 
 
 def expression(landmarks: np.ndarray) -> np.ndarray:
-    """(T, 7) expression measures (see the module docstring) from (T, 478, 2) landmarks; NaN rows stay NaN."""
+    """(T, 7) absolute expression measures (`AED-legacy-abs`, see the module docstring) from (T, 478, 2)
+    landmarks; NaN rows stay NaN."""
     points = np.asarray(landmarks, np.float64)
     right_eye = points[:, list(RIGHT_EYE)].mean(axis=1)
     left_eye = points[:, list(LEFT_EYE)].mean(axis=1)
@@ -73,20 +115,89 @@ def expression(landmarks: np.ndarray) -> np.ndarray:
     )
 
 
+def face_basis(anchor: np.ndarray) -> np.ndarray:
+    """2x2 matrix whose columns are the anchor face's x (right to left eye centre) and y (between the eyes
+    to the nose tip) vectors in pixels: displacements solved in it do not depend on the face's shape."""
+    points = np.asarray(anchor, np.float64)
+    right_eye, left_eye = points[list(RIGHT_EYE)].mean(axis=0), points[list(LEFT_EYE)].mean(axis=0)
+    return np.stack([left_eye - right_eye, points[NOSE_TIP] - (right_eye + left_eye) / 2], axis=1)
+
+
+def relative_motion(landmarks: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """(T, len(EXPRESSION_POINTS), 2) pose-free displacements of the expression points from the anchor,
+    in the anchor's face units (see the module docstring); NaN where a frame or the anchor has no face."""
+    points = np.asarray(landmarks, np.float64)
+    out = np.full((len(points), len(EXPRESSION_POINTS), 2), np.nan)
+    base = np.asarray(anchor, np.float64)
+    if not np.isfinite(base).all():
+        return out
+    to_face_units = np.linalg.inv(face_basis(base)).T
+    target = base[list(RIGID_POINTS)]
+    rest = base[list(EXPRESSION_POINTS)]
+    for t, frame in enumerate(points):
+        if not np.isfinite(frame).all():
+            continue
+        rigid = np.column_stack([frame[list(RIGID_POINTS)], np.ones(len(RIGID_POINTS))])
+        affine, *_ = np.linalg.lstsq(rigid, target, rcond=None)  # (3, 2): frame pixels -> anchor pixels
+        moved = np.column_stack([frame[list(EXPRESSION_POINTS)], np.ones(len(EXPRESSION_POINTS))]) @ affine
+        out[t] = (moved - rest) @ to_face_units
+    return out
+
+
+def expression_distance(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(T,) AED[mp478-rel]: per frame, the mean over expression points of the Euclidean distance between
+    two `relative_motion` arrays."""
+    return np.linalg.norm(generated - reference, axis=-1).mean(axis=1)
+
+
+@dataclass(frozen=True)
+class Motion:
+    """One video's face analysis, per frame; NaN where the landmarker finds no face."""
+
+    relative: np.ndarray  # (T, K, 2) displacements from the anchor (`relative_motion`)
+    expression: np.ndarray  # (T, 7) absolute measures (`expression`)
+    pose: np.ndarray  # (T, 3) yaw, pitch, roll in degrees
+
+
+@dataclass(frozen=True)
+class MotionDistances:
+    """Per-frame distances between a generated video and its reference; NaN where a face is missing."""
+
+    aed: np.ndarray  # AED[mp478-rel]
+    aed_absolute: np.ndarray  # AED[mp478-abs]
+    apd: np.ndarray  # APD[pnp-deg]
+
+
 class FaceMotion:
     """Per-frame AED and APD of generated frames against reference frames (same size, same count)."""
 
     def __init__(self, landmarker: LandmarkTracker):
         self.landmarker = landmarker
 
-    def analyse(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """((T, 7) expression measures, (T, 3) yaw/pitch/roll degrees) of one clip; NaN where no face."""
-        landmarks = self.landmarker.track(frames)
-        size = (frames.shape[2], frames.shape[1])
-        return expression(landmarks), head_pose(landmarks, size)[:, :3].astype(np.float64)
+    def analyse(self, frames: np.ndarray, anchor: np.ndarray) -> Motion:
+        """One clip and its anchor (its own first frame), tracked in one run that starts at the anchor.
 
-    def distances(self, generated: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """((T,) AED, (T,) APD) per frame, NaN where either frame shows no face."""
-        expr_gen, pose_gen = self.analyse(generated)
-        expr_ref, pose_ref = self.analyse(reference)
-        return np.abs(expr_gen - expr_ref).mean(axis=1), np.abs(pose_gen - pose_ref).mean(axis=1)
+        The anchor is fed twice and its second, tracked, landmarks are kept: FaceMesh places a detected
+        first frame differently from tracked ones (measured on a still clip: 0.07 face units at the
+        mouth), which would otherwise read as an expression change in every frame."""
+        landmarks = self.landmarker.track(np.concatenate([anchor[None], anchor[None], frames]))
+        size = (frames.shape[2], frames.shape[1])
+        moving = landmarks[2:]
+        return Motion(
+            relative_motion(moving, landmarks[1]),
+            expression(moving),
+            head_pose(moving, size)[:, :3].astype(np.float64),
+        )
+
+    def distances(
+        self, generated: np.ndarray, generated_anchor: np.ndarray, reference: np.ndarray, reference_anchor: np.ndarray
+    ) -> MotionDistances:
+        """Generated frames (anchored at the source image) against reference frames (anchored at the first
+        driving frame)."""
+        gen = self.analyse(generated, generated_anchor)
+        ref = self.analyse(reference, reference_anchor)
+        return MotionDistances(
+            expression_distance(gen.relative, ref.relative),
+            np.abs(gen.expression - ref.expression).mean(axis=1),
+            np.abs(gen.pose - ref.pose).mean(axis=1),
+        )

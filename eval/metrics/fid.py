@@ -17,7 +17,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 
 from eval.weights import LoadedWeights, validated_state_dict_bytes
 
-BACKEND = "torch-fidelity 0.4 InceptionV3 'inception-v3-compat' (as torchmetrics FID), pool3 2048-d, TF1 bilinear 299"
+BACKEND = "torch-fidelity InceptionV3 'inception-v3-compat' (as torchmetrics FID), pool3 2048-d, TF1 bilinear 299"
 
 
 class InceptionFeatures:

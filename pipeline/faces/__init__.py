@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from pipeline.faces.base import Face, FaceDetector, prominent
+from pipeline.faces.base import Face, FaceDetector, labelled_face, prominent
 from pipeline.faces.landmarks import POINTS, LandmarkTracker, MediapipeLandmarker
 from pipeline.faces.threads import THREAD_ENV, limit_threads
 
@@ -55,6 +55,7 @@ __all__ = [
     "Face",
     "FaceDetector",
     "LandmarkTracker",
+    "labelled_face",
     "limit_threads",
     "open_detector",
     "open_landmarker",

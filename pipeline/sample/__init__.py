@@ -34,13 +34,13 @@ class Planted:
     dataset: str
     path: str  # relative to the dataset's folder
     what: str
-    scan_reason: str  # what `rp-data scan --probe --faces` reports for it
+    scan_reason: str | None  # what `rp-data scan --probe --faces` reports for it (None: nothing, it is usable)
 
 
 PLANTED = (
     Planted("vggface2", "train/n000002/0003_01.jpg", "missing file referenced by train_list.txt", "missing_media"),
     Planted("vggface2", "bb_landmark/loose_bb_train.csv", "malformed annotation line", "malformed_line"),
-    Planted("celeba", "Img/img_celeba/000008.jpg", "image with two faces", "multiple_faces"),
+    Planted("celeba", "Img/img_celeba/000008.jpg", "image with two faces", None),  # its wild box names the subject
     Planted("ffhq", "images1024x1024/00000/00002.png", "missing file referenced by the JSON", "missing_media"),
     Planted("celebvhq", "downloaded_celebvhq/processed/Yk7_pQ3vW1s_0.mp4", "truncated mp4", "unreadable_media"),
     Planted("talkinghead_1kh", "data_list/train_video_tubes.txt", "malformed annotation line", "malformed_line"),

@@ -1,6 +1,7 @@
 """CelebA in its official layout: in-the-wild and aligned images, Anno/ and Eval/ files.
 
-Planted: 000008.jpg shows two faces (the build must reject it as ambiguous).
+Planted: 000008.jpg shows two faces. Its wild box names the subject, so the build keeps that face;
+`rp-data scan --faces`, which looks without the box, reports it as multiple_faces.
 """
 
 from __future__ import annotations

@@ -3,17 +3,24 @@
 Items are the annotated intervals, `<SUB>_<name>_<k>` with k the interval's index on its annotation
 line (the downloader renumbers clips over the intervals that have a crop window; that index is only
 used to find its files). Intervals without a crop window are still items, flagged.
+
+Intervals of one YouTube video that overlap (a nest, an alias listing the same interval) would give
+the same frames twice: pipeline/sources/overlaps.py decides which become clips. Each interval that does
+not is an `overlapping_interval` problem naming the clip that holds its frames, and that clip's
+`labels["overlap"]` lists the intervals it stands for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.sources.base import SourceAdapter
+from pipeline.sources.overlaps import Absorbed, overlap_runs, resolve_run, union_box
 from pipeline.sources.records import Box, SourceItem
 from pipeline.sources.youtube import youtube_id_from_url
 
@@ -30,6 +37,11 @@ class HDTFOptions(BaseModel):
 
 def _seconds(hours: str | None, minutes: str, seconds: str) -> int:
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60:02d}:{whole % 60:02d}"
 
 
 def person_name(video_name: str) -> str:
@@ -147,8 +159,71 @@ class HDTF(SourceAdapter):
             for name, (ytid, _) in data.urls.items():
                 if not name.startswith("Radio"):
                     aliases.union(owner.setdefault(ytid, person_name(name)), person_name(name))
-        for sub, data in subsets.items():
-            yield from self._subset_items(directory, sub, data, aliases)
+        # HDTF has a few hundred intervals: they are held to find the overlaps among them
+        items = [item for sub, data in subsets.items() for item in self._subset_items(directory, sub, data, aliases)]
+        yield from self._without_overlaps(items, directory, subsets)
+
+    def _without_overlaps(
+        self, items: list[SourceItem], directory: str, subsets: dict[str, _Subset]
+    ) -> Iterator[SourceItem]:
+        """The items in their order, each run of overlapping intervals of a video built once (see overlaps.py)."""
+        replaced: dict[str, SourceItem | None] = {}
+        for run in overlap_runs(items):
+            resolution = resolve_run(run, self._merge)
+            for absorbed in resolution.absorbed:
+                replaced[absorbed.item.native_id] = None
+                sub = str(absorbed.item.labels["subset"])
+                # no item_id: the interval has no source row, and the build manifest keeps a problem
+                # without one as a row of its annotation line (the detail names the interval)
+                self.problem(
+                    self._rel(directory, "annotation_time", sub),
+                    "overlapping_interval",
+                    _overlap_detail(absorbed),
+                    subsets[sub].interval_lines[str(absorbed.item.labels["name"])],
+                )
+            for kept in resolution.kept:
+                stands_for = [a for a in resolution.absorbed if a.into is kept]
+                if stands_for:
+                    overlap = {
+                        "how": stands_for[0].how,
+                        "intervals": [
+                            {"id": a.item.native_id, "start": a.item.start, "end": a.item.end} for a in stands_for
+                        ],
+                    }
+                    replaced[kept.native_id] = dataclasses.replace(kept, labels={**kept.labels, "overlap": overlap})
+        for item in items:
+            out = replaced.get(item.native_id, item)
+            if out is not None:
+                yield out
+
+    def _merge(self, run: Sequence[SourceItem]) -> SourceItem | None:
+        """One item over the union of partially overlapping intervals, cut from the first readable raw
+        download of the video (a cut clip holds one interval only), or None when there is none."""
+        raw = next(
+            (
+                path
+                for item in run
+                if self.exists(
+                    path := self.spec.layout.media_path("raw", sub=item.labels["subset"], name=item.labels["name"])
+                )
+            ),
+            None,
+        )
+        if raw is None:
+            return None
+        first = run[0]
+        heights = {item.space_h for item in run}
+        crop = union_box([item.crop for item in run]) if len(heights) == 1 else None
+        return dataclasses.replace(
+            first,
+            media_path=raw,
+            media_status=self.media_status(raw, first.item_id),
+            media_cut=False,
+            start=min(float(item.start) for item in run),  # type: ignore[arg-type]
+            end=max(float(item.end) for item in run),  # type: ignore[arg-type]
+            crop=crop,
+            geometry_space="source" if crop else None,
+        )
 
     def _subset_items(self, directory: str, sub: str, data: _Subset, aliases: _Aliases) -> Iterator[SourceItem]:
         times_rel = self._rel(directory, "annotation_time", sub)
@@ -243,3 +318,17 @@ class HDTF(SourceAdapter):
             crop=crop_entry[0] if crop_entry else None,
             labels={"subset": sub, "name": name, "crop_ratio": data.ratios.get(f"{name}_{k}")},
         )
+
+
+def _overlap_detail(absorbed: Absorbed) -> str:
+    item, into = absorbed.item, absorbed.into
+    span = f"{_clock(item.start or 0)}-{_clock(item.end or 0)}"
+    into_span = f"{_clock(into.start or 0)}-{_clock(into.end or 0)}"
+    where = f"interval {item.item_id} ({span}) of YouTube video {item.youtube_id}"
+    if absorbed.how == "nested":
+        return f"{where} lies within {into.native_id} ({into_span}): its frames are built once, in {into.item_id}"
+    if absorbed.how == "merged":
+        return (
+            f"{where} overlaps others: the run is built once, as {into.item_id} over {into_span} of {into.media_path}"
+        )
+    return f"{where} overlaps {into.native_id} ({into_span}) and no raw download can merge them: dropped"

@@ -155,6 +155,7 @@ REASONS: dict[str, str] = {
     "duplicate_id": "the same item id appears twice",
     "no_crop_window": "an annotated interval has no crop window",
     "no_intervals": "a video has no annotated interval",
+    "overlapping_interval": "an interval overlaps another of the same video: its frames are built once, elsewhere",
     "invalid_value": "a value is out of range (e.g. an interval that ends before it starts)",
     "count_mismatch": "the number of files differs from the count the annotation states",
     "missing_view": "a recording lacks a camera view or emotion that the dataset defines",

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from manifests.schema import DatasetSpec, SpecError, load_registry
 from pipeline.decode import middle_frame
-from pipeline.faces import FaceDetector, open_detector, prominent
+from pipeline.faces import FaceDetector, labelled_face, open_detector, prominent
 from pipeline.sources import open_adapter
 from pipeline.sources.probe import probe
 from pipeline.sources.records import ITEM_SCHEMA, PROBLEM_SCHEMA, USABLE_MEDIA, Problem, SourceItem
@@ -160,7 +160,7 @@ def face_checked(
     """Looks for the subject's face in each usable item's middle frame (inside its annotated crop).
 
     A quick sanity check of a download before a long build: it catches faceless clips, wrong crops
-    and group shots. The build repeats the check on every sampled frame.
+    and group shots (unless the annotation boxes the subject). The build repeats the check on every sampled frame.
     """
     for item in items:
         if item.media_status in USABLE_MEDIA:
@@ -175,7 +175,11 @@ def face_checked(
             if region is not None:
                 x0, y0, x1, y1 = (max(0, round(v)) for v in region)
                 frame = frame[y0:y1, x0:x1]
-            faces = prominent(detector.detect(frame))
+            detected = detector.detect(frame)
+            # the subject's annotated box names its face in a group photo, as the build does (`labelled_face`)
+            boxed = region is None and item.box is not None and item.geometry_space == "media"
+            subject = labelled_face(detected, item.box) if boxed else None
+            faces = [subject] if subject is not None else prominent(detected)
             if len(faces) != 1:
                 reason = "no_face" if not faces else "multiple_faces"
                 detail = "no face found" if not faces else f"{len(faces)} faces of similar size"

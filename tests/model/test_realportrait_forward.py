@@ -115,7 +115,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_model, clip):
     data = clip(batch=2, frames=2, size=(8, 8))
     gradients = []
     for checkpointing in (False, True):
-        model = tiny_model(control=True, reference_dropout=0.0, motion_dropout=0.0).train()
+        model = tiny_model(control=True, drop_motion_rate=0.0, drop_both_rate=0.0).train()
         if checkpointing:
             model.enable_gradient_checkpointing()
             assert model.backbone.gradient_checkpointing and model.controlnet.gradient_checkpointing

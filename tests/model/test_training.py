@@ -1,17 +1,20 @@
-"""End-to-end training sanity: the tiny model overfits one clip through `training_loss`."""
+"""Training sanity: the tiny model overfits one clip through `training_loss`; the guidance dropout it draws."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+from pydantic import ValidationError
 
 from model.realportrait import RealPortrait
+from training.config import CONFIG_DIR, ConditionDropout, load_config
 
 
 def test_tiny_model_overfits_one_clip(clip):
     """Classic single-batch overfit: one clip, one fixed draw of timesteps/noise/augmentation (the
     same generator seed every step), guidance dropout off. The loss must fall at least 10x."""
     torch.manual_seed(0)
-    model = RealPortrait.from_preset("tiny", reference_dropout=0.0, motion_dropout=0.0).train()
+    model = RealPortrait.from_preset("tiny", drop_motion_rate=0.0, drop_both_rate=0.0).train()
     data = clip(batch=2, frames=4, size=(16, 16))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
 
@@ -35,7 +38,7 @@ def test_training_loss_uses_guidance_dropout():
     """With dropout probability 1 no condition reaches the model: the loss equals that of a model
     called without reference and motion."""
     torch.manual_seed(0)
-    model = RealPortrait.from_preset("tiny", reference_dropout=1.0, motion_dropout=1.0)
+    model = RealPortrait.from_preset("tiny", drop_motion_rate=0.0, drop_both_rate=1.0)
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.abs().sum() == 0:
@@ -48,3 +51,40 @@ def test_training_loss_uses_guidance_dropout():
             latents, reference + 3, driving * -1, generator=torch.Generator().manual_seed(5)
         )
     assert torch.equal(dropped, ignored_reference)
+
+
+@pytest.mark.parametrize("stage_file", ["stage1.yaml", "stage2.yaml"])
+def test_the_shipped_condition_dropout_trains_every_guidance_pass(stage_file: str) -> None:
+    """Guidance runs (reference and motion), (reference only) and (neither) at every step: each must be
+    drawn for at least 5% of training samples, at the shares the stage config names."""
+    stage = load_config(CONFIG_DIR / stage_file).stages[0]
+    model = RealPortrait.from_preset("tiny", **stage.condition_dropout.model_rates())
+    reference, motion = model.condition_keep(200_000, generator=torch.Generator().manual_seed(0))
+    shares = {
+        "both": (reference & motion).float().mean().item(),
+        "reference only": (reference & ~motion).float().mean().item(),
+        "motion only": (~reference & motion).float().mean().item(),
+        "neither": (~reference & ~motion).float().mean().item(),
+    }
+    dropout = stage.condition_dropout
+    expected = {
+        "both": 1 - dropout.motion - dropout.both - dropout.reference,
+        "reference only": dropout.motion,
+        "motion only": dropout.reference,
+        "neither": dropout.both,
+    }
+    for name, share in shares.items():
+        assert share == pytest.approx(expected[name], abs=0.005), (name, shares)
+    assert min(shares["both"], shares["reference only"], shares["neither"]) >= 0.05, shares
+
+
+def test_condition_dropout_shares_are_exclusive_and_configurable() -> None:
+    model = RealPortrait.from_preset("tiny", drop_motion_rate=0.2, drop_both_rate=0.3, drop_reference_rate=0.1)
+    reference, motion = model.condition_keep(100_000, generator=torch.Generator().manual_seed(1))
+    assert (~reference & motion).float().mean().item() == pytest.approx(0.1, abs=0.005)
+    assert (reference & ~motion).float().mean().item() == pytest.approx(0.2, abs=0.005)
+    assert (~reference & ~motion).float().mean().item() == pytest.approx(0.3, abs=0.005)
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        RealPortrait.from_preset("tiny", drop_motion_rate=0.6, drop_both_rate=0.6)
+    with pytest.raises(ValidationError, match="more than 1"):
+        ConditionDropout(motion=0.5, both=0.4, reference=0.2)

@@ -63,7 +63,6 @@ def test_sample_layout(sample_root: Path) -> None:
         "WDA_JaneDoe1_0",
         "WRA_JohnRoe_0",
         "WRA_JohnRoe_1",
-        "WRA_WhipJohnRoe_0",
     ]
     # the downloader numbers clips over intervals with a crop window: JohnRoe's clip 000 is interval 1
     assert by_id["WRA_JohnRoe_1"].media_path == "WRA_JohnRoe_000.mp4"
@@ -76,11 +75,13 @@ def test_sample_layout(sample_root: Path) -> None:
     )
     assert by_id["WDA_JaneDoe1_0"].youtube_id == "Zx8_yW7-vU6"
     assert {by_id[i].identity for i in ("WDA_JaneDoe0_0", "WDA_JaneDoe1_0")} == {"hdtf:JaneDoe"}
-    assert by_id["WRA_WhipJohnRoe_0"].identity == "hdtf:JohnRoe"
+    # the alias WhipJohnRoe lists JohnRoe's interval 1 again: its frames are built once, as JohnRoe's
+    assert by_id["WRA_JohnRoe_1"].labels["overlap"]["intervals"] == [{"id": "WRA_WhipJohnRoe_0", "start": 0, "end": 2}]
     assert by_id["RD_Radio3_0"].identity == "hdtf:Rr4_Tt5-Yy6"
     assert reasons(problems) == [
         ("HDTF_dataset/RD_video_url.txt", "no_intervals"),
         ("HDTF_dataset/WRA_annotion_time.txt", "no_crop_window"),
+        ("HDTF_dataset/WRA_annotion_time.txt", "overlapping_interval"),
         ("JohnRoe_0.mp4", "missing_media"),
     ]
 

@@ -124,10 +124,12 @@ def test_an_export_is_complete_or_absent(tmp_path: Path) -> None:
 
 
 def test_a_stage_sets_its_guidance_dropout_and_starting_weights(tmp_path: Path) -> None:
-    config = load_config(CONFIG_DIR / "tiny.yaml", [f"output_dir={tmp_path}", "stages.stage2.motion_dropout=0.3"])
+    config = load_config(
+        CONFIG_DIR / "tiny.yaml", [f"output_dir={tmp_path}", "stages.stage2.condition_dropout.both=0.3"]
+    )
     first = build_model(config, config.stages[0])
     assert first.origin == "a new tiny model (stdit2_weights: none, the backbone from random weights)"
-    assert first.model.config.reference_dropout == first.model.config.motion_dropout == 0.1
+    assert first.model.config.drop_motion_rate == first.model.config.drop_both_rate == 0.1
     assert first.import_record is not None and first.import_record["stdit2_weights"] == "none"
     assert first.import_record["loaded"] == [] and set(first.import_record["initialised"]) == set(
         first.model.state_dict()
@@ -136,7 +138,7 @@ def test_a_stage_sets_its_guidance_dropout_and_starting_weights(tmp_path: Path) 
         build_model(config, config.stages[1])
     export_model(first.model, tmp_path / "stage1" / "export")
     second = build_model(config, config.stages[1])
-    assert second.origin == f"weights of {tmp_path / 'stage1' / 'export'}" and second.model.config.motion_dropout == 0.3
+    assert second.origin == f"weights of {tmp_path / 'stage1' / 'export'}" and second.model.config.drop_both_rate == 0.3
     assert second.import_record is None  # a continued stage imports nothing
     assert all(torch.equal(p, q) for p, q in zip(first.model.parameters(), second.model.parameters(), strict=True))
 

@@ -1,0 +1,113 @@
+"""Exact footers and bold on tables built for the purpose: run folders written by the run's own code
+(`summarise`, `run_info`, `write_run`) from per-task rows chosen so that each column's best is known."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+from evalkit import SAMPLE_SPLIT
+
+from eval.baselines import SourceCopy
+from eval.config import load_config
+from eval.run import run_info, summarise, weight_records, write_run
+from eval.scorers import Scorers
+from eval.tables import PaperTable, footer, markdown, read_run, tables_for
+from eval.weights import read_bytes
+
+METRICS = "metrics=[L1,PSNR,AED]"
+
+
+def task_rows(l1: list[float], psnr: list[float], aed: list[float]) -> list[dict[str, object]]:
+    return [
+        {
+            "protocol": "self",
+            "task_id": f"clip{index}",
+            "source": f"vfhq/clip{index}",
+            "driving": f"vfhq/clip{index}",
+            "status": "ok",
+            "reason": None,
+            "detail": None,
+            "frames": 18,
+            "scored_frames": 17,
+            "L1": a,
+            "PSNR": b,
+            "AED": c,
+            "face_motion_frames_without_face": 0 if c == c else 17,
+        }
+        for index, (a, b, c) in enumerate(zip(l1, psnr, aed, strict=True))
+    ]
+
+
+def write_folder(out: Path, label: str, rows: list[dict[str, object]], warnings: list[str] = ()) -> Path:
+    config = load_config(None, [METRICS])
+    scorers = Scorers(config)
+    method = SourceCopy()
+    method.warnings = list(warnings)  # the contract every Method may fill (OutputsFolder, Ours)
+    summary = summarise("self", pd.DataFrame(rows), scorers, config, out, [])
+    info = run_info(method, label, config, SAMPLE_SPLIT, scorers, rows, {}, [], [])
+    write_run(out, rows, summary, info)
+    return out
+
+
+def row_cells(markdown_text: str, label: str) -> list[str]:
+    line = next(line for line in markdown_text.splitlines() if line.startswith(f"| {label} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
+def test_bold_follows_each_columns_direction_within_one_task_set(tmp_path: Path) -> None:
+    # A: lower L1 (better, ↓), lower PSNR (worse, ↑), the lowest AED but with no face on one task;
+    # B: higher L1, higher PSNR, AED on every task.
+    a = write_folder(tmp_path / "a", "A", task_rows([0.10, 0.12], [20.0, 22.0], [0.01, float("nan")]))
+    b = write_folder(tmp_path / "b", "B", task_rows([0.20, 0.22], [30.0, 32.0], [0.30, 0.40]))
+    table = tables_for([read_run(a), read_run(b)])[0]
+    assert [metric for _, metric in table.columns] == ["L1", "PSNR", "AED"]
+    text = markdown(table)
+    header = next(line for line in text.splitlines() if line.startswith("| Method"))
+    assert "L1 ↓" in header and "PSNR ↑" in header
+    row_a, row_b = row_cells(text, "A"), row_cells(text, "B")
+    assert row_a[0] == "**0.11**" and row_b[0] == "0.21"  # ↓: the lower is best
+    assert row_a[1] == "21" and row_b[1] == "**31**"  # ↑: the higher is best
+    # A's AED covers 1 of the 2 common tasks: shown with its count, never bold, even though it is lower
+    assert row_a[2] == "0.01 (1/2 tasks)" and row_b[2] == "**0.35**"
+    assert row_a[-1] == "0 of 2" and row_b[-1] == "0 of 2"
+    assert "self tasks: every row is computed on the same 2 of 2 tasks" in text
+
+
+def test_footer_versions_weights_and_warnings_are_exact(tmp_path: Path) -> None:
+    rows = task_rows([0.1, 0.2], [20.0, 21.0], [0.1, 0.2])
+    a = write_folder(tmp_path / "a", "A", rows)
+    b = write_folder(tmp_path / "b", "B", rows, warnings=["2 of 2 outputs were stored lossily"])
+    # two weight files with the same name in two folders: keyed by path, and their hashes differ
+    records = {}
+    for name, content in (("a", b"first file"), ("b", b"second file")):
+        folder = tmp_path / f"weights_{name}"
+        folder.mkdir()
+        (folder / "alexnet-owt-7be5be79.pth").write_bytes(content)
+        records[name] = weight_records([read_bytes("alexnet", folder)[1]], ("L1", "LPIPS", "tLP"))
+    for folder, name in ((a, "a"), (b, "b")):
+        run = read_run(folder)
+        run.info["weights"] = records[name]
+        (folder / "run.json").write_text(json.dumps(run.info))
+    runs = [read_run(a), read_run(b)]
+    table = tables_for(runs)[0]
+    text = markdown(table)
+    assert f"torchmetrics {version('torchmetrics')}" in text and f"torch {version('torch')}" in text
+    assert "B: WARNING: 2 of 2 outputs were stored lossily" in text
+    # LPIPS is no column of this table: its weights are not listed; the records are keyed by metric and path
+    assert "weights for" not in text
+    assert records["a"][0]["metrics"] == ["LPIPS", "tLP"]
+    assert records["a"][0]["path"] == str((tmp_path / "weights_a" / "alexnet-owt-7be5be79.pth").resolve())
+    one_column = PaperTable(1, "t", [("self", "L1")], runs)
+    for run in runs:
+        run.info["weights"][0]["metrics"] = ["L1"]  # as if L1 used them: both files must be listed
+    lines = "\n".join(footer(one_column))
+    for name in ("a", "b"):
+        assert f"{records[name][0]['path']} sha256 {records[name][0]['sha256']}" in lines
+    assert "WARNING: the rows' L1 comes from 2 different alexnet weight files" in lines
+    # a row made with another library version is flagged
+    runs[1].info["versions"]["L1"]["torchmetrics"] = "0.0.1"
+    lines = "\n".join(footer(one_column))
+    assert "WARNING: L1 was computed with different library versions" in lines and "torchmetrics 0.0.1" in lines
