@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
     datasheet = next((flops for key, flops in DATASHEET_BF16.items() if key in name), None)
     report = training_report(args.out, bf16_matmul_peak(precision.device), datasheet)
+    if precision.device.type == "cpu":
+        report.append("  (a CPU without native bf16 emulates the model and the matmul alike: the share means little)")
     print("[3/4] cached sampling", flush=True)
     report += sampling_report(args.out, precision)
     print(f"[4/4] rp-animate on {DRIVING_CLIP.name}", flush=True)

@@ -19,7 +19,7 @@ def encode_h264(frames: np.ndarray, fps: float | Fraction, *, crf: int = 18, pre
 
     The moov atom stays at the end of the file, as a camera or an interrupted download leaves it.
     """
-    count, height, width = frames.shape[:3]
+    height, width = frames.shape[1:3]
     if width % 2 or height % 2:
         raise ValueError(f"yuv420p needs even frame sizes, got {width}x{height}")
     rate = Fraction(fps).limit_denominator(1001)
@@ -33,12 +33,19 @@ def encode_h264(frames: np.ndarray, fps: float | Fraction, *, crf: int = 18, pre
             "preset": preset,
             "x264-params": "threads=1:cpu-independent=1",
         }
-        for index in range(count):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
-            frame.pts, frame.time_base = index, 1 / rate
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+        mux_frames(container, stream, frames, rate)
     return buffer.getvalue()
+
+
+def mux_frames(
+    container: av.container.OutputContainer, stream: av.VideoStream, frames: np.ndarray, rate: Fraction
+) -> None:
+    """Encode RGB frames at `rate` with consecutive timestamps, then flush the encoder."""
+    for index in range(len(frames)):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
+        frame.pts, frame.time_base = index, 1 / rate
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
 
 
 def encode_ffv1(frames: np.ndarray, fps: float | Fraction) -> bytes:
@@ -50,7 +57,7 @@ def encode_ffv1(frames: np.ndarray, fps: float | Fraction) -> bytes:
     (RFC 9043). One thread and a bit-exact muxer (no random segment id, no date) keep the bytes identical
     from run to run. Any frame size works.
     """
-    count, height, width = frames.shape[:3]
+    height, width = frames.shape[1:3]
     rate = Fraction(fps).limit_denominator(1001)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="matroska", options={"fflags": "+bitexact"}) as container:
@@ -58,9 +65,5 @@ def encode_ffv1(frames: np.ndarray, fps: float | Fraction) -> bytes:
         stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
         stream.codec_context.thread_count = 1
         stream.codec_context.options = {"level": "3", "threads": "1"}
-        for index in range(count):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb24")
-            frame.pts, frame.time_base = index, 1 / rate
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+        mux_frames(container, stream, frames, rate)
     return buffer.getvalue()
