@@ -12,7 +12,7 @@ STAMP := $(VENV)/.setup-done
 # setup reruns only when the project metadata, this file or the requested torch/extras change
 SETUP_KEY := $(shell cat pyproject.toml Makefile 2>/dev/null | cksum | cut -d' ' -f1) $(TORCH_SPEC) $(EXTRAS)
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo demo-train test bench lint clean
 
 setup:
 	@if [ "$$(cat $(STAMP) 2>/dev/null)" = "$(SETUP_KEY)" ]; then echo "setup: $(VENV) is up to date"; else \
@@ -28,6 +28,10 @@ setup:
 demo: setup
 	$(BIN)/rp-data build --sample --sample-dir $(SAMPLE_DIR) --out $(BUILD_DIR)
 	$(BIN)/rp-data report $(BUILD_DIR)
+
+# After `make demo`: the stand-in VAE, both training stages on 2 CPU ranks, rp-animate and rp-eval (about 20 min)
+demo-train: setup
+	$(BIN)/python -m training.demo --build $(BUILD_DIR) --sample $(SAMPLE_DIR)
 
 test: setup
 	$(BIN)/python -m pytest

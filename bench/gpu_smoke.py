@@ -49,6 +49,7 @@ from model.costs import ClipShape, ModelSizes, training_step_flops  # noqa: E402
 from model.precision import Precision, add_precision_arguments, peak_memory_bytes  # noqa: E402
 from model.realportrait import PRESETS, RealPortrait  # noqa: E402
 from model.vae import SD15_VAE_CONFIG  # noqa: E402
+from training.loss_curves import logged_scalars  # noqa: E402
 
 PRESET = "small"
 BIN = Path(sys.executable).parent
@@ -144,15 +145,6 @@ def train(out: Path, config: Path, device: torch.device) -> None:
     print(f"      trained both stages in {seconds:.0f} s (log: {out / 'train.log'})", flush=True)
 
 
-def logged_scalars(log_dir: Path, tag: str) -> list[float]:
-    """A TensorBoard scalar of the run, in step order."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    return [event.value for event in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
-
-
 def bf16_matmul_peak(device: torch.device) -> float:
     """FLOP/s of a large bf16 matmul on `device`: the achievable bf16 peak the training share is taken of."""
     a = torch.randn(MATMUL, MATMUL, device=device, dtype=torch.bfloat16)
@@ -174,8 +166,8 @@ def training_report(out: Path, peak: float, datasheet: float | None) -> list[str
     lines = []
     for name, frames in (("stage1", 1), ("stage2", spec.num_frames)):
         logs = out / "run" / "tensorboard" / name
-        rates = logged_scalars(logs, "train/samples_per_second")[1:]  # the first step includes warm-up
-        memory = logged_scalars(logs, "train/peak_memory_gib")
+        rates = logged_scalars(logs, "train/samples_per_second")[1][1:]  # the first step includes warm-up
+        memory = logged_scalars(logs, "train/peak_memory_gib")[1]
         if not rates or not memory:
             raise SystemExit(f"gpu_smoke: {logs} has no train/samples_per_second or train/peak_memory_gib")
         per_sample = training_step_flops(

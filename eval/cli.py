@@ -140,6 +140,7 @@ def make_method(args: argparse.Namespace) -> Method:
             num_steps=args.steps,
             reference_guidance=args.reference_guidance,
             motion_guidance=args.motion_guidance,
+            controlnet_scale=args.controlnet_scale,
             seed=args.seed,
         )
         precision = Precision.resolve(args.device, args.dtype)
@@ -242,6 +243,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, default=50, help="ours: denoising steps (default 50)")
     r.add_argument("--reference-guidance", type=float, default=2.0)
     r.add_argument("--motion-guidance", type=float, default=1.0)
+    r.add_argument(
+        "--controlnet-scale",
+        type=float,
+        default=1.0,
+        help="ours: multiplies the motion ControlNet's residuals; 0 drops the motion condition, exactly as "
+        "training's motion dropout does (the motion ablation)",
+    )
     r.add_argument("--seed", type=int, default=0)
     add_precision_arguments(r)  # ours: --device (default cuda when present), --dtype (default bf16 on cuda)
     r.add_argument("--outputs", type=Path, help="another method's videos (layout in the epilog)")

@@ -53,8 +53,10 @@ class Ours:
         self, animator: Animator, options: SamplingOptions, name: str = "ours", warnings: list[str] | None = None
     ):
         self.animator, self.options, self.name = animator, options, name
+        scale = "" if options.controlnet_scale == 1 else f", ControlNet scale {options.controlnet_scale:g}"
         self.description = (
-            f"RealPortrait checkpoint, {options.num_steps} DDIM steps, native {animator.size}px, {animator.precision}"
+            f"RealPortrait checkpoint, {options.num_steps} DDIM steps{scale}, native {animator.size}px, "
+            f"{animator.precision}"
         )
         # what the run and the table footer must say about this checkpoint, e.g. that the evaluated split was not
         # held out of its training (training.heldout.checkpoint_warnings)

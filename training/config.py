@@ -55,6 +55,14 @@ class DataConfig(_Strict):
     crop_scale: tuple[float, float] = Field(
         (0.8, 1.2), description="image samples: crop side / the json crop_side, drawn per crop (random-crop aug.)"
     )
+    color_permutation: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="ours: share of examples whose colour channels are permuted, the same way in the reference and "
+        "the targets. On a build of few faces a model can lower its loss by memorising them instead of copying "
+        "the reference; permuted colours can only be read from the reference. 0 for real data",
+    )
 
     @model_validator(mode="after")
     def _ordered_scale(self) -> DataConfig:

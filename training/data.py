@@ -252,6 +252,7 @@ def stage_framing(data: DataConfig, stage: StageConfig) -> Framing:
         frame_stride=stage.frame_stride,
         crop_scale=data.crop_scale,
         exclude_splits=frozenset(data.exclude_splits),
+        color_permutation=data.color_permutation,
         keys=None if data.keys is None else frozenset(data.keys),
         held_out=heldout_keys(data),
     )

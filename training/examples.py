@@ -44,6 +44,7 @@ class Framing:
     frame_stride: int = 1
     crop_scale: tuple[float, float] = (0.8, 1.2)
     exclude_splits: frozenset[str] = frozenset()
+    color_permutation: float = 0.0  # DataConfig.color_permutation
     keys: frozenset[str] | None = None
     held_out: frozenset[str] = frozenset()  # keys of the evaluation split's samples (training.heldout)
 
@@ -83,8 +84,22 @@ def make_example(sample: dict[str, Any], framing: Framing, rng: np.random.Genera
         if framing.mode == "video":
             raise Unfit("image_in_video_mode")
         reference, target = image_pair(sample["jpg"], meta, _npy(sample["bbox.npy"]), framing, rng)
-        return Example(meta["key"], meta["dataset"], reference, target[None], math.nan)
-    return clip_example(sample, meta, framing, rng)
+        example = Example(meta["key"], meta["dataset"], reference, target[None], math.nan)
+    else:
+        example = clip_example(sample, meta, framing, rng)
+    if framing.color_permutation and rng.random() < framing.color_permutation:
+        permute_colors(example, rng)
+    return example
+
+
+def permute_colors(example: Example, rng: np.random.Generator) -> None:
+    """One random order of the RGB channels for the reference and every target (never the identity order)."""
+    order = [0, 1, 2]
+    while order == [0, 1, 2]:
+        order = [int(channel) for channel in rng.permutation(3)]
+    example.reference = np.ascontiguousarray(example.reference[..., order])
+    example.frames = np.ascontiguousarray(example.frames[..., order])
+    example.latents = example.reference_latents = None  # precomputed latents are of the original colours
 
 
 def clip_example(sample: dict[str, Any], meta: dict[str, Any], framing: Framing, rng: np.random.Generator) -> Example:

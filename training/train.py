@@ -70,6 +70,7 @@ from training.validation import (
     log_validation,
     rank_share,
     score_share,
+    source_copy_mse,
 )
 
 # In <output_dir>/<stage>/: the STDiT2 import report (loaded, adapted, initialised keys).
@@ -299,10 +300,11 @@ class StageRun:
         if self.monitor is None or shares is None:
             return
         mse = log_validation(self.monitor, step, self.clips, shares)
+        copy = source_copy_mse(self.clips)
         slowest, fastest = max(share.seconds for share in shares), min(share.seconds for share in shares)
         self.monitor.scalars(step, {"val/seconds_slowest_rank": slowest, "val/seconds_fastest_rank": fastest})
         print(
-            f"[{self.stage.name}] validation at step {step}: mse {mse:.4f} "
+            f"[{self.stage.name}] validation at step {step}: mse {mse:.4f}, source-copy {copy:.4f} "
             f"(ranks reached the gather after {fastest:.1f}-{slowest:.1f} s)",
             flush=True,
         )

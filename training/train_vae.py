@@ -23,6 +23,7 @@ widths, on the frames of an `rp-data build --sample` build, in minutes on a CPU:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -68,6 +69,13 @@ class VAETrainConfig(BaseModel):
         "the held-out PSNR; null trains on everything and reports no held-out PSNR"
     )
     exclude_splits: list[str] = Field(default_factory=lambda: ["test"], description="json `split` values not trained")
+    validation_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of the trainable clips (by a hash of their key) set aside and scored as validation "
+        "PSNR: settings are chosen on it, never on the held-out split",
+    )
     resolution: int = Field(64, ge=8, description="frame side in pixels (a multiple of 8); the demo's resolution")
     block_out_channels: list[int] = Field(
         default_factory=lambda: [16, 32, 64, 64], min_length=4, max_length=4, description="SD1.5: 128, 256, 512, 512"
@@ -136,7 +144,14 @@ class SampleFrames:
 
     train: FrameSet
     heldout: FrameSet
+    validation: FrameSet
     excluded: set[str]
+
+
+def in_validation(key: str, fraction: float) -> bool:
+    """A stable draw per sample key, so the set-aside is the same in every run and on every machine."""
+    digest = hashlib.sha256(f"vae-validation:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def held_out_keys(config: VAETrainConfig) -> frozenset[str]:
@@ -153,7 +168,7 @@ def read_frames(config: VAETrainConfig, held_out: frozenset[str]) -> SampleFrame
     rng = np.random.default_rng(config.seed)
     side = config.resolution
     framing = Framing(mode="image", resolution=side, crop_scale=config.crop_scale)
-    result = SampleFrames(FrameSet(), FrameSet(), set())
+    result = SampleFrames(FrameSet(), FrameSet(), FrameSet(), set())
     for entry in read_index(config.build_dir):
         for sample in wds.DataPipeline(wds.SimpleShardList([str(entry.path)]), wds.tarfile_to_samples()):
             meta = json.loads(sample["json"])
@@ -162,6 +177,8 @@ def read_frames(config: VAETrainConfig, held_out: frozenset[str]) -> SampleFrame
             if target is result.train and meta["split"] in config.exclude_splits:
                 result.excluded.add(key)
                 continue
+            if target is result.train and meta["kind"] == "clip" and in_validation(key, config.validation_fraction):
+                target = result.validation
             if meta["kind"] == "clip":
                 reader = VideoReader(io.BytesIO(sample["mp4"]), ctx=cpu(0), num_threads=1, width=side, height=side)
                 target.add(key, reader.get_batch(list(range(len(reader)))).asnumpy())
@@ -273,8 +290,11 @@ def run(config: VAETrainConfig, *, overwrite: bool = False, progress: bool = Tru
     split = read_frames(config, held_out)
     train_frames = to_model(split.train.stacked())
     heldout_frames = to_model(split.heldout.stacked()) if split.heldout.frames else None
+    validation_frames = to_model(split.validation.stacked()) if split.validation.frames else None
     print(
         f"frames at {config.resolution}px: {len(train_frames)} to train on from {len(split.train.keys)} samples, "
+        f"{0 if validation_frames is None else len(validation_frames)} set aside for validation from "
+        f"{len(split.validation.keys)} training clips, "
         f"{0 if heldout_frames is None else len(heldout_frames)} held out from {len(split.heldout.keys)} samples, "
         f"{len(split.excluded)} samples skipped for split labels {config.exclude_splits}"
     )
@@ -291,6 +311,7 @@ def run(config: VAETrainConfig, *, overwrite: bool = False, progress: bool = Tru
         "train_seconds": round(seconds, 1),
         "parameters": sum(p.numel() for p in vae.parameters()),
         "psnr_heldout_db": None if heldout_frames is None else round(psnr(vae, heldout_frames), 2),
+        "psnr_validation_db": None if validation_frames is None else round(psnr(vae, validation_frames), 2),
         "psnr_train_db": round(psnr(vae, evenly(train_frames, 256)), 2),
         "heldout_frames": 0 if heldout_frames is None else len(heldout_frames),
         "train_frames": len(train_frames),
@@ -302,6 +323,7 @@ def run(config: VAETrainConfig, *, overwrite: bool = False, progress: bool = Tru
         if config.heldout_split is None
         else {"path": str(config.heldout_split), "sha256": file_sha256(config.heldout_split)},
         "heldout_keys": sorted(split.heldout.keys),
+        "validation_keys": sorted(split.validation.keys),
         "train_keys": sorted(split.train.keys),
         "excluded_keys": sorted(split.excluded),
         "config": json.loads(config.model_dump_json()),
@@ -343,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {config.out} ({record['parameters']:,} parameters, {record['steps']} steps in "
         f"{record['train_seconds']} s, scaling_factor {record['scaling_factor']:.4f}): reconstruction PSNR "
         + (f"{heldout} dB on {record['heldout_frames']} held-out frames, " if heldout is not None else "")
+        + (
+            f"{record['psnr_validation_db']} dB on the training clips set aside for validation, "
+            if record["psnr_validation_db"] is not None
+            else ""
+        )
         + f"{record['psnr_train_db']} dB on training frames; {config.out / RESULT}"
     )
     return 0

@@ -12,8 +12,9 @@ Validation must not stall training: its cost (clips x frames x steps) is bounded
 gathers the frames), and sampling runs under bf16 autocast when training is bf16. Every rank does
 about the same work, so all reach the gather, and the next training collective, together.
 
-Logged: `val/mse` against the driving frames, one video per clip (driving | generated, side by side)
-and a frame grid (per clip: the reference then driving frames, the reference then generated frames).
+Logged: `val/mse` against the driving frames (and `val/mse_source_copy`, the reference repeated), one
+video per clip (driving | generated, side by side) and a frame grid (per clip: the reference then
+driving frames, the reference then generated frames).
 """
 
 from __future__ import annotations
@@ -162,5 +163,13 @@ def log_validation(monitor: Monitor, step: int, clips: list[ValidationClip], sha
         rows.append(np.concatenate([clip.reference, *clip.driving[shown]], axis=1))
         rows.append(np.concatenate([clip.reference, *frames[index][shown]], axis=1))
     monitor.image("val/grid", np.concatenate(rows, axis=0), step)
-    monitor.scalars(step, {"val/mse": mse})
+    monitor.scalars(step, {"val/mse": mse, "val/mse_source_copy": source_copy_mse(clips)})
     return mse
+
+
+def source_copy_mse(clips: list[ValidationClip]) -> float:
+    """The MSE of repeating each clip's reference frame: what a model that ignores the motion scores, the
+    line `val/mse` must go below for the model to move the face rather than copy it."""
+    reference = np.stack([np.broadcast_to(clip.reference, clip.driving.shape) for clip in clips])
+    driving = np.stack([clip.driving for clip in clips])
+    return float(np.mean(((reference.astype(np.float64) - driving) / 127.5) ** 2))

@@ -88,3 +88,22 @@ def test_condition_dropout_shares_are_exclusive_and_configurable() -> None:
         RealPortrait.from_preset("tiny", drop_motion_rate=0.6, drop_both_rate=0.6)
     with pytest.raises(ValidationError, match="more than 1"):
         ConditionDropout(motion=0.5, both=0.4, reference=0.2)
+
+
+def test_a_controlnet_scale_of_zero_is_the_motion_dropout_the_model_was_trained_with() -> None:
+    """bench/learning.py's motion ablation (`rp-eval run --controlnet-scale 0`) must be exactly the prediction
+    the model learned for dropped motion (`motion_keep` False), and the motion must matter otherwise."""
+    torch.manual_seed(0)
+    model = RealPortrait.from_preset("tiny").eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.abs().sum() == 0:
+                parameter.normal_(std=0.05)  # zero-initialised outputs would make every comparison trivial
+        noisy, reference = torch.randn(2, 4, 2, 8, 8), torch.randn(2, 4, 8, 8)
+        motion = model.encode_motion(torch.rand(2, 3, 2, 64, 64) * 2 - 1)
+        timesteps = torch.tensor([10, 500])
+        scaled_to_zero = model(noisy, timesteps, reference, motion, controlnet_scale=0.0)
+        dropped = model(noisy, timesteps, reference, motion, motion_keep=torch.tensor([False, False]))
+        kept = model(noisy, timesteps, reference, motion)
+    assert torch.equal(scaled_to_zero, dropped)
+    assert not torch.allclose(kept, dropped, atol=1e-4)

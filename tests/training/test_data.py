@@ -123,6 +123,35 @@ def test_video_mode_takes_consecutive_frames_and_a_reference_of_the_same_clip(bu
         assert example.fps == 12.5 and example.frames.shape == (4, 512, 512, 3)
 
 
+def test_color_permutation_reorders_the_reference_and_the_targets_alike(build_dir: Path) -> None:
+    """The demo's guard against memorising the sample's few faces: the same channel order everywhere in an
+    example, never the original one when drawn, and about the configured share of examples."""
+    tar = next(entry.path for entry in read_index(build_dir) if entry.dataset == "hdtf")
+    sample = tar_samples(tar)[0]
+    plain = Framing(mode="video", resolution=64, num_frames=4)
+    permuted = Framing(mode="video", resolution=64, num_frames=4, color_permutation=0.5)
+    changed = 0
+    for seed in range(40):
+        original = make_example(sample, plain, np.random.default_rng(seed))
+        example = make_example(sample, permuted, np.random.default_rng(seed))
+        if np.array_equal(example.frames, original.frames):
+            assert np.array_equal(example.reference, original.reference)
+            continue
+        changed += 1
+        order = next(
+            order
+            for order in itertools.permutations(range(3))
+            if np.array_equal(example.frames, original.frames[..., list(order)])
+        )
+        assert order != (0, 1, 2) and np.array_equal(example.reference, original.reference[..., list(order)])
+        assert example.latents is None and example.reference_latents is None
+    assert 10 <= changed <= 30, changed
+    assert DataConfig(build_dir=build_dir, color_permutation=0.5).color_permutation == 0.5
+    assert (
+        stage_framing(DataConfig(build_dir=build_dir, color_permutation=0.5), stage("video")).color_permutation == 0.5
+    )
+
+
 def test_video_mode_reads_clips_only_and_counts_short_ones(build_dir: Path) -> None:
     data = DataConfig(build_dir=build_dir, exclude_splits=[])
     sources = plan_sources(read_index(build_dir), data, "video")

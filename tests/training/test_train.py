@@ -45,6 +45,7 @@ def test_tiny_config_trains_both_stages(tiny_run: tuple[Path, str], stage: str, 
     assert all(rate > 0 for rate in scalars(logs, "train/samples_per_second").values())
     assert all(0 <= share <= 1 for share in scalars(logs, "train/data_wait_fraction").values())
     assert math.isfinite(scalars(logs, "val/mse")[4])
+    assert 0 < scalars(logs, "val/mse_source_copy")[4] < 1  # the line a model that moves the face goes below
     # every rank's time to the validation gather is measured: what the collective timeout is checked against
     assert 0 < scalars(logs, "val/seconds_fastest_rank")[4] <= scalars(logs, "val/seconds_slowest_rank")[4]
     (grid,) = images(logs, "val/grid")

@@ -26,7 +26,15 @@ from training.data import read_index
 from training.train_vae import DEFAULT_CONFIG, RESULT, load_config, main, run, to_model
 
 REPO = Path(__file__).resolve().parents[2]
-SMOKE = ["steps=12", "warmup_steps=1", "batch_size=4", "resolution=32", "crops_per_image=2", "lr=3e-3"]
+SMOKE = [
+    "steps=12",
+    "warmup_steps=1",
+    "batch_size=4",
+    "resolution=32",
+    "crops_per_image=2",
+    "lr=3e-3",
+    "validation_fraction=0.3",
+]
 
 
 def build_meta(build_dir: Path) -> dict[str, dict[str, Any]]:
@@ -96,7 +104,11 @@ def test_the_held_out_split_is_never_trained_and_scores_the_psnr(
     trained = set(record["train_keys"])
     assert trained and not trained & held_out
     assert not {key for key in trained if metas[key]["split"] == "test"}  # exclude_splits: [test], as training
-    assert trained | held_out | set(record["excluded_keys"]) == set(metas)
+    # the validation set-aside: training clips (never images, never held out) chosen by key, scored apart
+    validation = set(record["validation_keys"])
+    assert validation and all(metas[key]["kind"] == "clip" for key in validation)
+    assert not validation & (trained | held_out) and math.isfinite(record["psnr_validation_db"])
+    assert trained | held_out | validation | set(record["excluded_keys"]) == set(metas)
     # the frame counts are those of the samples named: every clip frame, crops_per_image crops per image
     assert record["heldout_frames"] == sum(metas[key]["frames"] for key in held_out)
     per_sample = [metas[key]["frames"] if metas[key]["kind"] == "clip" else 2 for key in trained]
