@@ -134,27 +134,18 @@ def vae_reconstructions(demo: DemoPaths, sample: Path, out: Path) -> Path:
 
 def comparisons(runs: dict[str, Path]) -> list[Comparison]:
     ours, dropped, copy = runs["ours"], runs["ours-motion-dropped"], runs["source-copy"]
-    result = []
-    for name in ("L1", "APD"):
-        result.append(
-            Comparison(
-                f"self-reenactment {name}: ours vs source-copy",
-                "ours",
-                metric(ours, "self", name),
-                "source-copy",
-                metric(copy, "self", name),
-            )
+    rivals = (("ours vs source-copy", "source-copy", copy), ("motion ablation", "motion dropped", dropped))
+    result = [
+        Comparison(
+            f"self {name}, {figure}",
+            "ours",
+            metric(ours, "self", name),
+            label,
+            metric(rival, "self", name),
         )
-    for name in ("L1", "APD"):
-        result.append(
-            Comparison(
-                f"motion ablation, self {name}",
-                "ours",
-                metric(ours, "self", name),
-                "motion dropped",
-                metric(dropped, "self", name),
-            )
-        )
+        for figure, label, rival in rivals
+        for name in ("L1", "APD")
+    ]
     result.append(
         Comparison(
             "cross identity: similarity to source vs driver",
