@@ -10,6 +10,7 @@ import signal
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -140,10 +141,15 @@ def test_zero3_is_selectable(build_dir: Path, vae_dir: Path, tmp_path: Path) -> 
     assert exported["backbone.final_layer.linear.weight"].abs().max() > 0  # zero-initialised: moved by the EMA
 
 
+def one_stage_config(path: Path, stage: dict[str, Any], **settings: Any) -> Path:
+    """A config file of tiny.yaml with one stage and no validation, plus `settings` at the top level."""
+    path.write_text(yaml.safe_dump({"base": str(TINY), "validation": {"pairs": 0}, "stages": [stage], **settings}))
+    return path
+
+
 def test_overfitting_one_clip_cuts_the_loss_fivefold(build_dir: Path, vae_dir: Path, tmp_path: Path) -> None:
     mead = next(entry for entry in read_index(build_dir) if entry.dataset == "mead")
     key = min(mead.keys)  # a 16-frame clip
-    config = tmp_path / "overfit.yaml"
     stage = {
         "name": "overfit",
         "mode": "video",
@@ -154,16 +160,14 @@ def test_overfitting_one_clip_cuts_the_loss_fivefold(build_dir: Path, vae_dir: P
         "optimizer": {"lr": 4e-3, "warmup_steps": 0},
         "condition_dropout": {"motion": 0.0, "both": 0.0},
     }
-    settings = {
-        "base": str(TINY),
-        "data": {"keys": [key], "exclude_splits": []},
-        "vae": {"sample_posterior": False},
-        "logging": {"every": 1},
-        "validation": {"pairs": 0},
-        "checkpoint": {"every": 1000},
-        "stages": [stage],
-    }
-    config.write_text(yaml.safe_dump(settings))
+    config = one_stage_config(
+        tmp_path / "overfit.yaml",
+        stage,
+        data={"keys": [key], "exclude_splits": []},
+        vae={"sample_posterior": False},
+        logging={"every": 1},
+        checkpoint={"every": 1000},
+    )
     output = tmp_path / "run"
     launch(config, *run_overrides(output, build_dir, vae_dir))
     losses = scalars(output / "tensorboard" / "overfit", "train/loss")
@@ -183,7 +187,6 @@ def test_the_ema_follows_the_fp32_master_weights_of_a_bf16_run(
     off the bf16 grid, and the working copy is their rounding. 2 CPU ranks under ZeRO-2 hold half the master
     weights each, so the EMA's reads are gathered. Under ZeRO-3 the working weights are partitioned too (and
     not in the checkpoint's module file), so there the EMA's values are checked to lie off the bf16 grid."""
-    config = tmp_path / "bf16.yaml"
     stage = {
         "name": "stage1",
         "mode": "image",
@@ -193,15 +196,7 @@ def test_the_ema_follows_the_fp32_master_weights_of_a_bf16_run(
         "optimizer": {"lr": 1.0e-4, "warmup_steps": 0},
         "ema_decay": 0.0,
     }
-    settings = {
-        "base": str(TINY),
-        "precision": "bf16",
-        "deepspeed": zero,
-        "validation": {"pairs": 0},
-        "checkpoint": {"every": 2},
-        "stages": [stage],
-    }
-    config.write_text(yaml.safe_dump(settings))
+    config = one_stage_config(tmp_path / "bf16.yaml", stage, precision="bf16", deepspeed=zero, checkpoint={"every": 2})
     output = tmp_path / "run"
     launch(config, *run_overrides(output, build_dir, vae_dir))
     ema = load_file(output / "stage1" / "export" / WEIGHTS)
