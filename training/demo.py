@@ -185,6 +185,8 @@ def run_demo(build: Path, sample: Path, out: Path, *, smoke: bool = False, maste
         raise StepFailed(f"{build}: no sample build here; run `make demo` first (rp-data build --sample)")
     if not (sample / "vfhq").is_dir():
         raise StepFailed(f"{sample}: not the embedded sample dataset; run `make demo` first")
+    if out.exists() and any(out.iterdir()) and not paths.logs.is_dir():
+        raise StepFailed(f"{out}: not empty and not an earlier demo's folder (no logs/); choose another --out")
     shutil.rmtree(out, ignore_errors=True)
     paths.logs.mkdir(parents=True)
     python = str(sys.executable)

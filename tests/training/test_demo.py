@@ -77,6 +77,24 @@ def test_a_missing_build_is_named_with_what_to_run(tmp_path: Path, capsys: pytes
     assert not (tmp_path / "demo").exists()
 
 
+def test_a_folder_that_is_not_a_demo_is_never_replaced(
+    tmp_path: Path, build_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "results.csv").write_text("precious\n")
+    arguments = [
+        "--build",
+        str(build_dir),
+        "--sample",
+        str(build_dir.parent / "sample"),
+        "--out",
+        str(tmp_path / "mine"),
+    ]
+    assert main(arguments) == 2
+    assert "not an earlier demo's folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "results.csv").read_text() == "precious\n"
+
+
 def test_the_demo_model_generates_at_the_vae_resolution() -> None:
     """rp-animate and rp-eval generate at the model's `input_sq_size`: the demo's must be the VAE's 64 px
     (training/test_train_vae.py checks the rest of the two configs' agreement)."""
