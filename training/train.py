@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import socket
 import sys
@@ -209,6 +210,8 @@ class StageRun:
         self.monitor: Monitor | None = None
         self.clips = self._validation_clips()  # on every rank, before the first step: each samples its share
         self.share = rank_share(len(self.clips), context.rank, context.world)
+        # the clips are fixed for the stage, so the line val/mse must go below is computed once
+        self.source_copy_mse = source_copy_mse(self.clips) if self.clips else math.nan
         if context.rank == 0:
             if starting.import_record is not None:
                 write_import_report(self.dir / IMPORT_REPORT, starting.import_record)
@@ -299,8 +302,8 @@ class StageRun:
         dist.gather_object(result, shares, dst=0)
         if self.monitor is None or shares is None:
             return
-        mse = log_validation(self.monitor, step, self.clips, shares)
-        copy = source_copy_mse(self.clips)
+        copy = self.source_copy_mse
+        mse = log_validation(self.monitor, step, self.clips, shares, copy)
         slowest, fastest = max(share.seconds for share in shares), min(share.seconds for share in shares)
         self.monitor.scalars(step, {"val/seconds_slowest_rank": slowest, "val/seconds_fastest_rank": fastest})
         print(

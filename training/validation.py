@@ -149,7 +149,9 @@ def score_share(indices: list[int], clips: list[ValidationClip], generated: torc
     return SharedResult(indices, _to_uint8(generated.transpose(1, 2)), squared, generated.numel())
 
 
-def log_validation(monitor: Monitor, step: int, clips: list[ValidationClip], shares: list[SharedResult]) -> float:
+def log_validation(
+    monitor: Monitor, step: int, clips: list[ValidationClip], shares: list[SharedResult], source_copy: float
+) -> float:
     """Logs the MSE against the driving frames, a video per clip and the frame grid; returns the MSE."""
     by_index = {index: frames for share in shares for index, frames in zip(share.indices, share.frames, strict=True)}
     if sorted(by_index) != list(range(len(clips))):
@@ -163,7 +165,7 @@ def log_validation(monitor: Monitor, step: int, clips: list[ValidationClip], sha
         rows.append(np.concatenate([clip.reference, *clip.driving[shown]], axis=1))
         rows.append(np.concatenate([clip.reference, *frames[index][shown]], axis=1))
     monitor.image("val/grid", np.concatenate(rows, axis=0), step)
-    monitor.scalars(step, {"val/mse": mse, "val/mse_source_copy": source_copy_mse(clips)})
+    monitor.scalars(step, {"val/mse": mse, "val/mse_source_copy": source_copy})
     return mse
 
 
