@@ -47,7 +47,7 @@ from pipeline.config import BuildConfig
 from pipeline.controls import face_box_from_landmarks, head_pose, sharpness
 from pipeline.crops import unscaled
 from pipeline.decode import open_frames
-from pipeline.encode import encode_h264
+from pipeline.encode import BT709, LIMITED, X264_TAGS, encode_h264
 from pipeline.faces import open_detector, open_landmarker
 from pipeline.faces.threads import limit_threads
 from pipeline.process import crop_square, sample_members
@@ -82,7 +82,8 @@ def write_input(root: Path, videos: int, frames: int) -> None:
 
 
 def write_upscaled(path: Path, index: int, size: tuple[int, int], frames: int) -> None:
-    """A talking head at `size`: 5 s rendered at 640x360, played forwards and back (no cut), upscaled.
+    """A talking head at `size`: 5 s rendered at 640x360, played forwards and back (no cut), upscaled,
+    written as an HD download is: BT.709 limited range, tagged so (the build converts with that matrix).
 
     Streamed to the encoder frame by frame, so a 60 s 4K input never sits in memory. x264 uses its own
     threads here: writing the input is not what is measured.
@@ -96,10 +97,12 @@ def write_upscaled(path: Path, index: int, size: tuple[int, int], frames: int) -
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(FPS))
         stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
-        stream.codec_context.options = {"crf": "20", "preset": "veryfast"}
+        stream.codec_context.colorspace, stream.codec_context.color_range = BT709, LIMITED
+        stream.codec_context.options = {"crf": "20", "preset": "veryfast", "x264-params": X264_TAGS}
         for number in range(frames):
             image = cv2.resize(clip[order[number % len(order)]], size, interpolation=cv2.INTER_CUBIC)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace=BT709, dst_color_range=LIMITED)
             frame.pts = number
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
@@ -115,6 +118,39 @@ def decode_only(path: Path) -> float:
         stream.codec_context.thread_count = 1
         count = sum(1 for _ in container.decode(stream))
     return (time.perf_counter() - began) / count
+
+
+def colour_cost(path: Path, output_size: int, frames: int = 40) -> dict[str, float]:
+    """Seconds per frame of cutting a face-sized square out of the decoded planes at output size, and of
+    the colour conversion inside it (the stream's own matrix, pipeline.colour) beside OpenCV's fixed
+    BT.601 conversion of the same planes, which the build used before and which is wrong for HD."""
+    import cv2
+
+    from pipeline.colour import yuv_to_rgb_matrix
+    from pipeline.video_file import VideoFile, convert_region
+
+    video = VideoFile(path)
+    width, height = video.size
+    side = (height * 3 // 5) & ~1
+    box = ((width - side) // 2 & ~1, (height - side) // 2 & ~1, (width + side) // 2 & ~1, (height + side) // 2 & ~1)
+    decoded = [frame for _, frame in video.decode(range(min(frames, len(video))))]
+    half = output_size // 2
+    planes = [np.full((output_size, output_size), 100, np.uint8), *[np.full((half, half), 120, np.uint8)] * 2]
+    yuv = cv2.merge([planes[0], *(cv2.resize(p, (output_size, output_size)) for p in planes[1:])])
+    i420 = np.concatenate([p.ravel() for p in planes]).reshape(output_size * 3 // 2, output_size)
+    matrix = yuv_to_rgb_matrix(decoded[0].colorspace or 2, False, 8)
+
+    def per_frame(work) -> float:  # type: ignore[no-untyped-def]
+        began = time.perf_counter()
+        for frame in decoded:
+            work(frame)
+        return (time.perf_counter() - began) / len(decoded)
+
+    return {
+        "cut": per_frame(lambda frame: convert_region(frame, box, output_size, output_size)),
+        "matrix": per_frame(lambda _: cv2.transform(yuv, matrix)),
+        "bt601": per_frame(lambda _: cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)),
+    }
 
 
 STAGES = ("decode", "scenes", "detect", "decode+crop", "landmarks", "pose+blur", "encode", "package")
@@ -232,6 +268,12 @@ def report_case(case: Case, cfg: BuildConfig, defaults: PipelineDefaults, work: 
             f"  {name:<14} {value * 1e3:7.2f} ms/frame  {1.0 / value:9.1f} frames/s  {share:6.1%} of the floor's cost"
         )
     print(f"  composite floor: {floor:.1f} frames/s; decode alone to YUV: {1 / decode:.1f} frames/s")
+    colour = colour_cost(case.root / case.items[0].media_path, cfg.output_size)
+    print(
+        f"  colour: a {cfg.output_size} px crop cut from the planes and converted {colour['cut'] * 1e3:.2f} ms/frame, "
+        f"of which the stream's matrix {colour['matrix'] * 1e3:.2f} ms "
+        f"(OpenCV's fixed BT.601 conversion: {colour['bt601'] * 1e3:.2f} ms)"
+    )
     one_seconds, one_frames, _ = end_to_end(case.shards, cfg, work / f"{case.name}-one", 1)
     two_seconds, two_frames, _ = end_to_end(case.shards, cfg, work / f"{case.name}-two", 2)
     one, two = one_frames / one_seconds, two_frames / two_seconds

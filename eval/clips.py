@@ -2,8 +2,10 @@
 
 Why it works this way:
 - A split clip is stated as the annotation states it (a range on uncut media, the annotation's crop in
-  source pixels or CelebV-HQ's normalised box); `pipeline.decode` reads that range, and the annotated
-  region (widened, as the build widens it) is what the face is searched in.
+  source pixels or CelebV-HQ's normalised box, both on the picture as displayed: a phone's video stored
+  on its side is annotated upright); `pipeline.decode` reads that range upright, and the annotated
+  region (widened, as the build widens it) is what the face is searched in. A variable-rate clip is read
+  at evenly spaced times at its mean rate, as `rp-animate` reads a driving video.
 - Inside it the crop is the pipeline's own: the detector on every k-th frame, one `stable_crop` square of
   `crop_scale` times the face for the whole clip, the pipeline's resize rule (area when shrinking, cubic
   when enlarging) to the evaluation size. So the evaluated framing is the framing the model trains on,
@@ -27,9 +29,9 @@ from pipeline.crops import Box, NoFaceError, crop_resize, driving_crop_box
 from pipeline.decode import DecodeError, frame_files, open_frames
 from pipeline.faces import FaceDetector
 from pipeline.sources.celebvhq import official_crop
-from pipeline.sources.probe import video_size
 from pipeline.sources.records import SourceItem
 from pipeline.split import Clip
+from pipeline.video_file import VideoFile, displayed_size
 
 
 @dataclass(frozen=True)
@@ -39,24 +41,24 @@ class EvalClip:
     item_id: str
     frames: np.ndarray  # (T, S, S, 3) uint8
     fps: float
-    crop_box: Box  # in pixels of the media as stored
+    crop_box: Box  # in pixels of the media as displayed
     first_frame: int  # media frame number of frames[0]
     sampled_without_face: int  # detector samples that found no face (the crop holds the others)
 
 
 def media_size(path: Path, modality: str) -> tuple[int, int]:
-    """(width, height) of a video file or of a frame folder's first image."""
+    """(width, height) as displayed of a video file, or of a frame folder's first image."""
     if modality == "frames":
         files = frame_files(path)
         if not files:
             raise ValueError(f"{path}: the frame folder holds no images")
         with Image.open(files[0]) as image:
             return image.size
-    return video_size(path)
+    return displayed_size(path)
 
 
 def annotated_region(clip: Clip, width: int, height: int) -> tuple[float, float, float, float] | None:
-    """The annotation's crop in pixels of the media as stored, or None when the media are that crop already."""
+    """The annotation's crop in pixels of the media as displayed, or None when the media are that crop already."""
     if clip.media_cut or clip.crop is None:
         return None
     if clip.crop.space == "norm":
@@ -101,7 +103,10 @@ def load_clip(clip: Clip, root: Path, size: int, detector: FaceDetector, max_fra
     """
     path = Path(root) / clip.media
     region = annotated_region(clip, *media_size(path, clip.modality))
-    stream = open_frames(clip_item(clip, region), Path(root), None)
+    item = clip_item(clip, region)
+    stream = open_frames(item, Path(root), None)
+    if isinstance(stream.media, VideoFile) and stream.media.variable_rate:
+        stream = open_frames(item, Path(root), stream.source_fps)
     frames = np.concatenate(list(stream.batches()))
     if max_frames is not None:
         frames = frames[:max_frames]

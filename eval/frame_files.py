@@ -5,7 +5,9 @@ must reach the metrics unchanged too, or its scores carry a codec's error the ot
 yuv420p, even at crf 0, decodes 44-45 dB PSNR away from the sample's 512x512 crops, up to 14 levels off
 per pixel). Two layouts keep every pixel: an FFV1 video in an RGB pixel format (what
 `pipeline.encode.encode_ffv1` writes), or a folder of PNG frames. Any other video is still read, for
-compatibility, and reported as lossy with its codec and pixel format, so the run can say so.
+compatibility, and reported as lossy with its codec and pixel format, so the run can say so. Videos are
+read through the build's video module (`pipeline.video_file`), so another method's file is seen as a
+player shows it: upright, in the colours its matrix and range tags give.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
+
+from pipeline.video_file import VideoFile
 
 # Codecs that store pixels exactly; whether a file is lossless then depends on its pixel format only.
 LOSSLESS_CODECS = frozenset({"ffv1", "png", "rawvideo", "utvideo", "huffyuv", "ffvhuff"})
@@ -41,19 +45,14 @@ def exact_in_rgb(pixel_format: str) -> bool:
 
 
 def read_video(path: Path) -> DecodedFrames:
-    """Every frame of a video file as RGB, with its codec and pixel format. Raises av.FFmpegError or
-    ValueError when the file cannot be decoded."""
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("the file holds no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        codec, pixel_format = stream.codec_context.name, stream.codec_context.pix_fmt or "unknown"
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-    if not frames:
-        raise ValueError("no frames")
-    lossless = codec in LOSSLESS_CODECS and pixel_format != "unknown" and exact_in_rgb(pixel_format)
-    return DecodedFrames(np.stack(frames), f"{codec} {pixel_format}", lossless)
+    """Every frame of a video file as upright RGB, with its codec and pixel format. Raises
+    `pipeline.video_file.DecodeError` (a ValueError naming the file) when the file cannot be decoded."""
+    video = VideoFile(path)
+    width, height = video.size
+    whole = (0, 0, width, height)
+    frames = [video.convert(frame, whole, width, height) for _, frame in video.decode(range(len(video)))]
+    lossless = video.codec in LOSSLESS_CODECS and exact_in_rgb(video.pixel_format)
+    return DecodedFrames(np.stack(frames), f"{video.codec} {video.pixel_format}", lossless)
 
 
 def natural_key(path: Path) -> list[object]:

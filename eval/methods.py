@@ -16,6 +16,7 @@ import numpy as np
 from eval.frame_files import DecodedFrames, FrameSizeError, read_png_folder, read_video
 from eval.tasks import Task
 from model.animate import Animator, SamplingOptions, resize_square
+from pipeline.video_file import DecodeError
 
 REASONS = {
     "missing_output": "the outputs folder has no video for this task",
@@ -138,7 +139,8 @@ class OutputsFolder:
         except FrameSizeError as exc:  # names the frame file
             raise TaskFailed("wrong_resolution", str(exc)) from exc
         except (av.FFmpegError, OSError, ValueError) as exc:
-            named = path.is_dir() and isinstance(exc, ValueError)  # the folder reader names the file itself
+            # the folder reader and the video module name the file themselves
+            named = isinstance(exc, DecodeError) or (path.is_dir() and isinstance(exc, ValueError))
             raise TaskFailed("unreadable_output", str(exc) if named else f"{path}: {exc}") from exc
 
     def read(self, task: Task, size: int, length: int) -> np.ndarray:

@@ -16,9 +16,11 @@ Why it works this way:
   encoder reads one window at a time (its first activations are ~16 MB per 512 px frame, so a whole
   300-frame video at once would need ~20 GB), re-encoded at every step rather than kept (about 1 % of a
   step's cost at paper size), and the VAE decodes a few frames at a time straight into the uint8 result.
-- The driving video's frame rate is the fps condition, as training conditions each clip on its own
-  frame rate; the model, VAE and motion encoder run together on one device under one autocast
-  (`model.precision`).
+- The driving video is read by presentation time (`pipeline.crops.read_driving`): frame j is the driver
+  at time j / fps, fps its mean rate, so a phone's variable-rate video drives the animation with its true
+  timing, and the output, written at that constant rate, lasts as long as the driving video. That rate is
+  the fps condition, as training conditions each clip on its own frame rate; the model, VAE and motion
+  encoder run together on one device under one autocast (`model.precision`).
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ EXAMPLE = """example:
       --side-by-side me_talking_sbs.mp4 --steps 50 --reference-guidance 2.0
 
 The checkpoint folder holds config.json + diffusion_pytorch_model.safetensors (RealPortrait.save_pretrained);
-the SD1.5 VAE is read from <checkpoint>/vae unless --vae names it. The output has the driving video's length
-and frame rate; videos longer than one window are denoised in overlapping windows blended at every step.
+the SD1.5 VAE is read from <checkpoint>/vae unless --vae names it. The output has the driving video's duration
+at its mean frame rate (a variable-rate phone video is followed by time); videos longer than one window are
+denoised in overlapping windows blended at every step.
 On a GPU it runs in bf16 by default (--device cuda --dtype bf16); on the CPU in fp32 (--dtype bf16 also works)."""
 
 

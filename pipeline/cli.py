@@ -16,7 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.text import Text
 
-from manifests.schema import DATASETS_DIR, SpecError, load_registry
+from manifests.schema import DATASETS_DIR, DatasetSpec, SpecError, load_registry
 from pipeline.runner import DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKER_MEMORY_GIB
 from pipeline.summary import datasets_table, problems_table, scan_table
 
@@ -67,6 +67,26 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return parse
 
 
+def _built_twice(names: list[tuple[str, str]], registry: dict[str, DatasetSpec]) -> str | None:
+    """Why these (argument, dataset name) pairs would build a dataset twice, or None.
+
+    A dataset given twice, or beside a composite spec that holds it (`sample` holds all eight), would put
+    every one of its items into the plan twice: two manifest rows and two samples per item.
+    """
+    given: dict[str, str] = {}  # member dataset -> the argument that brings it
+    for argument, name in names:
+        spec = registry.get(name)
+        for member in spec.members if spec is not None and spec.members else [name]:
+            if member in given:
+                first = given[member]
+                twice = (
+                    f"{argument} is given twice" if first == argument else f"{first} and {argument} both build {member}"
+                )
+                return f"{twice}: every item of {member} would be built twice; give each dataset once"
+            given[member] = argument
+    return None
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.build import BuildError, build
     from pipeline.config import load_config
@@ -74,6 +94,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.summary import build_table, recovery_line
 
     sources = list(args.source or [])
+    names = [(f"--source {name}", name) for name, _ in sources] + ([("--sample", "sample")] if args.sample else [])
+    twice = _built_twice(names, load_registry(args.registry))
+    if twice:
+        console.print(Text("error: ", style="red") + Text(twice))
+        return 2
     if args.sample:
         from pipeline.sample import write_sample
 
@@ -299,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_parse_source,
         metavar="NAME=PATH",
-        help="a registry dataset and the folder of its official download (repeatable)",
+        help="a registry dataset and the folder of its official download (repeatable, once per dataset)",
     )
     build.add_argument("--sample", action="store_true", help="build the embedded sample (all eight datasets)")
     build.add_argument(
@@ -462,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  rp-data scan --dataset vfhq --root /data/VFHQ --out vfhq.parquet\n"
         "  rp-data scan --dataset sample --root data/sample --probe --faces\n"
-        "  rp-data scan --dataset hdtf --root ../shared/fixtures/hdtf_annotations",
+        "  rp-data scan --dataset hdtf --root /data/HDTF --show-problems 100",
     )
     scan.add_argument("--dataset", required=True, metavar="NAME", help="a registry name (see rp-data datasets)")
     scan.add_argument("--root", required=True, metavar="PATH", help="where the official download lies")

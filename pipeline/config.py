@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -18,12 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from manifests.schema import PipelineDefaults, SpecError
 from manifests.yaml_files import apply_override, read_mapping, validate
+from pipeline.sources.records import TooLarge
 
 # bump when a change alters any output byte: it is part of the fingerprint
 # 2: two-pass decode (crops from the YUV planes), timestamps, rotation, gated tracking;
 # 2.1: overlapping intervals of one video are built once (pipeline/sources/overlaps.py);
 # 2.2: an image's annotated box picks its subject among several faces (pipeline/faces/base.labelled_face)
-PIPELINE_VERSION = "2.2.0"
+# 2.3: colours by the stream's matrix and range (pipeline/colour.py), clips written BT.709 and tagged so,
+#      segments closed at late scene cuts, hostile values and media past the limits refused
+PIPELINE_VERSION = "2.3.0"
 
 
 class _Strict(BaseModel):
@@ -41,6 +45,23 @@ class FilterConfig(_Strict):
     on_scene_cut: Literal["split", "drop"] = Field(
         "split", description="a cut inside an official range: split there, or drop the whole item"
     )
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """The largest media a build opens. A file past them is refused from its header, before a frame is
+    demuxed or decoded: an enormous frame or an hours-long file would otherwise take its worker down
+    (out of memory, or out of time) on every attempt before the item is set aside."""
+
+    max_pixels: int
+    max_seconds: float
+
+    def check(self, path: Path, width: int, height: int, seconds: float | None = None) -> None:
+        """Raises TooLarge naming the file and the limit it passes; unknown sizes (0, None) pass."""
+        if width * height > self.max_pixels:
+            raise TooLarge(f"{path}: {width}x{height} is {width * height} pixels, above max_pixels={self.max_pixels}")
+        if seconds is not None and seconds > self.max_seconds:
+            raise TooLarge(f"{path}: {seconds:.1f} s long, above max_seconds={self.max_seconds:g}")
 
 
 class BuildConfig(_Strict):
@@ -62,10 +83,18 @@ class BuildConfig(_Strict):
     images_per_shard: int = Field(2000, ge=1, description="source images per work shard")
     shard_max_bytes: int = Field(1_000_000_000, ge=1_000_000, description="a tar is closed past this size")
     shard_max_samples: int = Field(10_000, ge=1)
+    max_pixels: int = Field(
+        7680 * 4320, ge=1, description="a frame or image with more pixels (8K UHD) is refused as too_large"
+    )
+    max_seconds: float = Field(4 * 3600.0, gt=0, description="a longer video is refused as too_large")
     filters: FilterConfig = Field(default_factory=FilterConfig)
     defaults: dict[str, PipelineDefaults] = Field(
         default_factory=dict, description="per-dataset overrides of the registry's pipeline defaults"
     )
+
+    @property
+    def limits(self) -> MediaLimits:
+        return MediaLimits(self.max_pixels, self.max_seconds)
 
     def fingerprint(self, inputs: Mapping[str, object] | None = None) -> str:
         """sha256 of the canonical JSON of every setting and of `inputs`: what else shapes the output

@@ -23,7 +23,6 @@ from pipeline.config import BuildConfig
 # import name -> what it does to the output bytes
 OUTPUT_LIBRARIES = {
     "av": "decoding, resampling and H.264 encoding (FFmpeg and x264 inside the wheel)",
-    "decord": "decoding",
     "cv2": "resizing, crops and colour conversion",
     "mediapipe": "face detection and the 478 landmarks",
     "numpy": "every array in a sample",

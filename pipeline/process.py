@@ -35,14 +35,14 @@ from PIL import Image
 from manifests.schema import PipelineDefaults
 from pipeline.config import BuildConfig
 from pipeline.controls import face_box_from_landmarks, head_pose, sharpness
-from pipeline.crops import unscaled
+from pipeline.crops import even_square, unscaled
 from pipeline.decode import FrameStream, Picture, open_frames, read_image
 from pipeline.encode import encode_h264
 from pipeline.faces import Face, FaceDetector, labelled_face, prominent
 from pipeline.faces.landmarks import LandmarkTracker
 from pipeline.scenes import SceneCuts
 from pipeline.shards import npy_bytes
-from pipeline.sources.records import SourceItem
+from pipeline.sources.records import SourceItem, refuse_unusable
 from pipeline.tracking import Run, face_runs, stable_crop
 
 
@@ -173,13 +173,16 @@ class Segments:
     """Detections on every k-th frame of each shot (or max-length piece of one), streamed.
 
     Pictures arrive one at a time and are dropped after; a short ring of the latest ones lets a scene
-    cut reported a few frames late still be placed exactly (its segment's last frame and the new
-    segment's sampled frames are detected from the ring).
+    cut reported up to `late` frames after it happened still be placed exactly (its segment's last frame
+    and the new segment's sampled frames are detected from the ring). For the same reason a shot longer
+    than `max_frames` is split only `late` frames after the split point: a cut that lies before the split
+    point but is reported after it (PySceneDetect reports a cut that ends a strobe `min_scene_len` frames
+    late) then still closes the segment at the cut, so no segment spans a cut.
     """
 
-    def __init__(self, detect: Callable[[Picture], list[Face]], every: int, max_frames: int, ring: int):
-        self.detect, self.every, self.max_frames = detect, every, max_frames
-        self.recent: deque[tuple[int, Picture]] = deque(maxlen=ring)
+    def __init__(self, detect: Callable[[Picture], list[Face]], every: int, max_frames: int, late: int):
+        self.detect, self.every, self.max_frames, self.late = detect, every, max_frames, late
+        self.recent: deque[tuple[int, Picture]] = deque(maxlen=late + 4)
         self.found: dict[int, list[Face]] = {}
         self.start = 0
 
@@ -191,23 +194,31 @@ class Segments:
             self.found[index] = self.detect(picture)
         return self.found[index]
 
-    def add(self, index: int, picture: Picture, cut: int | None) -> tuple[int, dict[int, list[Face]]] | None:
-        """Feeds output frame `index`; returns (start, detections by offset) of a segment that ended before it."""
+    def add(self, index: int, picture: Picture, cut: int | None) -> list[tuple[int, dict[int, list[Face]]]]:
+        """Feeds output frame `index`; returns (start, detections by offset) of each segment that ended before it."""
         self.recent.append((index, picture))
-        ended = None
+        ended = []
         if cut is not None and cut > self.start:
-            ended = self._close(cut)
-        elif index - self.start >= self.max_frames:
-            ended = self._close(index)
-        if ended:  # the new segment's sample grid starts at its cut, possibly a few frames back
+            if cut - self.start > self.max_frames:  # a cut past a split point still pending
+                ended.append(self._close(self.start + self.max_frames))
+            ended.append(self._close(cut))
+        elif index - self.start >= self.max_frames + self.late:
+            ended.append(self._close(self.start + self.max_frames))
+        if ended:  # the new segment's sample grid starts at its first frame, a few frames back
             for sampled in range(self.start, index + 1, self.every):
                 self._faces(sampled)
         elif (index - self.start) % self.every == 0:
             self._faces(index)
         return ended
 
-    def finish(self, count: int) -> tuple[int, dict[int, list[Face]]] | None:
-        return self._close(count) if count > self.start else None
+    def finish(self, count: int) -> list[tuple[int, dict[int, list[Face]]]]:
+        """The segments still open when the frames end: a last piece may still exceed `max_frames`."""
+        ended = []
+        while count - self.start > self.max_frames:
+            ended.append(self._close(self.start + self.max_frames))
+        if count > self.start:
+            ended.append(self._close(count))
+        return ended
 
     def _close(self, stop: int) -> tuple[int, dict[int, list[Face]]]:
         start = self.start
@@ -219,13 +230,9 @@ class Segments:
 
 
 def crop_square(boxes: np.ndarray, crop_scale: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """A run's stable crop (tracking.stable_crop) with even corner and side, so 4:2:0 chroma is cut
-    without a half-pixel shift."""
-    x0, y0, x1, _ = stable_crop(boxes, crop_scale, width, height)
-    side = min(x1 - x0 + (x1 - x0) % 2, width - width % 2, height - height % 2)
-    x0 = min(x0 - x0 % 2, (width - side) - (width - side) % 2)
-    y0 = min(y0 - y0 % 2, (height - side) - (height - side) % 2)
-    return x0, y0, x0 + side, y0 + side
+    """A run's stable crop (tracking.stable_crop) with even corner and side (crops.even_square), so 4:2:0
+    chroma is cut without a half-pixel shift."""
+    return even_square(stable_crop(boxes, crop_scale, width, height), width, height)
 
 
 class VideoJob:
@@ -250,7 +257,13 @@ class VideoJob:
 
     def run(self) -> Outcome:
         started = time.perf_counter()
-        stream = open_frames(self.item, self.root, self.defaults.target_fps)
+        stream = open_frames(
+            self.item,
+            self.root,
+            self.defaults.target_fps,
+            limits=self.cfg.limits,
+            min_frames=self.defaults.min_clip_frames,
+        )
         self.stream = stream
         self.timer.decode += time.perf_counter() - started
         cuts_at = self._analyse(stream)
@@ -282,7 +295,8 @@ class VideoJob:
         if defaults.scene_detection:
             scenes = SceneCuts(stream.fps, cfg.scene_threshold, cfg.scene_width, min_scene)
             scene_size = scenes.size_for(x1 - x0, y1 - y0)
-        segments = Segments(detect, cfg.detect_every, defaults.max_clip_frames, ring=min_scene + 4)
+        # PySceneDetect's flash filter reports a cut that ends a strobe min_scene frames late
+        segments = Segments(detect, cfg.detect_every, defaults.max_clip_frames, late=min_scene)
         pictures = stream.pictures()
         index = 0
         while True:
@@ -293,12 +307,10 @@ class VideoJob:
                 break
             self.outcome.frames_decoded += 1
             cuts = scenes.feed(picture.at(*scene_size)[None]) if scenes else []
-            ended = segments.add(index, picture, cuts[-1] if cuts else None)
-            if ended:
+            for ended in segments.add(index, picture, cuts[-1] if cuts else None):
                 self._segment(*ended)
             index += 1
-        ended = segments.finish(index)
-        if ended:
+        for ended in segments.finish(index):
             self._segment(*ended)
         return scenes.cuts if scenes else []
 
@@ -408,6 +420,7 @@ class VideoJob:
             seconds_encode=self.timer.encode,
             seconds_total=seconds,
             message="; ".join(notes) or None,
+            **self.stream.media.properties(),
         )
 
 
@@ -440,7 +453,7 @@ def process_image(
     only when no detection matches the box (`labelled_face`), as it is when there is no box.
     """
     started = time.perf_counter()
-    image = read_image(root / item.media_path)
+    image = read_image(root / item.media_path, cfg.limits)
     decoded = time.perf_counter()
     height, width = image.shape[:2]
     upscale = 2.0 if max(height, width) < 256 else 1.0  # the detector needs context around small faces
@@ -507,6 +520,9 @@ def process_image(
 def process_item(
     item: SourceItem, root: Path, cfg: BuildConfig, defaults: PipelineDefaults, models: Models, fingerprint: str
 ) -> Outcome:
+    """One item's rows and samples; an item whose values or media path no stage may use is refused
+    (records.Refused) before anything is opened."""
+    refuse_unusable(item, root)
     if item.modality == "image":
         return process_image(item, root, cfg, defaults, models, fingerprint)
     return VideoJob(item, root, cfg, defaults, models, fingerprint).run()

@@ -38,6 +38,16 @@ NUMERIC = (
 )  # fmt: skip
 TEXT = ("item_id", "dataset", "kind", "status", "reason", "error_class", "message", "shard", "tar", "key")
 COLUMNS = TEXT + NUMERIC
+# what the build read each source video as; builds from before these columns existed lack them
+MEDIA = {
+    "media_codec": "codec",
+    "media_format": "format",
+    "media_matrix": "matrix",
+    "media_range": "range",
+    "media_rotation": "rotation",
+    "media_vfr": "variable rate",
+}
+MEDIA_LISTED = 200  # source files listed one by one; the counts per combination above them cover all
 PLOTS = ("counts.png", "reasons.png", "frames.png", "face_px.png", "pose.png", "blur.png")
 SHEET = "contact_sheet.png"
 TILE = 192  # contact-sheet thumbnail side, px
@@ -152,11 +162,11 @@ def _normalise(frames: list[pd.DataFrame], notes: list[str]) -> pd.DataFrame:
     missing = [column for column in COLUMNS if column not in rows.columns]
     if missing and not rows.empty:
         notes.append(f"the shard tables lack column(s) {', '.join(missing)}; those plots stay empty.")
-    rows = rows.reindex(columns=list(COLUMNS))
+    rows = rows.reindex(columns=[*COLUMNS, *MEDIA])
     for column in NUMERIC:
         values = pd.to_numeric(rows[column], errors="coerce").astype("float64")
         rows[column] = values.where(np.isfinite(values))  # an inf would break every histogram's range
-    for column in TEXT:
+    for column in (*TEXT, *MEDIA):
         rows[column] = rows[column].astype("object").where(rows[column].notna(), None)
     superseded = rows["attempt"] < rows.groupby("item_id")["attempt"].transform("max")
     if superseded.any():
@@ -494,6 +504,46 @@ def _status_table(rows: pd.DataFrame) -> str:
     return table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}", border=0, classes="grid")
 
 
+def _media_labels(sources: pd.DataFrame) -> pd.DataFrame:
+    """The media columns as the page shows them: rotation in degrees, the rate as yes/no, – where unknown."""
+    labels = sources[list(MEDIA)].rename(columns=MEDIA).astype("object")
+    labels["rotation"] = [f"{int(v)}°" if v is not None else None for v in sources["media_rotation"]]
+    labels["variable rate"] = [None if v is None else "yes" if bool(v) else "no" for v in sources["media_vfr"]]
+    return labels.fillna("–")
+
+
+def _media_section(rows: pd.DataFrame) -> str:
+    """How the source videos were stored, as the build read them: counts per combination of codec, format,
+    colour matrix, range, rotation and rate, then each file (rarest combinations first, so that in a large
+    build the few sideways, full-range or variable-rate files are the ones listed)."""
+    sources = rows[(rows["kind"] == "source") & rows[list(MEDIA)].notna().any(axis=1)]
+    if sources.empty:
+        return (
+            "<p class=note>No source row records its media properties (codec, colour matrix, range, rotation, "
+            "frame rate): the build read no video yet, or it was made by a pipeline that did not record them.</p>"
+        )
+    labels = _media_labels(sources)
+    keys = ["dataset", *MEDIA.values()]
+    table = pd.concat([sources[["dataset", "item_id", "status"]], labels], axis=1)
+    counts = table.groupby(keys).agg(files=("item_id", "size"))
+    for status in STATUSES:
+        counts[status] = table[table["status"] == status].groupby(keys).size()
+    counts = counts.fillna(0).astype(int).reset_index()
+    table["rarity"] = table.groupby(keys)["item_id"].transform("size")
+    listed = table.sort_values(["rarity", "dataset", "item_id"], kind="stable").head(MEDIA_LISTED)
+    more = len(table) - len(listed)
+    tail = f" The {len(listed)} in the rarest combinations are listed; {more} more are only counted." if more else ""
+    return (
+        f"<p>{len(table)} source file(s) by how they are stored, as the build read them (a rotation is the "
+        f"display matrix's counter-clockwise turn).{tail}</p>"
+        + counts.to_html(index=False, border=0, classes="grid")
+        + "<p>Each file, the rarest kinds first:</p>"
+        + listed.drop(columns="rarity")
+        .rename(columns={"item_id": "item"})
+        .to_html(index=False, border=0, classes="grid")
+    )
+
+
 def _contact_section(shown: list[dict[str, str]], asked: int, seed: int, available: int) -> str:
     if not shown:
         why = "no committed ok sample to show" if available == 0 else "none of the drawn samples could be read"
@@ -543,6 +593,7 @@ def _page(view: BuildView, figures: dict[str, str], shown: list[dict[str, str]],
         f"<h2>Shards</h2>{_shards_summary(view)}",
         "<h2>Plots</h2>" + (plots or "<p>No data to plot yet.</p>"),
         f"<h2>Per dataset and status</h2>{_status_table(view.rows)}",
+        f"<h2>Source media</h2>{_media_section(view.rows)}",
         f"<h2>Contact sheet</h2>{_contact_section(shown, asked, seed, available)}",
         f"<h2>Config</h2><pre>{_esc(json.dumps(info.get('config', {}), indent=2, sort_keys=True))}</pre>",
         f"<h2>Sources</h2><pre>{_esc(json.dumps(info.get('sources', {}), indent=2, sort_keys=True))}</pre>",

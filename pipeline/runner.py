@@ -30,9 +30,14 @@ from manifests.schema import PipelineDefaults
 from pipeline.config import BuildConfig
 from pipeline.faces.threads import THREAD_ENV
 from pipeline.recovery import DeathLedger, WorkerError, clear_marker, death_site, mark
-from pipeline.sources.records import USABLE_MEDIA, SourceItem
+from pipeline.sources.records import USABLE_MEDIA, Refused, SourceItem
 
-MEDIA_REASONS = {"missing": "missing_media", "empty": "empty_file", "unreadable": "unreadable_media"}
+MEDIA_REASONS = {
+    "missing": "missing_media",
+    "empty": "empty_file",
+    "unreadable": "unreadable_media",
+    "outside_root": "media_outside_root",
+}
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_WORKER_MEMORY_GIB = 1.5  # the bound a worker's peak RSS is designed to stay under
 POISON_ENV = "RP_TEST_POISON_ITEM"
@@ -111,13 +116,16 @@ def _failed_row(item: SourceItem, reason: str, error_class: str, message: str) -
 
 
 def error_class(exc: BaseException) -> tuple[str, str]:
-    """(reason, class): undecodable media are permanent, I/O failures may pass on a retry, the rest is a bug."""
-    from PIL import UnidentifiedImageError
+    """(reason, class): refused items and undecodable media are permanent, I/O failures may pass on a
+    retry, the rest is a bug."""
+    from PIL import Image, UnidentifiedImageError
 
-    from pipeline.decode import DecodeError, RangeError
+    from pipeline.decode import DecodeError
 
-    if isinstance(exc, RangeError):  # the annotation names frames or times the media does not have
-        return RangeError.reason, "permanent"
+    if isinstance(exc, Refused):  # hostile values, a path out of the root, too large, a range or crop not in the media
+        return exc.reason, "permanent"
+    if isinstance(exc, Image.DecompressionBombError):  # PIL's own size limit, wherever an image is opened
+        return "too_large", "permanent"
     if isinstance(exc, DecodeError | UnidentifiedImageError):
         return "decode_error", "permanent"
     if isinstance(exc, FileNotFoundError):

@@ -45,6 +45,13 @@ MANIFEST_COLUMNS = pa.schema(
         ("seconds_encode", pa.float64()),
         ("seconds_total", pa.float64()),
         ("attempt", pa.int64()),
+        # what a source video is (pipeline.video_file.VideoFile.properties): the report lists sources by it
+        ("media_codec", pa.string()),
+        ("media_format", pa.string()),
+        ("media_matrix", pa.string()),
+        ("media_range", pa.string()),
+        ("media_rotation", pa.int64()),
+        ("media_vfr", pa.bool_()),
     ]
 )
 

@@ -15,15 +15,20 @@ Three things a naive reader gets wrong at real scale, and why this module exists
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-IntBox = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, ends exclusive
+from pipeline.colour import IntBox, colour_tags, convert_planes
+
+if TYPE_CHECKING:
+    from pipeline.config import MediaLimits
 
 
 class DecodeError(ValueError):
@@ -77,51 +82,57 @@ def _rotation(frame: object) -> int:
 
 
 def even_box(box: IntBox, width: int, height: int) -> IntBox:
-    """The box widened to even edges (4:2:0 chroma covers 2x2 pixels), kept inside width x height."""
+    """The box with its corner moved to even pixels (4:2:0 chroma covers 2x2 pixels), inside width x height.
+
+    Its far edges are widened to even pixels too, except at an odd-sized frame's last row or column, which
+    the chroma plane still covers (its last sample stands for one pixel).
+    """
     x0, y0, x1, y1 = box
-    x0, y0 = x0 - x0 % 2, y0 - y0 % 2
-    x1, y1 = min(x1 + x1 % 2, width - width % 2), min(y1 + y1 % 2, height - height % 2)
-    return x0, y0, x1, y1
+    return x0 - x0 % 2, y0 - y0 % 2, min(x1 + x1 % 2, width), min(y1 + y1 % 2, height)
 
 
 def convert_region(frame: object, box: IntBox, out_w: int, out_h: int) -> np.ndarray:
-    """RGB (out_h, out_w, 3) of `box` (stored pixels) of a decoded frame, in stored orientation.
-
-    For the usual limited-range 4:2:0 the planes are cut and resized before the colour conversion, so its
-    cost follows the output size, not the source's; other formats go through one RGB conversion.
+    """RGB (out_h, out_w, 3) of `box` (stored pixels) of a decoded frame, in stored orientation, in the
+    colours the stream's matrix and range give (pipeline.colour). Planar YUV is cut and resized before it
+    is converted; what pipeline.colour leaves alone goes through PyAV's own conversion of the whole frame.
     """
+    rgb = convert_planes(frame, box, out_w, out_h)
+    if rgb is not None:
+        return rgb
     x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    method = cv2.INTER_AREA if w >= out_w and h >= out_h else cv2.INTER_CUBIC
-    fmt = frame.format.name  # type: ignore[attr-defined]
-    if fmt == "yuv420p" and not (x0 % 2 or y0 % 2 or w % 2 or h % 2 or out_w % 2 or out_h % 2):
-        height, width = frame.height, frame.width  # type: ignore[attr-defined]
-        planes = frame.to_ndarray()  # type: ignore[attr-defined]
-        luma = planes[:height]
-        chroma = planes[height:].reshape(2, height // 2, width // 2)
-        cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
-        parts = [cv2.resize(luma[y0:y1, x0:x1], (out_w, out_h), interpolation=method).ravel()]
-        for plane in chroma:
-            parts.append(cv2.resize(plane[cy0:cy1, cx0:cx1], (out_w // 2, out_h // 2), interpolation=method).ravel())
-        i420 = np.concatenate(parts).reshape(out_h * 3 // 2, out_w)
-        return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
-    rgb = frame.to_ndarray(format="rgb24")[y0:y1, x0:x1]  # type: ignore[attr-defined]
-    if (w, h) == (out_w, out_h):
-        return np.ascontiguousarray(rgb)
-    return cv2.resize(rgb, (out_w, out_h), interpolation=method)
+    cut = frame.to_ndarray(format="rgb24")[y0:y1, x0:x1]  # type: ignore[attr-defined]
+    if (x1 - x0, y1 - y0) == (out_w, out_h):
+        return np.ascontiguousarray(cut)
+    method = cv2.INTER_AREA if x1 - x0 >= out_w and y1 - y0 >= out_h else cv2.INTER_CUBIC
+    return cv2.resize(cut, (out_w, out_h), interpolation=method)
 
 
 class VideoFile:
-    """One video file: its frames' presentation times and orientation, and decoding by frame index."""
+    """One video file (or a file's bytes, as a shard holds its clips): its frames' presentation times and
+    orientation, and decoding by frame index."""
 
-    def __init__(self, path: Path):
+    def __init__(self, source: Path | bytes, limits: MediaLimits | None = None, *, name: str = "clip"):
+        """Reads the timeline; with `limits`, a file too large by its header is refused (TooLarge) before
+        its packets are demuxed, which for a 10-hour file is the cost to avoid. Bytes are named `name` in
+        errors."""
         import av
 
-        self.path = Path(path)
+        self._data = source if isinstance(source, bytes) else None
+        self.path = Path(name) if isinstance(source, bytes) else Path(source)
         try:
-            with av.open(str(self.path)) as container:
+            with self._open() as container:
                 stream = container.streams.video[0]
-                pts = [p.pts if p.pts is not None else p.dts for p in container.demux(stream) if p.size]
+                if limits is not None:
+                    header = stream.duration * stream.time_base if stream.duration and stream.time_base else None
+                    seconds = header if header is not None else (container.duration or 0) / av.time_base
+                    limits.check(self.path, stream.codec_context.width, stream.codec_context.height, float(seconds))
+                stream.codec_context.thread_count = 1
+                pts, first = [], None
+                for packet in container.demux(stream):  # the first frame is decoded on the way (one open)
+                    if packet.size:
+                        pts.append(packet.pts if packet.pts is not None else packet.dts)
+                    if first is None:
+                        first = next(iter(stream.codec_context.decode(packet)), None)
                 self.codec = stream.codec_context.name
                 average = float(stream.average_rate or stream.guessed_rate or 0)
                 time_base = stream.time_base
@@ -141,10 +152,16 @@ class VideoFile:
         self.fps = (len(self.times) - 1) / span if span > 0 else (average or 25.0)
         self.stated_fps = average or self.fps
         self._timestamped = not any(p is None for p in pts)
-        first = next(self.decode([0]), None)
         if first is None:
             raise DecodeError(f"{self.path}: no frame could be decoded")
-        self.orientation = Orientation(first[1].width, first[1].height, _rotation(first[1]))
+        self.orientation = Orientation(first.width, first.height, _rotation(first))
+        self.pixel_format = first.format.name
+        self.colour = colour_tags(first)
+
+    def _open(self):  # type: ignore[no-untyped-def] - an av.container.InputContainer
+        import av
+
+        return av.open(io.BytesIO(self._data) if self._data is not None else str(self.path))
 
     def __len__(self) -> int:
         return len(self.times)
@@ -160,11 +177,33 @@ class VideoFile:
         steps = np.diff(self.times)
         return len(steps) > 1 and float(steps.max() - steps.min()) > 0.1 * float(np.median(steps))
 
+    def properties(self) -> dict[str, object]:
+        """What the file is, as the build's manifest records it (the report lists sources by these)."""
+        return {
+            "media_codec": self.codec,
+            "media_format": self.pixel_format,
+            "media_matrix": self.colour.matrix,
+            "media_range": "full" if self.colour.full_range else "limited",
+            "media_rotation": self.orientation.rotation,
+            "media_vfr": self.variable_rate,
+        }
+
     def convert(self, frame: object, box: IntBox, out_w: int, out_h: int) -> np.ndarray:
         """Upright RGB (out_h, out_w, 3) of a displayed box of a decoded frame."""
         turn = self.orientation
         stored = even_box(turn.to_stored(box), turn.stored_w, turn.stored_h)
         return turn.upright(convert_region(frame, stored, *turn.scaled_size(out_w, out_h)))
+
+    def frames(self, indices: Sequence[int], out_w: int, out_h: int) -> np.ndarray:
+        """(len(indices), out_h, out_w, 3): whole upright frames in the order asked, a repeated index decoded once."""
+        width, height = self.size
+        converted = {
+            index: self.convert(frame, (0, 0, width, height), out_w, out_h) for index, frame in self.decode(indices)
+        }
+        missing = sorted(set(int(i) for i in indices) - set(converted))
+        if missing:
+            raise DecodeError(f"{self.path}: frames {missing[:5]} could not be decoded")
+        return np.stack([converted[int(index)] for index in indices])
 
     def decode(self, indices: Sequence[int], *, fast: bool = False) -> Iterator[tuple[int, object]]:
         """(index, av.VideoFrame) for each wanted frame index, ascending, decoded from the keyframe before it.
@@ -182,7 +221,7 @@ class VideoFile:
         last = wanted[-1]
         position = 0
         try:
-            with av.open(str(self.path)) as container:
+            with self._open() as container:
                 stream = container.streams.video[0]
                 stream.codec_context.thread_count = 1
                 if fast:
@@ -213,3 +252,23 @@ def shrunk_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """The largest even (w, h) within max_side on the longer side, never enlarged."""
     scale = min(1.0, max_side / max(width, height))
     return max(2, math.floor(width * scale / 2) * 2), max(2, math.floor(height * scale / 2) * 2)
+
+
+def displayed_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a video as displayed: annotations are drawn on the picture players show.
+
+    A header gives the stored size only, and PyAV exposes the display matrix only on decoded frames, so
+    the first frame is decoded (cheap; no full file read as `VideoFile` does for its timeline).
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise DecodeError(f"{path}: no frame could be decoded")
+            return Orientation(first.width, first.height, _rotation(first)).size
+    except (av.FFmpegError, IndexError, OSError) as exc:
+        raise DecodeError(f"{path}: cannot open the video: {_first_line(exc)}") from exc

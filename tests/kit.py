@@ -1,4 +1,4 @@
-"""Helpers shared by the adapter and split tests (imported as `kit`: tests/ is on pytest's path)."""
+"""Helpers shared by the adapter, split and build tests (imported as `kit`: tests/ is on pytest's path)."""
 
 from __future__ import annotations
 
@@ -19,3 +19,19 @@ def run_adapter(dataset: str, root: Path) -> tuple[list[SourceItem], list[Proble
 def reasons(problems: list[Problem]) -> list[tuple[str, str]]:
     """(file, reason) pairs, sorted, for exact comparisons."""
     return sorted((p.file, p.reason) for p in problems)
+
+
+def item(media_path: str = "x.mp4", **values: object) -> SourceItem:
+    """A present, identity-free video item of a file the test wrote, with any field overridden."""
+    base: dict[str, object] = {
+        "dataset": "mead",
+        "native_id": Path(media_path).stem,
+        "modality": "video",
+        "media_path": media_path,
+        "media_status": "present",
+        "split": "train",
+        "identity": None,
+        "identity_kind": "none",
+        "license_tag": "t:t",
+    }
+    return SourceItem(**(base | values))

@@ -68,3 +68,20 @@ def test_scan_prints_counts_and_problems(sample_root: Path, tmp_path: Path, caps
     assert (tmp_path / "th.parquet").exists() and (tmp_path / "th.problems.parquet").exists()
     assert main(["scan", "--dataset", "nope", "--root", str(tmp_path)]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("sources", "error"),
+    [
+        (["--source", "vfhq=A", "--source", "hdtf=B", "--source", "vfhq=C"], "--source vfhq is given twice"),
+        (["--sample", "--source", "mead=A"], "--source mead and --sample both build mead"),
+    ],
+)
+def test_a_dataset_given_twice_is_refused_before_anything_is_written(
+    sources: list[str], error: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = run("build", *sources, "--sample-dir", str(tmp_path / "sample"), "--out", str(out))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"error: {error}: every item of" in result.stdout and "Traceback" not in result.stderr
+    assert not out.exists() and not (tmp_path / "sample").exists()

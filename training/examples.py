@@ -10,8 +10,11 @@
 
 The target frames are also the motion input: `RealPortrait.training_loss` applies the motion
 encoder's appearance/identity augmentation to them on the training device, so it is not repeated
-here. Clips are decoded from the member's bytes with decord, resized by decord's scaler and only at
-the frames needed; images with PIL, cropped and resized in one call.
+here. Clips are decoded from the member's bytes by the project's one video module
+(`pipeline.video_file.VideoFile`, which validation and the VAE's training use too): in the colours the
+build tagged them with (BT.709 limited range, pipeline.encode), shrunk from the decoder's planes before
+the colour conversion, only at the frames needed (faster than decord's own scaler on these clips:
+bench/shard_decode.py). Images with PIL, cropped and resized in one call.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from decord import VideoReader, cpu
 from PIL import Image
+
+from pipeline.video_file import VideoFile
 
 Mode = Literal["image", "video"]
 MAX_REDRAWS = 16
@@ -103,9 +107,8 @@ def permute_colors(example: Example, rng: np.random.Generator) -> None:
 
 
 def clip_example(sample: dict[str, Any], meta: dict[str, Any], framing: Framing, rng: np.random.Generator) -> Example:
-    side = framing.resolution
-    reader = VideoReader(io.BytesIO(sample["mp4"]), ctx=cpu(0), num_threads=1, width=side, height=side)
-    count = len(reader)
+    video = VideoFile(sample["mp4"], name=meta["key"])
+    count = len(video)
     if framing.mode == "image":
         if count < 2:
             raise Unfit("too_short")
@@ -117,11 +120,12 @@ def clip_example(sample: dict[str, Any], meta: dict[str, Any], framing: Framing,
         start = int(rng.integers(0, count - framing.span + 1))
         targets = list(range(start, start + framing.span, framing.frame_stride))
         reference_index, fps = int(rng.integers(0, count)), float(meta["fps"]) / framing.frame_stride
-    decoded = reader.get_batch([reference_index, *targets]).asnumpy()
+    side = framing.resolution
+    decoded = video.frames([reference_index, *targets], side, side)
     example = Example(meta["key"], meta["dataset"], decoded[0], decoded[1:], fps)
     if "latents.npy" in sample:
         latents = _npy(sample["latents.npy"])
-        if latents.shape[-1] * 8 == side:  # precomputed at this resolution
+        if latents.shape[-1] * 8 == framing.resolution:  # precomputed at this resolution
             example.latents = latents[targets]
             example.reference_latents = latents[reference_index]
     return example

@@ -37,13 +37,13 @@ from typing import Literal
 import numpy as np
 import torch
 import webdataset as wds
-from decord import VideoReader, cpu
 from diffusers import AutoencoderKL
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from manifests.yaml_files import apply_override, read_mapping, validate
 from model.vae import SD15_VAE_CONFIG
+from pipeline.video_file import VideoFile
 from training.config import CONFIG_DIR, ConfigError, DataConfig
 from training.data import read_index
 from training.examples import Framing, image_pair
@@ -180,8 +180,8 @@ def read_frames(config: VAETrainConfig, held_out: frozenset[str]) -> SampleFrame
             if target is result.train and meta["kind"] == "clip" and in_validation(key, config.validation_fraction):
                 target = result.validation
             if meta["kind"] == "clip":
-                reader = VideoReader(io.BytesIO(sample["mp4"]), ctx=cpu(0), num_threads=1, width=side, height=side)
-                target.add(key, reader.get_batch(list(range(len(reader)))).asnumpy())
+                video = VideoFile(sample["mp4"], name=key)
+                target.add(key, video.frames(range(len(video)), side, side))
             else:
                 bbox = np.load(io.BytesIO(sample["bbox.npy"]), allow_pickle=False)
                 crops = [

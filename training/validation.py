@@ -19,7 +19,6 @@ driving frames, the reference then generated frames).
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from decord import VideoReader, cpu
 
 from model.realportrait import RealPortrait
 from model.vae import FrameVAE
+from pipeline.video_file import VideoFile
 from training.config import StageConfig, ValidationConfig
 from training.data import read_index
 from training.monitor import Monitor
@@ -59,10 +58,8 @@ def load_clips(
             meta = json.loads(sample["json"])
             if meta["kind"] != "clip" or meta["split"] not in settings.splits or meta["frames"] < span:
                 continue
-            reader = VideoReader(
-                io.BytesIO(sample["mp4"]), ctx=cpu(0), num_threads=1, width=resolution, height=resolution
-            )
-            driving = reader.get_batch(list(range(0, span, stride))).asnumpy()
+            video = VideoFile(sample["mp4"], name=meta["key"])
+            driving = video.frames(range(0, span, stride), resolution, resolution)
             clips.append(ValidationClip(meta["key"], driving[0], driving, float(meta["fps"]) / stride))
             if len(clips) == settings.pairs:
                 return clips

@@ -2,8 +2,10 @@
 
 Made from real face photos that installed packages ship (see portraits.py), animated with smooth head
 motion and expression, with scene cuts where a dataset has them, and with bad items planted on purpose
-(PLANTED) so that every failure path of the pipeline runs on every machine. Deterministic: the same
-bytes on every run.
+(PLANTED) so that every failure path of the pipeline runs on every machine. The video files are written
+as each dataset's real files are (recording.py): BT.709-tagged HD downloads, a full-range phone recording
+stored on its side at a variable frame rate, odd-sized VP9, 4:2:2 and 10-bit studio cameras, and untagged
+files. Deterministic: the same bytes on every run.
 """
 
 from __future__ import annotations

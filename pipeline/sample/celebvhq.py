@@ -1,19 +1,25 @@
 """CelebV-HQ in its official layout: celebvhq_info.json, downloaded_celebvhq/raw and /processed.
 
 Clip keys of both forms (<ytid>_<k> and <ytid>_<k>_<j>), a YouTube id that begins with '-' and
-contains '_', sparse clip indices, one clip that spans a scene cut, one clip left unprocessed (the
-official script ships its processing step commented out). Planted: a truncated processed clip.
+contains '_', sparse clip indices, one clip that spans a scene cut, clips left unprocessed (the official
+script ships its processing step commented out), so the build cuts them from the raw downloads. Those
+downloads are what yt-dlp fetches: one is a phone recording (full-range BT.601 as Android cameras tag it,
+stored on its side with a display matrix, at a variable frame rate), the other came as VP9 (yt-dlp's
+fallback when YouTube offers no mp4 video stream) at its rendition's odd size. The annotation boxes and
+times are of the video as displayed, upright, as the annotators saw it. Planted: a truncated processed clip.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.sample.files import even, face_box, truncate, write_json
-from pipeline.sample.render import Actor, Shot, render_video, write_mp4
+from pipeline.sample.recording import Recording, write_recording
+from pipeline.sample.render import Actor, FaceGeometry, Shot, render_video
+from pipeline.sample.timeline import constant_rate_picks, constant_times, on_screen, shot_times
 from pipeline.sources.celebvhq import official_crop
 
 FPS = 25
@@ -96,21 +102,36 @@ ACTION = (
     "wink",
     "yawn",
 )
+
+
+@dataclass(frozen=True)
+class Download:
+    """One raw download: its displayed (upright) size, what it shows, and how its file was recorded."""
+
+    size: tuple[int, int]
+    shots: tuple[Shot, ...]
+    recording: Recording
+    variable_rate: bool = False
+
+
 VIDEOS = {
-    "-xU_9kQ2mZ0": (
+    "-xU_9kQ2mZ0": Download(
         (384, 288),
-        [
+        (
             Shot((Actor("t1_a", (0.45, 0.45), 110),), 40, scene=11),
             Shot((Actor("t1_b", (0.55, 0.5), 110),), 30, scene=12),
             Shot((Actor("astronaut", (0.5, 0.45), 120),), 30, scene=13),
-        ],
+        ),
+        Recording(matrix="bt601", full_range=True, rotation=90, crf=23),
+        variable_rate=True,
     ),
-    "Yk7_pQ3vW1s": (
-        (320, 240),
-        [
+    "Yk7_pQ3vW1s": Download(
+        (321, 241),
+        (
             Shot((Actor("hanks", (0.5, 0.5), 100),), 50, scene=14),
             Shot((Actor("t1_f", (0.45, 0.45), 100),), 40, scene=15),
-        ],
+        ),
+        Recording(codec="libvpx-vp9", crf=30),  # VP9 counts crf its own way: 30 sizes it like its H.264 siblings
     ),
 }
 # key -> (start_sec, end_sec, processed?)
@@ -119,7 +140,7 @@ CLIPS = {
     "-xU_9kQ2mZ0_2_0": (1.2, 2.8, True),  # crosses the cut at 1.6 s
     "-xU_9kQ2mZ0_3": (2.8, 4.0, False),
     "Yk7_pQ3vW1s_0": (0.0, 2.0, True),
-    "Yk7_pQ3vW1s_4": (2.0, 3.6, True),
+    "Yk7_pQ3vW1s_4": (2.0, 3.6, False),
 }
 TRUNCATED = "Yk7_pQ3vW1s_0"
 EMOTION_SEGMENTS = {
@@ -130,21 +151,32 @@ EMOTION_SEGMENTS = {
 }
 
 
-def _frame_range(start: float, end: float) -> range:
-    return range(math.ceil(start * FPS - 1e-9), math.ceil(end * FPS - 1e-9))
+def footage(ytid: str) -> tuple[np.ndarray, list[list[FaceGeometry]], Recording]:
+    """The upright frames of a download, their face geometry, and its recording with the frames' times."""
+    download = VIDEOS[ytid]
+    frames, geometry = render_video(download.shots, download.size, seed=sum(map(ord, ytid)))
+    lengths = [shot.frames for shot in download.shots]
+    times = shot_times(lengths, FPS, seed=sum(lengths)) if download.variable_rate else None
+    return frames, geometry, replace(download.recording, times=times)
+
+
+def processed_recording(raw: Recording) -> Recording:
+    """How the official script's ffmpeg call re-encodes a cut: H.264 at a constant rate, turned upright,
+    with the colour tags and range of its source."""
+    return Recording(matrix=raw.matrix, full_range=raw.full_range, crf=23)
 
 
 def write(root: Path) -> None:
     clips = {}
-    for ytid, (size, shots) in VIDEOS.items():
-        frames, geometry = render_video(shots, size, seed=sum(map(ord, ytid)))
-        write_mp4(root / "downloaded_celebvhq" / "raw" / f"{ytid}.mp4", frames, FPS)
-        width, height = size
+    for ytid, download in VIDEOS.items():
+        frames, geometry, recording = footage(ytid)
+        write_recording(root / "downloaded_celebvhq" / "raw" / f"{ytid}.mp4", frames, FPS, recording)
+        times = recording.times or constant_times(len(frames), FPS)
+        width, height = download.size
         for key in sorted(k for k in CLIPS if k.startswith(ytid)):
             start, end, processed = CLIPS[key]
-            span = _frame_range(start, end)
             # CelebV-HQ boxes hold the head, not just the face: widen the face boxes' union by half
-            fx0, fy0, fx1, fy1 = face_box([g for i in span for g in geometry[i]])
+            fx0, fy0, fx1, fy1 = face_box([g for i in on_screen(times, start, end) for g in geometry[i]])
             grow_x, grow_y = (fx1 - fx0) / 4, (fy1 - fy0) / 4
             x0, y0 = max(fx0 - grow_x, 0.0), max(fy0 - grow_y, 0.0)
             x1, y1 = min(fx1 + grow_x, float(width)), min(fy1 + grow_y, float(height))
@@ -157,8 +189,9 @@ def write(root: Path) -> None:
             if processed:
                 _, window = official_crop(bbox, width, height)
                 cx0, cy0, cx1, cy1 = (int(v) for v in window)
+                cut = frames[constant_rate_picks(times, start, end, FPS), cy0:cy1, cx0:cx1]
                 out = root / "downloaded_celebvhq" / "processed" / f"{key}.mp4"
-                write_mp4(out, even(frames[span.start : span.stop, cy0:cy1, cx0:cx1]), FPS)
+                write_recording(out, even(cut), FPS, processed_recording(recording))
                 if key == TRUNCATED:
                     truncate(out, 0.5)
             appearance = np.zeros(len(APPEARANCE), dtype=int)

@@ -3,7 +3,8 @@
 Reproduced traps: the byte-order mark of WDA_video_url.txt, a URL with '&t=', unordered intervals,
 an interval without a crop window (the downloader then numbers clips over the cropped intervals only),
 two names sharing one YouTube id (an alias), a video without intervals, a clip present only as the raw
-download. Planted: a clip whose crop window holds no face.
+download. Every file is a YouTube HD download: H.264, BT.709-tagged, limited range (the downloader's
+ffmpeg cut keeps those tags). Planted: a clip whose crop window holds no face.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.sample.files import face_box, square_around, write_text
-from pipeline.sample.render import Actor, Shot, render_video, write_mp4
+from pipeline.sample.recording import Recording, write_recording
+from pipeline.sample.render import Actor, Shot, render_video
 
 FPS = 25
 SIZE = (640, 360)
+RECORDING = Recording(crf=23)  # BT.709, limited range
 # subset -> name -> (ytid, url suffix, intervals in seconds, which have crop windows, write clips?, shots)
 VIDEOS = {
     "RD": {
@@ -78,7 +81,7 @@ def write(root: Path) -> None:
                 continue
             frames, geometry = render_video(shots, SIZE, seed=sum(map(ord, ytid)))
             if not clips:
-                write_mp4(root / "_videos_raw" / f"{sub}_{name}.mp4", frames, FPS)
+                write_recording(root / "_videos_raw" / f"{sub}_{name}.mp4", frames, FPS, RECORDING)
             for index, k in enumerate(cropped):
                 first, last = spans[k][0] * FPS, spans[k][1] * FPS
                 window = (
@@ -90,7 +93,9 @@ def write(root: Path) -> None:
                 crops.append(f"{name}_{k}.mp4 {x0} {x1 - x0} {y0} {y1 - y0}")
                 ratios.append(f"{name}_{k}.mp4 1.0")
                 if clips:
-                    write_mp4(root / f"{sub}_{name}_{index:03d}.mp4", frames[first:last, y0:y1, x0:x1], FPS)
+                    write_recording(
+                        root / f"{sub}_{name}_{index:03d}.mp4", frames[first:last, y0:y1, x0:x1], FPS, RECORDING
+                    )
         write_text(annotations / f"{sub}_video_url.txt", urls, bom=sub == "WDA")
         write_text(annotations / f"{sub}_resolution.txt", resolutions)
         write_text(annotations / f"{sub}_annotion_time.txt", times)

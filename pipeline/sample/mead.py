@@ -2,7 +2,9 @@
 
 Enough takes that the README's split rule (last 10 neutral, last 6 of each other emotion are test)
 leaves some training takes. W017 has only the 'down' view (as in the real release); M019 has its
-video.tar but no extracted folder. Planted: a zero-byte take.
+video.tar but no extracted folder. The studio's cameras are not all alike, so neither are the files: the
+front camera's are untagged 8-bit H.264 (read as BT.601), the 30-degree side camera records 4:2:2 BT.709,
+and W017's session was filmed by a 10-bit HEVC camera (BT.2020). Planted: a zero-byte take.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import io
 import tarfile
 from pathlib import Path
 
-from pipeline.sample.render import Actor, Shot, render_video, write_audio, write_mp4
+import numpy as np
+
+from pipeline.sample.recording import Recording, write_recording
+from pipeline.sample.render import Actor, Shot, render_video, write_audio
 
 FPS = 30
 SIZE = (320, 180)
@@ -28,6 +33,11 @@ ACTORS = {
     ),
     "W017": ("t1_f", [("down", "neutral", 1, range(1, 3))]),
 }
+UNTAGGED = Recording(matrix=None, crf=23)  # 8-bit H.264 naming neither matrix nor range
+CAMERAS = {  # (actor, view) -> how that camera writes its files; UNTAGGED for the others
+    ("M003", "left_30"): Recording(pix_fmt="yuv422p", crf=23),
+    ("W017", "down"): Recording(codec="libx265", pix_fmt="yuv420p10le", matrix="bt2020", crf=23),
+}
 EMPTY = "M003/video/front/angry/level_1/003.mp4"
 UNEXTRACTED = "M019"
 
@@ -43,8 +53,17 @@ def _empty_tar() -> bytes:
     return buffer.getvalue()
 
 
+def footage(rel: str) -> np.ndarray:
+    """The frames of the take at `rel` (<actor>/video/<view>/...): its actor, seen from its camera's side."""
+    actor, _, view = rel.split("/")[:3]
+    offset = 0.06 * (view != "front")
+    shot = Shot((Actor(ACTORS[actor][0], (0.5 + offset, 0.45), 80),), FRAMES, scene=41)
+    frames, _ = render_video([shot], SIZE, seed=sum(map(ord, rel)))
+    return frames
+
+
 def write(root: Path) -> None:
-    for actor, (portrait, takes) in ACTORS.items():
+    for actor, (_, takes) in ACTORS.items():
         for view, emotion, level, numbers in takes:
             for number in numbers:
                 rel = f"{actor}/video/{view}/{emotion}/level_{level}/{number:03d}.mp4"
@@ -53,15 +72,10 @@ def write(root: Path) -> None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(b"")
                     continue
-                seed = sum(map(ord, rel))
-                offset = 0.06 * (view != "front")
-                frames, _ = render_video(
-                    [Shot((Actor(portrait, (0.5 + offset, 0.45), 80),), FRAMES, scene=41)], SIZE, seed=seed
-                )
-                write_mp4(path, frames, FPS)
+                write_recording(path, footage(rel), FPS, CAMERAS.get((actor, view), UNTAGGED))
                 audio = root / f"{actor}/audio/{emotion}/level_{level}/{number:03d}.m4a"
                 if not audio.exists():
-                    write_audio(audio, FRAMES / FPS, seed=seed)
+                    write_audio(audio, FRAMES / FPS, seed=sum(map(ord, rel)))
     archive = root / UNEXTRACTED / "video.tar"
     archive.parent.mkdir(parents=True, exist_ok=True)
     archive.write_bytes(_empty_tar())

@@ -2,7 +2,8 @@
 
 The tubes are annotated at 1280x720 while the train video was "downloaded" at 640x360, so boxes must
 be rescaled; S..E are chunk frame indices with E inclusive. One tube has no cropped clip (only its
-1-min chunk). Planted: a malformed tube line.
+1-min chunk). The downloads are YouTube's mp4 streams (what pytube fetches): H.264, BT.709-tagged, limited
+range; the crop script's ffmpeg re-encode keeps those tags. Planted: a malformed tube line.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import shutil
 from pathlib import Path
 
 from pipeline.sample.files import face_box, square_around, write_text
-from pipeline.sample.render import Actor, Shot, render_video, write_mp4
+from pipeline.sample.recording import Recording, write_recording
+from pipeline.sample.render import Actor, Shot, render_video
 
 FPS = 25
+RECORDING = Recording(crf=23)  # BT.709, limited range
 # split -> ytid -> (downloaded size, annotated (W, H), shots, tubes as (S, E, write the cropped clip?))
 VIDEOS = {
     "train": {
@@ -45,7 +48,7 @@ def write(root: Path) -> None:
         for ytid, (size, annotated, shots, spans) in videos.items():
             frames, geometry = render_video(shots, size, seed=sum(map(ord, ytid)))
             raw = root / split / "raw_videos" / f"{ytid}.mp4"
-            write_mp4(raw, frames, FPS)
+            write_recording(raw, frames, FPS, RECORDING)
             chunk = f"{ytid}_0000"
             (root / split / "1min_clips").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(raw, root / split / "1min_clips" / f"{chunk}.mp4")  # -c copy of a <60 s video
@@ -58,9 +61,8 @@ def write(root: Path) -> None:
                 tubes.append(f"{chunk}, {annotated[1]}, {annotated[0]}, {first}, {last}, " + ", ".join(map(str, box)))
                 if cropped:
                     stem = f"{chunk}_S{first}_E{last}_L{box[0]}_T{box[1]}_R{box[2]}_B{box[3]}"
-                    write_mp4(
-                        root / split / "cropped_clips" / f"{stem}.mp4", frames[first : last + 1, y0:y1, x0:x1], FPS
-                    )
+                    cut = frames[first : last + 1, y0:y1, x0:x1]
+                    write_recording(root / split / "cropped_clips" / f"{stem}.mp4", cut, FPS, RECORDING)
             if split == "train":
                 tubes.append(MALFORMED)
         write_text(root / "data_list" / f"{split}_video_ids.txt", list(videos))

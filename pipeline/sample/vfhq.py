@@ -1,17 +1,22 @@
 """VFHQ: meta_info/{train,test}/Clip+....txt, the processed frame release, and a downloaded source.
 
 Two people in one source video (P0 and P1), one test clip that only exists as a downloaded source
-video. Planted: a malformed frame line in one meta file.
+video, a YouTube HD download (H.264, BT.709-tagged, limited range). Planted: a malformed frame line in one
+meta file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.sample.files import face_box, square_around, write_text
-from pipeline.sample.render import Actor, Shot, render_video, write_jpeg, write_mp4
+from pipeline.sample.recording import Recording, write_recording
+from pipeline.sample.render import Actor, FaceGeometry, Shot, render_video, write_jpeg
 
 FPS = 25.0
+RECORDING = Recording(crf=23)  # BT.709, limited range
 # ytid -> (split, source size, first source frame rendered, shot, clips as (pid, clip index, F start, F end),
 #          write the processed frames (else the source video))
 VIDEOS = {
@@ -35,11 +40,17 @@ VIDEOS = {
 MALFORMED = "Clip+Ab3_dE-7fGh+P1+C1+F100-130"
 
 
+def footage(ytid: str) -> tuple[np.ndarray, list[list[FaceGeometry]]]:
+    """The frames of a source video from its first rendered frame on, and their face geometry."""
+    _, size, _, shot, _, _ = VIDEOS[ytid]
+    return render_video([shot], size, seed=sum(map(ord, ytid)))
+
+
 def write(root: Path) -> None:
-    for ytid, (split, size, offset, shot, clips, frames_release) in VIDEOS.items():
-        frames, geometry = render_video([shot], size, seed=sum(map(ord, ytid)))
+    for ytid, (split, size, offset, _, clips, frames_release) in VIDEOS.items():
+        frames, geometry = footage(ytid)
         if not frames_release:
-            write_mp4(root / "raw" / f"{ytid}.mp4", frames, FPS)
+            write_recording(root / "raw" / f"{ytid}.mp4", frames, FPS, RECORDING)
         for pid, index, first, last in clips:
             name = f"Clip+{ytid}+P{pid}+C{index}+F{first}-{last}"
             faces = [next(g for g in geometry[f - offset] if g.actor == pid) for f in range(first, last + 1)]

@@ -2,7 +2,8 @@
 
 An adapter turns one official layout into SourceItems. The rule for all of them: a missing file, an
 unreadable file or a malformed line becomes a Problem (dataset, file, line, reason) and the scan goes
-on; nothing is dropped without a Problem saying so.
+on; nothing is dropped without a Problem saying so. Every item then passes one check of its values
+(records.invalid_values), and every media path one check that it stays inside the dataset root.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from manifests.schema import DatasetSpec, SpecError
-from pipeline.sources.records import MediaStatus, Problem, SourceItem
+from pipeline.sources.records import MediaStatus, Problem, SourceItem, invalid_values, leads_outside
 
 T = TypeVar("T")
 
@@ -26,7 +27,7 @@ class NoOptions(BaseModel):
 
 
 class SourceAdapter(ABC):
-    """Reads one dataset's official layout under `root`; subclasses implement `items`."""
+    """Reads one dataset's official layout under `root`; subclasses implement `read_items`."""
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
@@ -34,6 +35,7 @@ class SourceAdapter(ABC):
     def __init__(self, spec: DatasetSpec, root: Path, report: Callable[[Problem], None]):
         self.spec = spec
         self.root = Path(root)
+        self._real_root = self.root.resolve()
         self._report = report
         try:
             self.options = self.Options.model_validate(spec.options)
@@ -41,9 +43,28 @@ class SourceAdapter(ABC):
             fields = "; ".join(f"field 'options.{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
             raise SpecError(f"manifests/datasets/{spec.name}.yaml: {fields}") from exc
 
-    @abstractmethod
     def items(self) -> Iterator[SourceItem]:
-        """Stream the items; problems go to the report callback as they are found."""
+        """Stream the items; problems go to the report callback as they are found.
+
+        An item with a value no stage can use (an infinite or negative time, a box without area) is
+        dropped with an `invalid_value` problem. The problem carries no item_id, because the item gets
+        no row of its own: the build manifest then keeps the problem as a row, and its detail names the item.
+        """
+        for item in self.read_items():
+            problem = invalid_values(item)
+            if problem is None:
+                yield item
+            else:
+                self.problem(self.annotation_file(item), "invalid_value", f"{item.item_id}: {problem}")
+
+    @abstractmethod
+    def read_items(self) -> Iterator[SourceItem]:
+        """The items as the official files describe them (`items` checks their values)."""
+
+    def annotation_file(self, item: SourceItem) -> str:
+        """The file a problem with the item's values names: its media unless the adapter says which
+        annotation file the values came from (the detail names the field either way)."""
+        return item.media_path
 
     # -- recording --------------------------------------------------------------------------------
 
@@ -66,8 +87,17 @@ class SourceAdapter(ABC):
 
     # -- files ------------------------------------------------------------------------------------
 
+    def outside_root(self, rel_path: str, item_id: str | None, folder: bool = False) -> bool:
+        """Whether the media lead out of the dataset root (reported; such media are never opened)."""
+        where = leads_outside(self._real_root, rel_path, folder)
+        if where is not None:
+            self.problem(rel_path, "media_outside_root", where, None, item_id)
+        return where is not None
+
     def media_status(self, rel_path: str, item_id: str | None = None, required: bool = True) -> MediaStatus:
-        """Existence and size from one stat call; a missing or empty file is reported."""
+        """Inside the root, then existence and size from one stat call; what cannot be used is reported."""
+        if self.outside_root(rel_path, item_id):
+            return "outside_root"
         try:
             size = os.stat(self.root / rel_path).st_size
         except OSError:

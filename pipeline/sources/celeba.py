@@ -60,7 +60,7 @@ class CelebA(SourceAdapter):
         if stated is not None and stated != rows:
             self.problem(rel, "count_mismatch", f"line 1 states {stated} rows, {rows} readable rows follow")
 
-    def items(self) -> Iterator[SourceItem]:
+    def read_items(self) -> Iterator[SourceItem]:
         layout = self.spec.layout
         variant = self.options.variant
         identity_rel = layout.annotation("identity")

@@ -10,9 +10,9 @@ import ijson
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.sources.base import SourceAdapter
-from pipeline.sources.probe import video_size
 from pipeline.sources.records import Box, SourceItem
 from pipeline.sources.youtube import is_youtube_id
+from pipeline.video_file import displayed_size
 
 
 class CelebVHQOptions(BaseModel):
@@ -40,7 +40,7 @@ class CelebVHQ(SourceAdapter):
     name = "celebvhq"
     Options = CelebVHQOptions
 
-    def items(self) -> Iterator[SourceItem]:
+    def read_items(self) -> Iterator[SourceItem]:
         self._sizes: dict[str, tuple[int, int] | None] = {}
         rel = self.spec.layout.annotation("info")
         path = self.root / rel
@@ -57,6 +57,9 @@ class CelebVHQ(SourceAdapter):
         except ijson.JSONError as exc:
             self.problem(rel, "unreadable_file", f"JSON stops parsing: {exc}")
 
+    def annotation_file(self, item: SourceItem) -> str:
+        return self.spec.layout.annotation("info")
+
     @staticmethod
     def _mappings(path: Path) -> dict[str, list[str]]:
         with open(path, "rb") as handle:
@@ -64,12 +67,13 @@ class CelebVHQ(SourceAdapter):
         return {k: list(meta.get(f"{k}_mapping", [])) for k in ("appearance", "action")}
 
     def _source_size(self, raw: str) -> tuple[int, int] | None:
-        """Clips of one video share one header read (and one problem if it fails)."""
+        """The displayed size the normalised boxes are fractions of (a phone's portrait video is stored on
+        its side); clips of one video share one read (and one problem if it fails)."""
         if raw not in self._sizes:
             try:
-                self._sizes[raw] = video_size(self.root / raw)
+                self._sizes[raw] = displayed_size(self.root / raw)
             except Exception as exc:
-                self.problem(raw, "unreadable_media", f"cannot read the video header: {exc}")
+                self.problem(raw, "unreadable_media", f"cannot read the video's first frame: {exc}")
                 self._sizes[raw] = None
         return self._sizes[raw]
 
@@ -82,13 +86,14 @@ class CelebVHQ(SourceAdapter):
             self.problem(rel, "malformed_entry", f"clip {key!r}: {type(exc).__name__} {exc}")
             return None
         item_id = self.item_id(key)
+        # a dropped clip's problem has no item_id: it has no row of its own (see SourceAdapter.items)
         if not is_youtube_id(ytid) or not key.startswith(ytid + "_"):
-            self.problem(
-                rel, "invalid_value", f"clip {key!r}: YouTube id {ytid!r} does not prefix the key", None, item_id
-            )
+            self.problem(rel, "invalid_value", f"clip {key!r}: YouTube id {ytid!r} does not prefix the key")
             return None
-        if end <= start or not all(0.0 <= v <= 1.0 for v in bbox.values()):
-            self.problem(rel, "invalid_value", f"clip {key!r}: range {start}-{end} s or bbox {bbox}", None, item_id)
+        inside = all(0.0 <= v <= 1.0 for v in bbox.values())  # NaN too is outside
+        if not (inside and bbox["left"] < bbox["right"] and bbox["top"] < bbox["bottom"]):
+            # times are checked with every adapter's (SourceAdapter.items)
+            self.problem(rel, "invalid_value", f"clip {key!r}: bbox {bbox} is not a box inside 0..1")
             return None
         processed = self.spec.layout.media_path("processed", key=key)
         raw = self.spec.layout.media_path("raw", ytid=ytid)

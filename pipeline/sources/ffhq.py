@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -38,7 +39,7 @@ class FFHQ(SourceAdapter):
     name = "ffhq"
     Options = FFHQOptions
 
-    def items(self) -> Iterator[SourceItem]:
+    def read_items(self) -> Iterator[SourceItem]:
         rel = self.spec.layout.annotation("metadata")
         try:
             handle = open(self.root / rel, "rb")  # noqa: SIM115 - closed below
@@ -54,22 +55,32 @@ class FFHQ(SourceAdapter):
             except ijson.JSONError as exc:
                 self.problem(rel, "unreadable_file", f"JSON stops parsing after byte {handle.tell()}: {exc}")
 
+    def annotation_file(self, item: SourceItem) -> str:
+        return self.spec.layout.annotation("metadata")
+
     def _item(self, rel: str, key: str, entry: Any) -> SourceItem | None:
         try:
             index = int(key)
             file_fields = entry[self.options.variant]
             media = file_fields["file_path"]
+            if not isinstance(media, str):
+                raise TypeError(f"file_path {media!r} is not a string")
             width, height = (int(v) for v in file_fields["pixel_size"])
+            drawn_width = float(entry["image"]["pixel_size"][0])  # thumbnails reuse the 1024 landmarks
             split = CATEGORIES[entry["category"]]
             points = entry["image"]["face_landmarks"]
             if len(points) != 68 or any(len(p) != 2 for p in points):
                 raise ValueError(f"{len(points)} landmarks instead of 68")
+            landmarks = [float(c) for point in points for c in point]
         except (KeyError, TypeError, ValueError) as exc:
             self.problem(rel, "malformed_entry", f"entry {key!r}: {type(exc).__name__} {exc}")
             return None
+        if min(width, height) <= 0 or not 0 < drawn_width < math.inf:
+            self.problem(rel, "invalid_value", f"entry {key!r}: pixel_size {width}x{height}, image width {drawn_width}")
+            return None
         native_id = f"{index:05d}"
         item_id = self.item_id(native_id)
-        scale = width / float(entry["image"]["pixel_size"][0])  # thumbnails reuse the 1024 landmarks
+        scale = width / drawn_width
         metadata = entry.get("metadata", {})
         wild = entry.get("in_the_wild", {})
         return SourceItem(
@@ -85,7 +96,7 @@ class FFHQ(SourceAdapter):
             geometry_space="media",
             space_w=width,
             space_h=height,
-            landmarks=tuple(float(c) * scale for point in points for c in point),
+            landmarks=tuple(c * scale for c in landmarks),
             landmarks_kind="68pt_dlib",
             labels={
                 "license_url": metadata.get("license_url"),

@@ -112,6 +112,11 @@ class HDTF(SourceAdapter):
             if len(fields) != 2 or not fields[0].endswith(".mp4") or not fields[1].isdigit():
                 self.problem(rel, "malformed_line", f"expected '<name>.mp4 <height>', got {text!r}", number)
                 continue
+            if int(fields[1]) == 0:
+                self.problem(
+                    rel, "invalid_value", f"{fields[0]}: height 0, so its crop windows are used unscaled", number
+                )
+                continue
             data.heights[fields[0][:-4]] = int(fields[1])
         rel = self._rel(directory, "annotation_time", sub)
         for number, text in self.lines(rel):
@@ -138,6 +143,9 @@ class HDTF(SourceAdapter):
                 self.problem(rel, "malformed_line", f"expected '<name>_<k>.mp4 x w y h', got {text!r}", number)
                 continue
             x, w, y, h = (int(v) for v in fields[1:])
+            if w <= 0 or h <= 0:  # before overlaps are resolved: such a window must not stand for others
+                self.problem(rel, "invalid_value", f"crop window {w}x{h} has no area", number)
+                continue
             if w != h:
                 self.problem(rel, "invalid_value", f"crop window {w}x{h} is not square", number)
             data.crops[fields[0][:-4]] = ((float(x), float(y), float(x + w), float(y + h)), number)
@@ -150,7 +158,7 @@ class HDTF(SourceAdapter):
                 self.problem(rel, "malformed_line", f"expected '<name>_<k>.mp4 <scale>', got {text!r}", number)
         return data
 
-    def items(self) -> Iterator[SourceItem]:
+    def read_items(self) -> Iterator[SourceItem]:
         directory = self._annotation_dir()
         subsets = {sub: self._read(directory, sub) for sub in self.options.subsets}
         aliases = _Aliases()
@@ -248,13 +256,12 @@ class HDTF(SourceAdapter):
                     continue
                 native_id = f"{sub}_{name}_{k}"
                 item_id = self.item_id(native_id)
-                if span[1] <= span[0]:
+                if span[1] <= span[0]:  # dropped: no item_id, it has no row
                     self.problem(
                         times_rel,
                         "invalid_value",
-                        f"interval {k} of {name} ends before it starts",
+                        f"{item_id}: interval {k} of {name} ends before it starts",
                         data.interval_lines[name],
-                        item_id,
                     )
                     continue
                 crop_entry = data.crops.get(f"{name}_{k}")

@@ -55,7 +55,7 @@ class MEAD(SourceAdapter):
     name = "mead"
     Options = MEADOptions
 
-    def items(self) -> Iterator[SourceItem]:
+    def read_items(self) -> Iterator[SourceItem]:
         actors = [name for name in _subdirs(str(self.root)) if ACTOR.fullmatch(name)]
         if not actors:
             self.problem(".", "missing_media", "no actor folder (M003, W009, ...) in the dataset root")

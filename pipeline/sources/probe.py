@@ -21,15 +21,6 @@ def probe_image(path: Path) -> None:
         image.load()
 
 
-def video_size(path: Path) -> tuple[int, int]:
-    """(width, height) of the first video stream, from the container header only."""
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        return stream.codec_context.width, stream.codec_context.height
-
-
 def probe_video(path: Path) -> None:
     with av.open(str(path)) as container:
         if not container.streams.video:

@@ -16,9 +16,13 @@ false (the range still has to be cut), otherwise on the source timeline the medi
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
+import numpy as np
 import pyarrow as pa
 
 Modality = Literal["image", "video", "frames"]
@@ -26,7 +30,8 @@ TimeUnit = Literal["frame", "sec"]
 GeometrySpace = Literal["media", "source"]
 LandmarksKind = Literal["5pt", "68pt_dlib"]
 # present = exists and is not empty (not opened); ok = opened by --probe; the rest cannot be used
-MediaStatus = Literal["present", "ok", "missing", "empty", "unreadable"]
+# (outside_root: the path leads out of the dataset root, so it is never opened)
+MediaStatus = Literal["present", "ok", "missing", "empty", "unreadable", "outside_root"]
 USABLE_MEDIA = ("present", "ok")
 
 Box = tuple[float, float, float, float]
@@ -156,11 +161,131 @@ REASONS: dict[str, str] = {
     "no_crop_window": "an annotated interval has no crop window",
     "no_intervals": "a video has no annotated interval",
     "overlapping_interval": "an interval overlaps another of the same video: its frames are built once, elsewhere",
-    "invalid_value": "a value is out of range (e.g. an interval that ends before it starts)",
+    "invalid_value": "a value is out of range (an interval that ends before it starts, a time or size that is "
+    "infinite, NaN or negative, a box without area): the item is not built",
+    "media_outside_root": "a media path leads out of the dataset root ('..', an absolute path, a symlink "
+    "pointing elsewhere): it is never opened",
     "count_mismatch": "the number of files differs from the count the annotation states",
     "missing_view": "a recording lacks a camera view or emotion that the dataset defines",
     "unextracted_archive": "an archive is present but was not extracted",
 }
+
+
+class Refused(ValueError):
+    """An item the build refuses before it reads the media: a permanent failure, recorded with `reason`."""
+
+    reason: ClassVar[str]
+
+
+class InvalidValue(Refused):
+    reason = "invalid_value"
+
+
+class OutsideRoot(Refused):
+    reason = "media_outside_root"
+
+
+class TooLarge(Refused):
+    reason = "too_large"
+
+
+def invalid_values(item: SourceItem) -> str | None:
+    """What in an item's annotated values no stage can use, or None when they all can.
+
+    Annotation files are text and JSON, where "inf", "NaN", 1e999 and "-5" all parse as numbers; such a
+    value would reach the decoder's arithmetic (an infinite range, a crop without area) and fail there as
+    a bug. Every adapter's items pass through this one rule (SourceAdapter.items), and the build checks it
+    again before it opens anything. Coordinates may be negative (VGGFace2's loose boxes reach past the
+    image edge); times, rates and sizes may not.
+    """
+    return _time_problem(item) or _size_problem(item) or _geometry_problem(item)
+
+
+def _time_problem(item: SourceItem) -> str | None:
+    for name in ("start", "end", "fps"):
+        value = getattr(item, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            return f"{name} {value!r} is not a finite number >= 0"
+    if item.fps is not None and item.fps <= 0:
+        return f"fps {item.fps!r} is not above 0"
+    start, end = item.start, item.end
+    if start is not None and end is not None and (end < start or (end == start and not item.end_inclusive)):
+        return f"range {item.start!r}-{item.end!r} ({item.time_unit}) ends before it starts"
+    return None
+
+
+def _size_problem(item: SourceItem) -> str | None:
+    for name in ("space_w", "space_h"):
+        value = getattr(item, name)
+        if value is not None and value <= 0:
+            return f"{name} {value!r} is not above 0"
+    return None
+
+
+def _geometry_problem(item: SourceItem) -> str | None:
+    for name in ("crop", "box", "frame_boxes"):
+        boxes = getattr(item, name)
+        if boxes is not None and (problem := _boxes_problem(np.asarray(boxes, dtype=np.float64))):
+            return f"{name}: {problem}"
+    for name in ("landmarks", "frame_landmarks"):
+        points = getattr(item, name)
+        if points is not None and not np.isfinite(np.asarray(points, dtype=np.float64)).all():
+            return f"{name}: a point is not a finite number"
+    if item.frame_index is not None and min(item.frame_index, default=0) < 0:
+        return f"frame_index: negative frame number {min(item.frame_index)}"
+    return None
+
+
+def _boxes_problem(values: np.ndarray) -> str | None:
+    """Why (x0, y0, x1, y1) boxes, flat, cannot be cut: not finite, or no area."""
+    if values.size % 4:
+        return f"{values.size} values are not whole boxes of 4"
+    boxes = values.reshape(-1, 4)
+    bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    if not bad.any():
+        return None
+    first = boxes[int(np.argmax(bad))]
+    what = "is not finite" if not np.isfinite(first).all() else "has no area (x1 <= x0 or y1 <= y0)"
+    return f"({', '.join(f'{v:g}' for v in first)}) {what}"
+
+
+def leads_outside(real_root: Path, rel_path: str, folder: bool = False) -> str | None:
+    """Where `rel_path` leads when that is outside the dataset root, else None; for a frame folder, the
+    first frame linked out of it too.
+
+    Media paths come from annotation files (FFHQ's JSON names its files, CelebV-HQ's keys name clips) and
+    from trees that downloads unpacked (tar keeps symlinks): '..', an absolute path or a link could name
+    any file of the machine, which the build would read and publish as training data. `real_root` is the
+    root with its own symlinks resolved (a root that is itself a link is fine); only stat-level calls are
+    made, nothing is opened.
+    """
+    target = (real_root / rel_path).resolve()
+    if not target.is_relative_to(real_root):
+        return f"resolves to {target}, outside the dataset root {real_root}"
+    if folder and target.is_dir():
+        try:
+            entries = list(os.scandir(target))
+        except OSError:
+            return None  # an unlistable folder is the opener's problem (missing_media, unreadable_media)
+        for entry in entries:
+            if entry.is_symlink() and not (linked := Path(entry.path).resolve()).is_relative_to(real_root):
+                return f"{entry.name} links to {linked}, outside the dataset root {real_root}"
+    return None
+
+
+def refuse_unusable(item: SourceItem, root: Path) -> None:
+    """Raises Refused for an item whose values or media path no stage may use; opens nothing.
+
+    The scan already dropped or flagged such items; this repeats the rule where the media are read, for a
+    scan made by an older version or a tree that changed since (a retry re-reads the disk).
+    """
+    problem = invalid_values(item)
+    if problem:
+        raise InvalidValue(f"{item.item_id}: {problem}")
+    outside = leads_outside(Path(root).resolve(), item.media_path, folder=item.modality == "frames")
+    if outside:
+        raise OutsideRoot(f"{item.media_path}: {outside}")
+
 
 _BOX = pa.list_(pa.float64())  # 4 values; fixed-size lists with nulls do not round-trip parquet
 ITEM_SCHEMA = pa.schema(

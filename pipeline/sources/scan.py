@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.schema import DatasetSpec, SpecError, load_registry
-from pipeline.decode import middle_frame
+from pipeline.decode import middle_frame, widened
 from pipeline.faces import FaceDetector, labelled_face, open_detector, prominent
 from pipeline.sources import open_adapter
 from pipeline.sources.probe import probe
@@ -157,7 +157,8 @@ def probed(
 def face_checked(
     items: Iterable[SourceItem], root: Path, report: Callable[[Problem], None], detector: FaceDetector
 ) -> Iterator[SourceItem]:
-    """Looks for the subject's face in each usable item's middle frame (inside its annotated crop).
+    """Looks for the subject's face in each usable item's middle frame (inside its annotated crop, widened
+    as the build widens it).
 
     A quick sanity check of a download before a long build: it catches faceless clips, wrong crops
     and group shots (unless the annotation boxes the subject). The build repeats the check on every sampled frame.
@@ -172,8 +173,8 @@ def face_checked(
                 yield dataclasses.replace(item, media_status="unreadable")
                 continue
             region = item.crop_in_media(frame.shape[1], frame.shape[0])
-            if region is not None:
-                x0, y0, x1, y1 = (max(0, round(v)) for v in region)
+            if region is not None:  # widened as the build widens it: a tight crop hides a face from the detector
+                x0, y0, x1, y1 = widened(region, frame.shape[1], frame.shape[0])
                 frame = frame[y0:y1, x0:x1]
             detected = detector.detect(frame)
             # the subject's annotated box names its face in a group photo, as the build does (`labelled_face`)

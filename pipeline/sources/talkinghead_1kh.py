@@ -23,10 +23,13 @@ class TalkingHead1KH(SourceAdapter):
     name = "talkinghead_1kh"
     Options = TalkingHeadOptions
 
-    def items(self) -> Iterator[SourceItem]:
+    def read_items(self) -> Iterator[SourceItem]:
         seen: set[str] = set()
         for split in self.options.splits:
             yield from self._split_items(split, seen)
+
+    def annotation_file(self, item: SourceItem) -> str:
+        return self.spec.layout.annotation("tubes", split=item.split)
 
     def _split_items(self, split: str, seen: set[str]) -> Iterator[SourceItem]:
         layout = self.spec.layout
@@ -44,8 +47,8 @@ class TalkingHead1KH(SourceAdapter):
             chunk, ytid = fields[0], match.group(1)
             stem = f"{chunk}_S{first}_E{last}_L{left}_T{top}_R{right}_B{bottom}"
             item_id = self.item_id(stem)
-            if last < first or right <= left or bottom <= top:
-                self.problem(rel, "invalid_value", f"empty frame range or box: {text!r}", number, item_id)
+            if last < first or right <= left or bottom <= top:  # dropped: no item_id, it has no row
+                self.problem(rel, "invalid_value", f"{item_id}: empty frame range or box: {text!r}", number)
                 continue
             if stem in seen:
                 self.problem(rel, "duplicate_id", f"tube {stem} listed again", number, item_id)

@@ -41,7 +41,7 @@ class VFHQ(SourceAdapter):
     name = "vfhq"
     Options = VFHQOptions
 
-    def items(self) -> Iterator[SourceItem]:
+    def read_items(self) -> Iterator[SourceItem]:
         folders = {
             split: os.path.dirname(self.spec.layout.annotation("meta", split=split, clip="")) for split in SPLITS
         }
@@ -87,7 +87,12 @@ class VFHQ(SourceAdapter):
                 meta.points.extend(numbers[4:])
         return meta
 
+    def annotation_file(self, item: SourceItem) -> str:
+        return self.spec.layout.annotation("meta", split=item.split, clip=item.native_id)
+
     def _frames_status(self, rel: str, item_id: str) -> MediaStatus:
+        if self.outside_root(rel, item_id, folder=True):
+            return "outside_root"
         try:
             names = os.listdir(self.root / rel)
         except OSError:

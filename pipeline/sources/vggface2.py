@@ -21,7 +21,7 @@ def _csv_fields(text: str) -> list[str]:
 class VGGFace2(SourceAdapter):
     name = "vggface2"
 
-    def items(self) -> Iterator[SourceItem]:
+    def read_items(self) -> Iterator[SourceItem]:
         meta = self._identity_meta()
         for split in SPLITS:
             yield from self._split_items(split, meta)

@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
+from kit import item
 
 from manifests.schema import get_spec
 from pipeline.config import BuildConfig
@@ -23,21 +24,6 @@ from pipeline.sources.scan import scan
 from pipeline.video_file import Orientation
 
 RATE_NOTE = r"annotation frames at 25 fps, media at (29\.99|30\.00) fps"  # 1/30 s in millisecond timestamps
-
-
-def _item(**values: object) -> SourceItem:
-    base: dict[str, object] = {
-        "dataset": "mead",
-        "native_id": "x",
-        "modality": "video",
-        "media_path": "x.mp4",
-        "media_status": "present",
-        "split": "train",
-        "identity": None,
-        "identity_kind": "none",
-        "license_tag": "t:t",
-    }
-    return SourceItem(**(base | values))
 
 
 def _write(path: Path, frames: np.ndarray, times: list[Fraction], rotation: int = 0) -> None:
@@ -79,16 +65,16 @@ def test_output_frames_are_chosen_by_presentation_time() -> None:
 def test_annotation_frames_at_another_rate_are_converted_by_time(tmp_path: Path) -> None:
     frames = np.zeros((60, 64, 64, 3), np.uint8)
     _write(tmp_path / "x.mp4", frames, [Fraction(i, 30) for i in range(60)])  # 2 s at 30 fps
-    same = open_frames(_item(media_cut=False, time_unit="frame", start=10, end=39, end_inclusive=True, fps=30.0),
+    same = open_frames(item(media_cut=False, time_unit="frame", start=10, end=39, end_inclusive=True, fps=30.0),
                        tmp_path, None)  # fmt: skip
     assert same.note is None and same.source_index.tolist() == list(range(10, 40))
     # the annotation counts 25 fps frames: frames 10-34 are 0.4 s - 1.4 s, i.e. media frames 12-41
-    other = open_frames(_item(media_cut=False, time_unit="frame", start=10, end=34, end_inclusive=True, fps=25.0),
+    other = open_frames(item(media_cut=False, time_unit="frame", start=10, end=34, end_inclusive=True, fps=25.0),
                         tmp_path, 25.0)  # fmt: skip
     assert other.note is not None and re.search(RATE_NOTE, other.note)
     assert len(other) == 25 and other.source_index[0] == 12 and other.source_index[-1] == 41
     with pytest.raises(RangeError, match="outside the media"):
-        open_frames(_item(media_cut=False, time_unit="frame", start=80, end=99, end_inclusive=True, fps=25.0),
+        open_frames(item(media_cut=False, time_unit="frame", start=80, end=99, end_inclusive=True, fps=25.0),
                     tmp_path, 25.0)  # fmt: skip
 
 
@@ -96,10 +82,10 @@ def test_seconds_ranges_follow_each_datasets_convention(tmp_path: Path) -> None:
     frames = np.zeros((75, 32, 32, 3), np.uint8)
     _write(tmp_path / "x.mp4", frames, [Fraction(i, 25) for i in range(75)])
     # HDTF / CelebV-HQ: seconds, end exclusive: [1 s, 2 s) at 25 fps is frames 25..49
-    stream = open_frames(_item(media_cut=False, time_unit="sec", start=1.0, end=2.0, end_inclusive=False), tmp_path, 25)
+    stream = open_frames(item(media_cut=False, time_unit="sec", start=1.0, end=2.0, end_inclusive=False), tmp_path, 25)
     assert stream.source_index.tolist() == list(range(25, 50))
     # already cut media: the whole file, whatever the provenance range says
-    whole = open_frames(_item(media_cut=True, time_unit="sec", start=1.0, end=2.0), tmp_path, 25.0)
+    whole = open_frames(item(media_cut=True, time_unit="sec", start=1.0, end=2.0), tmp_path, 25.0)
     assert len(whole) == 75
 
 
@@ -114,7 +100,7 @@ def test_a_variable_rate_clip_is_followed_by_its_timestamps(tmp_path: Path) -> N
         x = round(float(time) * speed)
         frame[:, x : x + 8] = 255
     _write(tmp_path / "x.mp4", frames, times)
-    stream = open_frames(_item(), tmp_path, 25.0)
+    stream = open_frames(item(), tmp_path, 25.0)
     assert stream.media.variable_rate  # type: ignore[attr-defined]
     duration = float(times[-1]) + float(np.median(steps))
     assert len(stream) == pytest.approx(duration * 25, abs=1)
@@ -136,12 +122,12 @@ def test_a_rotated_clip_is_built_with_the_face_upright(tmp_path: Path, models: M
     upright, _ = render_video([Shot((Actor("astronaut", (0.5, 0.45), 150),), 40, scene=7)], (480, 320), seed=3)
     stored = np.rot90(upright, -1, axes=(1, 2))  # a phone stores it sideways and says "turn 90 degrees back"
     _write(tmp_path / "x.mp4", stored, [Fraction(i, 25) for i in range(len(stored))], rotation=90)
-    stream = open_frames(_item(), tmp_path, 25.0)
+    stream = open_frames(item(), tmp_path, 25.0)
     assert stream.media_size == (480, 320)
     first = next(stream.small(480))
     assert np.abs(first.astype(int) - upright[0].astype(int)).mean() < 6  # the displayed picture, not the stored
     defaults = get_spec("sample").defaults
-    outcome = process_item(_item(), tmp_path, BuildConfig(), defaults, models, "fp")
+    outcome = process_item(item(), tmp_path, BuildConfig(), defaults, models, "fp")
     assert outcome.source_row["status"] == "ok", outcome.candidate_rows
     poses = np.load(io.BytesIO(outcome.samples[0].members["pose.npy"]))
     assert abs(float(np.nanmedian(poses[:, 2]))) < 20  # roll: upright, not lying on its side
@@ -173,11 +159,11 @@ def test_a_vfhq_meta_whose_fps_differs_from_its_video_is_converted_and_noted(tmp
     scan("vfhq", tmp_path, out=tmp_path / "scan.parquet")
     rows = pd.read_parquet(tmp_path / "scan.parquet").to_dict("records")
     row = next(r for r in rows if "Zz9-yX_8wVu" in r["item_id"])
-    item = SourceItem.from_row(row)
-    assert item.fps == 25.0 and item.modality == "video"
+    scanned = SourceItem.from_row(row)
+    assert scanned.fps == 25.0 and scanned.modality == "video"
     defaults = get_spec("sample").defaults
-    outcome = process_item(item, tmp_path, BuildConfig(), defaults, models, "fp")
+    outcome = process_item(scanned, tmp_path, BuildConfig(), defaults, models, "fp")
     assert re.search(RATE_NOTE, str(outcome.source_row["message"]))
     # VFHQ's clip F10-50 keeps frames 11..49 at 25 fps = 0.44 s .. 2.0 s: media frames 13..60 at 30 fps
-    stream = open_frames(item, tmp_path, 25.0)
+    stream = open_frames(scanned, tmp_path, 25.0)
     assert stream.source_index[0] == round(11 / 25 * 30) and len(stream) == 39

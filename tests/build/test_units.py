@@ -12,9 +12,10 @@ import pytest
 import webdataset as wds
 
 from manifests.schema import SpecError
-from pipeline.config import BuildConfig, load_config
+from pipeline.config import BuildConfig, MediaLimits, load_config
 from pipeline.faces import Face
 from pipeline.shards import WorkShardWriter, is_committed
+from pipeline.sources.records import TooLarge
 from pipeline.tracking import face_runs, stable_crop
 
 
@@ -81,3 +82,20 @@ def test_config_overrides_fingerprint_and_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="not key=value"):
         load_config(None, ["crf"])
     assert np.load(io.BytesIO(__import__("pipeline.shards", fromlist=["npy_bytes"]).npy_bytes(np.ones(3)))).sum() == 3
+
+
+def test_media_limits_default_to_8k_and_hours_and_are_part_of_the_fingerprint(tmp_path: Path) -> None:
+    base = BuildConfig()
+    assert (base.max_pixels, base.max_seconds) == (7680 * 4320, 4 * 3600.0)
+    assert base.limits == MediaLimits(7680 * 4320, 4 * 3600.0)
+    longer = load_config(None, ["max_seconds=36000"])
+    assert longer.limits.max_seconds == 36000 and longer.fingerprint() != base.fingerprint()
+    with pytest.raises(SpecError, match="field 'max_pixels'"):
+        load_config(None, ["max_pixels=0"])
+    limits = MediaLimits(max_pixels=7680 * 4320, max_seconds=60.0)
+    limits.check(tmp_path / "x.mp4", 7680, 4320, 60.0)  # at the limits: accepted
+    limits.check(tmp_path / "x.mp4", 0, 0, None)  # a header that states neither: left to the timeline read
+    with pytest.raises(TooLarge, match=r"x.mp4: 7681x4320 is 33181920 pixels, above max_pixels=33177600"):
+        limits.check(tmp_path / "x.mp4", 7681, 4320, 1.0)
+    with pytest.raises(TooLarge, match=r"x.mp4: inf s long, above max_seconds=60"):
+        limits.check(tmp_path / "x.mp4", 640, 480, float("inf"))

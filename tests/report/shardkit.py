@@ -30,6 +30,8 @@ COLUMNS = (
     "face_px", "blur", "yaw", "pitch", "roll", "seconds_decode", "seconds_faces", "seconds_encode",
     "seconds_total", "attempt",
 )  # fmt: skip
+# what the build records of each source video; tables of older builds lack these columns
+MEDIA = ("media_codec", "media_format", "media_matrix", "media_range", "media_rotation", "media_vfr")
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -123,15 +125,18 @@ def write_tar(path: Path, samples: list[Sample]) -> Path:
 
 
 def row(**values: Any) -> dict[str, Any]:
-    """A manifest row: every contract column, None where not given."""
-    unknown = set(values) - set(COLUMNS)
+    """A manifest row: every contract column, None where not given, and the media columns given."""
+    unknown = set(values) - set(COLUMNS) - set(MEDIA)
     assert not unknown, unknown
-    return {column: values.get(column) for column in COLUMNS} | {"attempt": values.get("attempt", 1)}
+    media = {column: values[column] for column in MEDIA if column in values}
+    return {column: values.get(column) for column in COLUMNS} | media | {"attempt": values.get("attempt", 1)}
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The table with the media columns only when some row has them, as an older build's table lacks them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=list(COLUMNS)).to_parquet(path, index=False)
+    media = [column for column in MEDIA if any(column in r for r in rows)]
+    pd.DataFrame(rows, columns=[*COLUMNS, *media]).to_parquet(path, index=False)
 
 
 def sample_row(sample: Sample, shard: str, tar: str, **quality: float) -> dict[str, Any]:

@@ -69,4 +69,5 @@ def test_bad_clips_are_reported(tmp_path: Path) -> None:
         ("celebvhq_info.json", "invalid_value"),
         ("celebvhq_info.json", "malformed_entry"),
         ("downloaded_celebvhq/processed/a-b_cdefghi_7_2.mp4", "missing_media"),
+        ("downloaded_celebvhq/processed/a-b_cdefghi_9.mp4", "missing_media"),  # its media were looked for first
     ]

@@ -34,7 +34,15 @@ def test_real_annotation_files(hdtf_fixture: Path) -> None:
     assert [(p.file, p.line, p.detail) for p in problems if p.reason == "no_intervals"] == [
         ("RD_video_url.txt", 24, "Radio24 has no interval in RD_annotion_time.txt")
     ]
-    assert Counter(p.reason for p in problems) == {"missing_media": 436, "no_crop_window": 15, "no_intervals": 1}
+    assert Counter(p.reason for p in problems) == {
+        "missing_media": 436,
+        "no_crop_window": 15,
+        "no_intervals": 1,
+        "invalid_value": 1,
+    }
+    # the official WRA_resolution.txt states a height of 0: its crops cannot be rescaled by it
+    assert [(p.file, p.line) for p in problems if p.reason == "invalid_value"] == [("WRA_resolution.txt", 76)]
+    assert {item.space_h for item in items if item.labels["name"] == "KevinMcCarthy1"} == {None}
     by_id = {item.native_id: item for item in items}
     # the byte-order mark does not eat the first name of WDA_video_url.txt
     assert by_id["WDA_CarolynMaloney2_0"].youtube_id == "RApGxN-O9Qc"

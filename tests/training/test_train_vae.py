@@ -4,7 +4,6 @@ toolkit loads a VAE."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import subprocess
@@ -15,11 +14,11 @@ from typing import Any
 import pytest
 import torch
 import webdataset as wds
-from decord import VideoReader, cpu
 from diffusers import AutoencoderKL
 
 from model.vae import FrameVAE
 from pipeline.split import SAMPLE_SPLIT, load_split
+from pipeline.video_file import VideoFile
 from training.config import CONFIG_DIR, ConfigError
 from training.config import load_config as load_training_config
 from training.data import read_index
@@ -80,8 +79,8 @@ def test_the_scaling_factor_gives_training_latents_of_about_unit_variance(
         for sample in wds.WebDataset(str(entry.path), shardshuffle=False)
         if json.loads(sample["json"])["key"] == trained_clip
     )
-    reader = VideoReader(io.BytesIO(sample["mp4"]), ctx=cpu(0), num_threads=1, width=32, height=32)
-    frames = to_model(reader.get_batch(list(range(len(reader)))).asnumpy()).transpose(0, 1)[None]
+    video = VideoFile(sample["mp4"])
+    frames = to_model(video.frames(range(len(video)), 32, 32)).transpose(0, 1)[None]
     latents = FrameVAE.from_path(out).encode(frames, generator=torch.Generator().manual_seed(1))
     assert 0.5 < float(latents.std()) < 2.0, (float(latents.std()), record["latent_std"])
 
