@@ -51,10 +51,11 @@ def marker_path(shard_dir: Path, work: str) -> Path:
 
 
 def mark(shard_dir: Path, work: str, token: str, item_id: str | None) -> None:
-    """Says where this worker is in the shard: at `item_id`, or in the shard but in no item (None)."""
+    """Says where this worker is in the shard: at `item_id`, or in the shard but in no item (None); and
+    which process it is (`pid`, to find the worker on its node when it hangs or to stage its loss)."""
     path = marker_path(shard_dir, work)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"work": work, "token": token, "item_id": item_id}))
+    tmp.write_text(json.dumps({"work": work, "token": token, "item_id": item_id, "pid": os.getpid()}))
     os.replace(tmp, path)
 
 
