@@ -1,4 +1,8 @@
-"""`rp-eval`: weights, inputs, run and table (see each command's --help for an example)."""
+"""`rp-eval`: weights, inputs, run and table (see each command's --help for an example).
+
+Every argument and path is checked (`eval.arguments`) before the face models, the metric networks or a
+checkpoint load, and the heavy modules are imported only then, so a wrong argument is reported in a moment.
+"""
 
 from __future__ import annotations
 
@@ -6,60 +10,67 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from eval.config import load_config
-from eval.methods import Method
-from manifests.schema import SpecError
-from model.precision import add_precision_arguments
-from pipeline.split import load_split
+from eval.arguments import dataset_roots, existing_file, existing_folder, method_kind, writable_folder
+from model.export_folder import require_export, resolve_vae
+from model.precision import Precision, add_precision_arguments
+from model.sampling_options import add_sampling_arguments, sampling_options
+from pipeline.cli_help import HelpFormatter
+from pipeline.faces.quiet import quiet_native_logs
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from eval.config import EvalConfig
+    from eval.methods import Method
+    from pipeline.split import Split
 
 console = Console(stderr=True)
 
+SPLIT = "--split manifests/splits/paper.json --root vfhq=/data/VFHQ --root celebvhq=/data/CelebV-HQ"
+
 WEIGHTS_EXAMPLE = """example:
-  rp-eval weights --weights ~/weights     # which metric files are present, their sha256 and sources
+  rp-eval weights --weights /data/weights/eval
 
-The folder is --weights, else $RP_WEIGHTS, else ~/.cache/realportrait/weights."""
+Lists which metric files are present, their sha256 and where to get each. The folder is --weights, else
+$RP_WEIGHTS, else ~/.cache/realportrait/weights."""
 
-INPUTS_EXAMPLE = """example:
-  rp-eval inputs --split manifests/splits/paper.json --root vfhq=/data/VFHQ --root celebvhq=/data/CelebV-HQ \\
-      --out eval_inputs/
+INPUTS_EXAMPLE = f"""example:
+  rp-eval inputs {SPLIT} \\
+      --out out/eval_inputs
 
 Writes, per task, the source portrait (PNG) and the driving clip (FFV1 in .mkv: lossless RGB, so a method
 reads exactly the frames ours is scored on) at the evaluation crop, and tasks.csv naming the file each
 method must write: <outputs>/<protocol>/<task file>.mkv (FFV1), or a folder of PNG frames of that name."""
 
-RUN_EXAMPLE = """examples:
-  rp-eval run --split manifests/splits/sample.json --data-root .cache/sample --method ours \\
-      --checkpoint runs/tiny/final --out eval_runs/ours --label "tiny, 20k steps"
-  rp-eval run --split manifests/splits/sample.json --data-root .cache/sample --method landmark-warp \\
-      --out eval_runs/landmark-warp
-  rp-eval run --split manifests/splits/paper.json --root vfhq=/data/VFHQ --root celebvhq=/data/CelebV-HQ \\
-      --method LivePortrait --outputs liveportrait_videos/ --motion-mode relative --out eval_runs/liveportrait
+RUN_EXAMPLE = f"""examples:
+  rp-eval run {SPLIT} \\
+      --weights /data/weights/eval --method ours --checkpoint runs/realportrait/stage2/export --out out/eval/ours
+  rp-eval run {SPLIT} \\
+      --weights /data/weights/eval --method source-copy --out out/eval/source-copy
+  rp-eval run {SPLIT} \\
+      --weights /data/weights/eval --method LivePortrait --outputs out/other_method --motion-mode relative \\
+      --out out/eval/other_method
 
-Methods: ours (--checkpoint), source-copy, landmark-warp, driving-copy (a driver-identity leakage
-control: the driving clip itself), or any NAME with --outputs DIR holding
-DIR/self/<clip>.mkv and DIR/cross/<source>~<driving>.mkv, FFV1 (names in `rp-eval inputs`' tasks.csv); a
-folder of PNG frames of that name, or an .mp4, is read too (a lossy file is named in the table footer)."""
+Methods: ours (--checkpoint: a training export, which carries its VAE), source-copy, landmark-warp,
+driving-copy (a driver-identity leakage control: the driving clip itself), or any NAME with --outputs DIR
+holding DIR/self/<clip>.mkv and DIR/cross/<source>~<driving>.mkv, FFV1 (the names in `rp-eval inputs`'
+tasks.csv); a folder of PNG frames of that name, or an .mp4, is read too (a lossy file is named in the
+table footer). A metric whose weight file is missing from --weights is reported once and left out.
+The motion ablation of Table 3 is the first command with --controlnet-scale 0 --label ours-without-motion
+--out out/eval/ours-without-motion: every run of method ours is a row of Table 3, named by its --label."""
 
 TABLE_EXAMPLE = """example:
-  rp-eval table eval_runs/ours eval_runs/source-copy eval_runs/landmark-warp eval_runs/liveportrait \\
-      --out tables/
+  rp-eval table out/eval/ours out/eval/source-copy out/eval/other_method --out out/tables
 
 Writes table{1,2,3}.{md,tex,csv,png}: 1 self-reenactment, 2 cross-reenactment (rows = methods),
 3 ablations (rows = every run of method ours: checkpoints or configs, named by their --label)."""
 
-
-def parse_roots(values: list[str], data_root: Path | None) -> dict[str, Path]:
-    roots = {name: data_root / name for name in ("vfhq", "celebvhq")} if data_root else {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep:
-            raise SpecError(f"--root {value!r} is not DATASET=DIR")
-        roots[name] = Path(path)
-    return roots
+# the sampling options `--method ours` takes (rp-animate takes them all)
+OURS_OPTIONS = ("num_steps", "reference_guidance", "motion_guidance", "controlnet_scale", "seed")
 
 
 def progress_bar(progress: Progress) -> Callable[[str, int], Callable[[], None]]:
@@ -71,6 +82,8 @@ def progress_bar(progress: Progress) -> Callable[[str, int], Callable[[], None]]
 
 
 def new_progress(disabled: bool) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -81,9 +94,16 @@ def new_progress(disabled: bool) -> Progress:
     )
 
 
+def warn(text: str) -> None:
+    """One warning on stderr, never re-wrapped (paths and URLs stay whole for copying) nor read as markup."""
+    console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
     from eval.weights import status, weights_dir
 
+    if args.weights is not None:
+        existing_folder("--weights", args.weights)
     rows = status(args.weights)
     print(f"metric weights in {weights_dir(args.weights)}")
     for row in rows:
@@ -102,30 +122,52 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_inputs(args: argparse.Namespace) -> tuple[EvalConfig, Split, dict[str, Path]]:
+    """The protocol config, the split and the dataset roots, each checked."""
+    from eval.config import load_config
+    from pipeline.split import load_split
+
+    if args.config is not None:
+        existing_file("--config", args.config)
+    config = load_config(args.config, args.set)
+    split = load_split(existing_file("--split", args.split))
+    return config, split, dataset_roots(args.root, args.data_root, split)
+
+
 def cmd_inputs(args: argparse.Namespace) -> int:
+    config, split, roots = split_inputs(args)
+    writable_folder("--out", args.out)
+    quiet_native_logs(args.verbose)
     from eval.inputs import write_inputs
     from pipeline.faces import open_detector
 
-    config = load_config(args.config, args.set)
-    split = load_split(args.split)
     with new_progress(args.no_progress) as progress:
-        written = write_inputs(
-            split, parse_roots(args.root, args.data_root), config, open_detector(), args.out, progress_bar(progress)
-        )
+        written = write_inputs(split, roots, config, open_detector(), args.out, progress_bar(progress))
     print(f"wrote {written} tasks to {args.out} (tasks.csv lists them)")
     return 0
+
+
+def check_method(args: argparse.Namespace) -> tuple[str, Path | None]:
+    """The method's kind (`eval.arguments.method_kind`) and, for ours, the VAE to load: every argument of the
+    method checked, nothing loaded."""
+    kind = method_kind(args.method, args.outputs, args.checkpoint)
+    if kind != "ours":
+        return kind, None
+    sampling_options(args, OURS_OPTIONS)
+    Precision.resolve(args.device, args.dtype)
+    return kind, resolve_vae(require_export(args.checkpoint), args.vae)
 
 
 def make_method(args: argparse.Namespace) -> Method:
     """The method named on the command line, loaded."""
     from eval.baselines import DrivingCopy, LandmarkWarp, SourceCopy
     from eval.methods import Ours, OutputsFolder
-    from model.animate import Animator, SamplingOptions
-    from model.precision import Precision
+    from model.animate import Animator
     from pipeline.faces import open_landmarker
     from training.heldout import checkpoint_warnings
 
-    if args.outputs is not None:
+    kind, vae = check_method(args)  # again: a moment's work, and make_method stands alone
+    if kind == "outputs":
         return OutputsFolder(
             args.outputs,
             args.method,
@@ -133,50 +175,41 @@ def make_method(args: argparse.Namespace) -> Method:
             resize=args.resize_outputs,
             allow_longer=args.allow_longer,
         )
-    if args.method == "ours":
-        if args.checkpoint is None:
-            raise SpecError("--method ours needs --checkpoint DIR")
-        options = SamplingOptions(
-            num_steps=args.steps,
-            reference_guidance=args.reference_guidance,
-            motion_guidance=args.motion_guidance,
-            controlnet_scale=args.controlnet_scale,
-            seed=args.seed,
-        )
+    if kind == "ours":
+        print(f"loading the model from {args.checkpoint} and the VAE from {vae}", flush=True)
         precision = Precision.resolve(args.device, args.dtype)
-        animator = Animator.from_checkpoint(args.checkpoint, args.vae, precision=precision)
+        animator = Animator.from_checkpoint(args.checkpoint, vae, precision=precision)
+        options = sampling_options(args, OURS_OPTIONS)
         return Ours(animator, options, warnings=checkpoint_warnings(args.checkpoint, args.split))
-    if args.method == "source-copy":
-        return SourceCopy()
-    if args.method == "landmark-warp":
+    if kind == "landmark-warp":
         return LandmarkWarp(open_landmarker())
-    if args.method == "driving-copy":
-        return DrivingCopy()
-    raise SpecError(
-        f"method {args.method!r}: use ours, source-copy, landmark-warp, driving-copy, or --outputs DIR for another"
-    )
+    return DrivingCopy() if kind == "driving-copy" else SourceCopy()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    config, split, roots = split_inputs(args)
+    if args.weights is not None:
+        existing_folder("--weights", args.weights)
+    writable_folder("--out", args.out)
+    check_method(args)
+    quiet_native_logs(args.verbose)
     from eval.run import evaluate
     from eval.scorers import load_scorers
     from eval.tasks import split_tasks
     from pipeline.faces import open_detector
 
-    config = load_config(args.config, args.set)
-    split = load_split(args.split)
     protocols = ("self", "cross") if args.protocol == "both" else (args.protocol,)
     explicit = any(item.startswith("metrics=") for item in args.set or [])
     scorers = load_scorers(config, args.weights, explicit=explicit)
-    for metric, message in scorers.missing.items():
-        console.print(f"[yellow]{metric}: {message}")
+    for message in dict.fromkeys(scorers.missing.values()):  # one per file, not one per metric it serves
+        warn(f"warning: {message} Those metrics are left out of this run.")
     method = make_method(args)
     with new_progress(args.no_progress) as progress:
         result = evaluate(
             method,
             split,
             args.split,
-            parse_roots(args.root, args.data_root),
+            roots,
             split_tasks(split, protocols),
             scorers,
             open_detector(),
@@ -187,91 +220,143 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = result.info["failed"]
     print(f"wrote {args.out}: {len(result.tasks)} tasks" + (f", failed: {failed}" if failed else ""))
     for problem in result.info["unexpected_outputs"]:  # type: ignore[attr-defined]
-        console.print(f"[yellow]no task asks for {problem}")
+        warn(f"warning: no task asks for {problem}")
     return 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
+    for run in args.runs:
+        existing_folder("RUN", run)
+    writable_folder("--out", args.out)
     from eval.tables import write_tables
 
-    written = write_tables(args.runs, args.out)
-    for path in written:
+    for path in write_tables(args.runs, args.out):
         print(f"wrote {path}")
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rp-eval", description="Evaluate portrait animation on a frozen split.")
-    sub = p.add_subparsers(dest="command", required=True)
-    formatter = argparse.RawDescriptionHelpFormatter
-
-    w = sub.add_parser(
-        "weights", help="list the metric weight files", epilog=WEIGHTS_EXAMPLE, formatter_class=formatter
+def split_options(command: argparse.ArgumentParser) -> None:
+    """The arguments `inputs` and `run` share: the split, the dataset roots, the protocol config."""
+    command.add_argument(
+        "--split", type=Path, required=True, metavar="JSON", help="frozen split file (rp-data split writes one)"
     )
-    w.add_argument("--weights", type=Path, help="weights folder")
-    w.set_defaults(func=cmd_weights)
-
-    def split_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--split", type=Path, required=True, help="frozen split JSON (rp-data split)")
-        command.add_argument("--root", action="append", default=[], metavar="DATASET=DIR", help="a dataset root")
-        command.add_argument("--data-root", type=Path, help="a folder holding vfhq/ and celebvhq/ (e.g. the sample)")
-        command.add_argument("--config", type=Path, help="evaluation config YAML (eval.config.EvalConfig)")
-        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-        command.add_argument("--no-progress", action="store_true")
-
-    i = sub.add_parser(
-        "inputs",
-        help="export the evaluation inputs for other methods",
-        epilog=INPUTS_EXAMPLE,
-        formatter_class=formatter,
+    command.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="DATASET=DIR",
+        help="the folder of one dataset of the split, in its official layout, e.g. vfhq=/data/VFHQ (repeat it "
+        "per dataset)",
     )
-    split_options(i)
-    i.add_argument("--out", type=Path, required=True)
-    i.set_defaults(func=cmd_inputs)
+    command.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="DIR",
+        help="a folder holding vfhq/ and celebvhq/, e.g. the embedded sample's (default: none; --root per dataset)",
+    )
+    command.add_argument(
+        "--config",
+        type=Path,
+        metavar="YAML",
+        help="evaluation protocol, eval.config.EvalConfig in YAML (default: the built-in one, 512 px)",
+    )
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a protocol setting, e.g. size=256 or metrics=[L1,PSNR] (repeatable)",
+    )
+    command.add_argument("--no-progress", action="store_true", help="no progress bars")
+    command.add_argument(
+        "--verbose", action="store_true", help="show the face models' native log lines (TensorFlow Lite, mediapipe)"
+    )
 
-    r = sub.add_parser("run", help="evaluate one method on a split", epilog=RUN_EXAMPLE, formatter_class=formatter)
-    split_options(r)
+
+def run_options(r: argparse.ArgumentParser) -> None:
     r.add_argument(
-        "--method", required=True, help="ours | source-copy | landmark-warp | driving-copy | NAME (with --outputs)"
+        "--method",
+        required=True,
+        help="ours | source-copy | landmark-warp | driving-copy | NAME (another method, with --outputs)",
     )
-    r.add_argument("--out", type=Path, required=True, help="run folder (tasks.parquet, summary.parquet, run.json)")
-    r.add_argument("--label", help="row name in the tables (default: the method)")
-    r.add_argument("--protocol", choices=("self", "cross", "both"), default="both")
-    r.add_argument("--weights", type=Path, help="metric weights folder")
-    r.add_argument("--checkpoint", type=Path, help="ours: RealPortrait checkpoint folder")
-    r.add_argument("--vae", type=Path, help="ours: SD1.5 VAE (default <checkpoint>/vae)")
-    r.add_argument("--steps", type=int, default=50, help="ours: denoising steps (default 50)")
-    r.add_argument("--reference-guidance", type=float, default=2.0)
-    r.add_argument("--motion-guidance", type=float, default=1.0)
     r.add_argument(
-        "--controlnet-scale",
-        type=float,
-        default=1.0,
-        help="ours: multiplies the motion ControlNet's residuals; 0 drops the motion condition, exactly as "
-        "training's motion dropout does (the motion ablation)",
+        "--out", type=Path, required=True, metavar="DIR", help="run folder (tasks.parquet, summary.parquet, run.json)"
     )
-    r.add_argument("--seed", type=int, default=0)
-    add_precision_arguments(r)  # ours: --device (default cuda when present), --dtype (default bf16 on cuda)
-    r.add_argument("--outputs", type=Path, help="another method's videos (layout in the epilog)")
+    r.add_argument("--label", help="the row's name in the tables (default: the method's name)")
+    r.add_argument("--protocol", choices=("self", "cross", "both"), default="both", help="which reenactment tasks")
     r.add_argument(
+        "--weights",
+        type=Path,
+        metavar="DIR",
+        help="metric weights folder (default: $RP_WEIGHTS, else ~/.cache/realportrait/weights; rp-eval weights "
+        "lists its files)",
+    )
+    ours = r.add_argument_group("--method ours")
+    ours.add_argument(
+        "--checkpoint", type=Path, metavar="DIR", help="a training export, e.g. <output_dir>/stage2/export (required)"
+    )
+    ours.add_argument(
+        "--vae",
+        type=Path,
+        metavar="PATH",
+        help="SD1.5 VAE folder or .safetensors file (default: the export's own vae/, the one it was trained with)",
+    )
+    add_sampling_arguments(ours, OURS_OPTIONS)
+    add_precision_arguments(ours)
+    other = r.add_argument_group("another method's videos")
+    other.add_argument(
+        "--outputs", type=Path, metavar="DIR", help="its videos, in the layout below (required for another method)"
+    )
+    other.add_argument(
         "--motion-mode",
         default="unknown",
         choices=("absolute", "relative", "unknown"),
-        help="another method's motion mode (APD against the driver assumes absolute)",
+        help="how it transfers motion (APD against the driver assumes absolute)",
     )
-    r.add_argument(
+    other.add_argument(
         "--resize-outputs",
         action="store_true",
         help="accept square videos of another size, resized with the crops' rule (recorded)",
     )
-    r.add_argument("--allow-longer", action="store_true", help="accept videos longer than the driving clip (cut)")
+    other.add_argument("--allow-longer", action="store_true", help="accept videos longer than the driving clip (cut)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rp-eval",
+        description="Evaluate portrait animation on a frozen split, the paper's way.",
+        epilog="Each command's --help shows examples.",
+        formatter_class=HelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+
+    def command(name: str, summary: str, epilog: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary, epilog=epilog, formatter_class=HelpFormatter)
+
+    w = command(
+        "weights", "List the metric weight files: which are present, their sha256 and sources.", WEIGHTS_EXAMPLE
+    )
+    w.add_argument(
+        "--weights",
+        type=Path,
+        metavar="DIR",
+        help="metric weights folder (default: $RP_WEIGHTS, else ~/.cache/realportrait/weights)",
+    )
+    w.set_defaults(func=cmd_weights)
+
+    i = command("inputs", "Export the evaluation inputs (portraits, driving clips) for other methods.", INPUTS_EXAMPLE)
+    split_options(i)
+    i.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the inputs and tasks.csv")
+    i.set_defaults(func=cmd_inputs)
+
+    r = command("run", "Evaluate one method on a split: generate (or read) its videos and score them.", RUN_EXAMPLE)
+    split_options(r)
+    run_options(r)
     r.set_defaults(func=cmd_run)
 
-    t = sub.add_parser(
-        "table", help="paper-style tables from run folders", epilog=TABLE_EXAMPLE, formatter_class=formatter
-    )
-    t.add_argument("runs", type=Path, nargs="+", help="run folders written by rp-eval run")
-    t.add_argument("--out", type=Path, required=True)
+    t = command("table", "Write the paper's tables from run folders (Markdown, LaTeX, CSV, PNG).", TABLE_EXAMPLE)
+    t.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders written by rp-eval run")
+    t.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the tables into")
     t.set_defaults(func=cmd_table)
     return p
 
@@ -280,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (SpecError, FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # SpecError and ArgumentProblem are ValueErrors
         print(f"rp-eval {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from manifests.schema import SpecError
 from manifests.yaml_files import apply_override, read_mapping, validate
-from model.animate import CROP_SCALE
+from pipeline.crops import BUILD
 
 Protocol = Literal["self", "cross"]
 METRIC_NAMES = (
@@ -54,7 +54,7 @@ class FVDConfig(_Strict):
 
 class EvalConfig(_Strict):
     size: int = Field(512, ge=64, description="side of the square evaluation crop (the paper's native 512)")
-    crop_scale: float = Field(CROP_SCALE, description="crop side / face side: the build's framing, fixed")
+    crop_scale: float = Field(BUILD.crop_scale, description="crop side / face side: the build's framing, fixed")
     score_first_frame: bool = Field(
         False, description="self-reenactment: frame 0 is the source image, so it is not scored by default"
     )
@@ -78,7 +78,9 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> EvalCo
     data = {} if path is None else read_mapping(path, "evaluation config", SpecError)
     for override in overrides or []:
         apply_override(data, override, SpecError)
-    config = validate(EvalConfig, data, str(path or "evaluation config"), "evaluation config", SpecError)
+    sources = [str(path)] if path is not None else []
+    sources += [f"--set {override}" for override in overrides or []]  # where a bad value was written
+    config = validate(EvalConfig, data, " + ".join(sources) or "evaluation config", "evaluation config", SpecError)
     unknown = sorted(set(config.metrics) - set(METRIC_NAMES))
     if unknown:
         raise SpecError(f"unknown metrics {unknown}; known: {', '.join(METRIC_NAMES)}")

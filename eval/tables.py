@@ -9,7 +9,8 @@ rows (the others are named in the footer, with the row that lost each and why); 
 failure count. Cells are recomputed from each run's `tasks.parquet` and `features/` over that common set
 (`eval.task_sets`), and FID and FVD take their real sets from one run folder for every row. Headers carry
 the direction (↑/↓); the best value of each column is bold, among cells taken over the whole common set
-(a face metric over fewer tasks, for want of a face, shows its count and is not compared). A metric whose
+(a face metric over fewer tasks, for want of a face, shows its count and is not compared), unless bold
+would single nothing out (a table of one row, a column whose compared cells all read the same). A metric whose
 weights were missing shows "weights missing", never a number. The footer states the task sets, every
 backend with the installed versions of its libraries, the weight files by metric and path with their
 sha256, the protocol, and each row's motion mode, config fingerprint, failures and warnings; rows made
@@ -203,16 +204,20 @@ class PaperTable:
         return [[self.aggregate(run, protocol, metric) for protocol, metric in self.columns] for run in self.runs]
 
     def best(self) -> list[float | None]:
-        """The best value of each column among cells over the whole common task set (None: no such cell)."""
-        out = []
+        """The best value of each column among cells over the whole common task set; None where bold would
+        single nothing out: no such cell, a table of one row, or a column whose compared cells all read the
+        same (values are compared as printed: 0.2605 and 0.2605 tie, whatever digits follow)."""
+        out: list[float | None] = []
         for index, (_, metric) in enumerate(self.columns):
             values = [row[index].value for row in self.grid if row[index].value is not None and row[index].complete]
             pick = max if COLUMNS[metric].higher_is_better else min
-            out.append(pick(values) if values else None)
+            all_tie = len(values) > 1 and len({number(value) for value in values}) == 1
+            out.append(pick(values) if values and len(self.runs) > 1 and not all_tie else None)
         return out
 
     def is_best(self, c: Cell, best: float | None) -> bool:
-        return c.value is not None and c.complete and c.value == best
+        """Bold: a compared cell that reads as the best (cells tied with it as printed are bold too)."""
+        return c.value is not None and c.complete and best is not None and number(c.value) == number(best)
 
     def total(self, protocol: str) -> int:
         return len(self.task_sets[protocol].task_ids)

@@ -32,13 +32,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from model.diffusion import ddim_sample
+from model.export_folder import require_export, resolve_vae
 from model.motion import render_landmarks
 from model.precision import Precision, running_on
-from model.realportrait import PRESETS, RealPortrait, SamplingCache
-from model.vae import VAE_HINT, FrameVAE
+from model.realportrait import RealPortrait, SamplingCache
+from model.sampling_options import SamplingOptions
+from model.vae import FrameVAE
 from pipeline.crops import BUILD, Box, NoFaceError, crop_resize, read_driving
 from pipeline.decode import read_image
 from pipeline.encode import encode_h264
@@ -46,25 +47,9 @@ from pipeline.faces import FaceDetector, LandmarkTracker, open_detector, open_la
 from pipeline.process import image_context
 
 CROP_SCALE = BUILD.crop_scale  # crop side / face side: the build's framing
-WINDOW = PRESETS["paper"].num_frames  # the clip length the model is trained on (L = 16)
 SMALL_IMAGE = 256  # stills smaller than this are enlarged 2x for the detector, as the build does
 
 MotionWindow = Callable[[int, int], torch.Tensor]  # (start, stop) -> motion features [1, C, stop - start, h, w]
-
-
-class SamplingOptions(BaseModel):
-    """How a clip is generated; the defaults are the paper's 50 steps and our guidance scales."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    num_steps: int = Field(50, ge=1, description="DDIM steps (the paper: 50)")
-    reference_guidance: float = Field(2.0, ge=0, description="scale of the reference (appearance) condition")
-    motion_guidance: float = Field(1.0, ge=0, description="scale of the motion condition")
-    controlnet_scale: float = Field(1.0, ge=0, description="multiplies the ControlNet's residuals")
-    eta: float = Field(0.0, ge=0, le=1, description="DDIM stochasticity (0 = deterministic)")
-    seed: int = Field(0, description="seed of the initial noise (and of eta's noise)")
-    window: int = Field(WINDOW, ge=1, description="frames per denoising window (the training clip length)")
-    overlap: int = Field(4, ge=0, description="frames shared by neighbouring windows, blended at every step")
 
 
 # -- face crops (the pipeline's code; the driving video's in `pipeline.crops.read_driving`) ---------
@@ -217,15 +202,6 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return pixels.to(torch.uint8).cpu().numpy()
 
 
-def resolve_vae(checkpoint: Path, vae: Path | None) -> Path:
-    """The VAE given, else `<checkpoint>/vae`; a clear error when neither exists."""
-    path = Path(vae) if vae is not None else Path(checkpoint) / "vae"
-    if not path.exists():
-        where = f"--vae {path}" if vae is not None else f"{path} (the checkpoint's vae/ folder; or pass --vae)"
-        raise FileNotFoundError(f"SD1.5 VAE not found at {where}: {VAE_HINT}")
-    return path
-
-
 @dataclass
 class Animator:
     """A loaded checkpoint and VAE on one device; `generate` turns face crops into a clip at the model's size."""
@@ -249,18 +225,15 @@ class Animator:
         chunk_size: int = 4,
         precision: Precision | None = None,
     ) -> Animator:
-        """Load `RealPortrait.save_pretrained` output (config.json + safetensors) and the SD1.5 VAE.
+        """Load `RealPortrait.save_pretrained` output (config.json + safetensors) and the SD1.5 VAE: `vae`, else
+        the one the export carries (`model.export_folder`).
 
         `precision` defaults to `Precision.resolve()`: CUDA in bf16 when present, else the CPU in fp32.
         """
-        checkpoint = Path(checkpoint)
-        if not (checkpoint / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{checkpoint}: not a RealPortrait checkpoint (expected config.json and "
-                "diffusion_pytorch_model.safetensors written by RealPortrait.save_pretrained)"
-            )
+        checkpoint = require_export(Path(checkpoint))
+        vae_path = resolve_vae(checkpoint, Path(vae) if vae else None)
         model = RealPortrait.from_pretrained(checkpoint, low_cpu_mem_usage=False)
-        frame_vae = FrameVAE.from_path(resolve_vae(checkpoint, Path(vae) if vae else None), chunk_size=chunk_size)
+        frame_vae = FrameVAE.from_path(vae_path, chunk_size=chunk_size)
         landmarker = open_landmarker() if model.config.motion_input == "landmarks" else None
         return cls(model, frame_vae, landmarker, precision or Precision.resolve())
 

@@ -1,4 +1,8 @@
-"""`rp-animate`: animate a portrait photo with a driving video from a RealPortrait checkpoint."""
+"""`rp-animate`: animate a portrait photo with a driving video from a RealPortrait training export.
+
+Every argument and path is checked before the model code, diffusers and mediapipe are imported and the
+model loads (which takes seconds to minutes), so a typo costs a moment and names its argument.
+"""
 
 from __future__ import annotations
 
@@ -6,76 +10,123 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from model.animate import WINDOW, Animator, NoFaceError, SamplingOptions, animate_files
+from model.export_folder import require_export, resolve_vae
 from model.precision import Precision, add_precision_arguments
-from pipeline.decode import DecodeError
+from model.sampling_options import add_sampling_arguments, sampling_options
+from pipeline.cli_help import HelpFormatter
+from pipeline.faces.quiet import quiet_native_logs
 
-EXAMPLE = """example:
-  rp-animate --checkpoint runs/tiny/final --source me.jpg --driving talk.mp4 --out me_talking.mp4 \\
-      --side-by-side me_talking_sbs.mp4 --steps 50 --reference-guidance 2.0
+EXAMPLES = """examples:
+  rp-animate --checkpoint runs/realportrait/stage2/export --source me.jpg --driving driving.mp4 \\
+      --out out/animation.mp4
+  rp-animate --checkpoint runs/realportrait/stage2/export --source me.jpg --driving driving.mp4 \\
+      --out out/animation.mp4 --side-by-side out/animation_side_by_side.mp4 --steps 25 --max-frames 48
 
-The checkpoint folder holds config.json + diffusion_pytorch_model.safetensors (RealPortrait.save_pretrained);
-the SD1.5 VAE is read from <checkpoint>/vae unless --vae names it. The output has the driving video's duration
-at its mean frame rate (a variable-rate phone video is followed by time); videos longer than one window are
-denoised in overlapping windows blended at every step.
+--checkpoint is a training export: training/configs/stage2.yaml writes runs/realportrait/stage2/export,
+which holds the model (config.json + diffusion_pytorch_model.safetensors) and vae/, the VAE it was trained
+with; --vae replaces that VAE (only for exports made without one). The output has the driving video's
+duration at its mean frame rate (a variable-rate phone video is followed by time); a video longer than one
+window is denoised in overlapping windows blended at every step, so the time grows with its length.
 On a GPU it runs in bf16 by default (--device cuda --dtype bf16); on the CPU in fp32 (--dtype bf16 also works)."""
 
 
 def parser() -> argparse.ArgumentParser:
-    defaults = SamplingOptions()
     p = argparse.ArgumentParser(
         prog="rp-animate",
         description="Animate one portrait with the expressions and head motion of a driving video.",
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--checkpoint", type=Path, required=True, help="RealPortrait checkpoint folder")
-    p.add_argument("--source", type=Path, required=True, help="portrait image (any size; the face is cropped)")
-    p.add_argument("--driving", type=Path, required=True, help="driving video (any length)")
-    p.add_argument("--out", type=Path, required=True, help="output mp4 (H.264)")
-    p.add_argument("--vae", type=Path, help="SD1.5 VAE folder or .safetensors (default: <checkpoint>/vae)")
-    p.add_argument("--side-by-side", type=Path, help="also write source | driving | result to this mp4")
-    p.add_argument("--steps", type=int, default=defaults.num_steps, help="denoising steps (default 50)")
-    p.add_argument("--reference-guidance", type=float, default=defaults.reference_guidance)
-    p.add_argument("--motion-guidance", type=float, default=defaults.motion_guidance)
-    p.add_argument("--controlnet-scale", type=float, default=defaults.controlnet_scale)
-    p.add_argument("--eta", type=float, default=defaults.eta, help="DDIM eta (0 = deterministic)")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--window", type=int, default=WINDOW, help="frames per denoising window (default 16)")
-    p.add_argument("--overlap", type=int, default=defaults.overlap, help="frames shared by neighbouring windows")
-    p.add_argument("--max-frames", type=int, help="use only the driving video's first N frames")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="a training export (see below), e.g. <output_dir>/stage2/export",
+    )
+    p.add_argument(
+        "--source",
+        type=Path,
+        required=True,
+        metavar="IMAGE",
+        help="portrait photo (any size: the face is found, cropped)",
+    )
+    p.add_argument(
+        "--driving", type=Path, required=True, metavar="VIDEO", help="driving video (any length, any frame rate)"
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="MP4", help="output mp4 (H.264); its folder is created")
+    p.add_argument(
+        "--vae",
+        type=Path,
+        metavar="PATH",
+        help="SD1.5 VAE folder or .safetensors file (default: the export's own vae/, the one it was trained with)",
+    )
+    p.add_argument(
+        "--side-by-side",
+        type=Path,
+        metavar="MP4",
+        help="also write source | driving | result to this mp4 (default: none)",
+    )
+    add_sampling_arguments(p)
+    p.add_argument(
+        "--max-frames", type=int, metavar="N", help="use only the driving video's first N frames (default: all)"
+    )
     add_precision_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--verbose", action="store_true", help="show the face models' native log lines (TensorFlow Lite, mediapipe)"
+    )
     return p
+
+
+def check_paths(args: argparse.Namespace) -> Path:
+    """The VAE to load, once every input exists and the output can be written; else a one-line error."""
+    for flag, path in (("--source", args.source), ("--driving", args.driving)):
+        if not path.is_file():
+            raise FileNotFoundError(f"argument {flag}: {path}: " + ("a folder" if path.is_dir() else "no such file"))
+    if args.out.is_dir():
+        raise ValueError(f"argument --out: {args.out} is a folder; give the mp4 file to write")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError(f"argument --max-frames: must be at least 1, got {args.max_frames}")
+    return resolve_vae(require_export(args.checkpoint), args.vae)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        options = SamplingOptions(
-            num_steps=args.steps,
-            reference_guidance=args.reference_guidance,
-            motion_guidance=args.motion_guidance,
-            controlnet_scale=args.controlnet_scale,
-            eta=args.eta,
-            seed=args.seed,
-            window=args.window,
-            overlap=args.overlap,
-        )
-        animator = Animator.from_checkpoint(
-            args.checkpoint, args.vae, precision=Precision.resolve(args.device, args.dtype)
-        )
+        options = sampling_options(args)
+        precision = Precision.resolve(args.device, args.dtype)
+        vae = check_paths(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"rp-animate: error: {exc}", file=sys.stderr)
+        return 2
+    quiet_native_logs(args.verbose)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+    from model.animate import Animator, NoFaceError, animate_files
+    from pipeline.decode import DecodeError
+
+    print(f"loading the model from {args.checkpoint} and the VAE from {vae} ({precision})", flush=True)
+    try:
+        animator = Animator.from_checkpoint(args.checkpoint, vae, precision=precision)
         with Progress(
-            TextColumn("[bold]animating"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("windows"),
+            TextColumn("denoising steps"),
             TimeRemainingColumn(),
             disable=args.no_progress,
         ) as progress:
-            task = progress.add_task("windows", total=None)
+            bars: list[TaskID] = []  # made at the first window pass, when the number of windows is known
+
+            def on_window(done: int, total: int) -> None:
+                """`done` of `total` window passes: each denoising step runs every window once."""
+                windows = total // options.num_steps
+                if not bars:
+                    plural = "s" if windows > 1 else ""
+                    bars.append(progress.add_task(f"animating ({windows} window{plural})", total=options.num_steps))
+                progress.update(bars[0], completed=done / windows)
+
             result = animate_files(
                 animator,
                 args.source,
@@ -84,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 options=options,
                 side_by_side_out=args.side_by_side,
                 max_frames=args.max_frames,
-                on_window=lambda done, total: progress.update(task, completed=done, total=total),
+                on_window=on_window,
             )
     except (FileNotFoundError, NoFaceError, DecodeError, ValueError) as exc:
         print(f"rp-animate: error: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 Module and parameter names follow Open-Sora 1.1 (`x_embedder.proj`, `t_embedder.mlp.{0,2}`,
 `y_embedder.y_proj.fc{1,2}`, `y_embedder.y_embedding`, `rope.freqs`) so that its released weights load
-by name; the arithmetic is re-derived here (see `../shared/stdit2.md`).
+by name; the arithmetic is re-derived here from Open-Sora 1.1's description of STDiT2.
 """
 
 from __future__ import annotations

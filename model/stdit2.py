@@ -16,7 +16,7 @@ Two things a block reads do not change during sampling, so sampling computes the
 (`ReferenceCache`, `ContextCache`): the reference frame's spatial keys and values, and the
 cross-attention keys and values of the fixed condition.
 
-Module names and shapes match the released STDiT2-XL/2 checkpoint (`../shared/stdit2_keys.tsv`).
+Module names and shapes match the released STDiT2-XL/2 checkpoint (hpcai-tech/OpenSora-STDiT-v2-stage3).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from manifests.schema import DatasetSpec, PipelineDefaults, SpecError, load_registry
 from pipeline import atomic
@@ -37,7 +38,7 @@ from pipeline.runner import (
     ShardSource,
     default_workers,
 )
-from pipeline.sources.scan import resolve_targets, scan
+from pipeline.sources.scan import DatasetScan, NoItemsError, first_items, refuse_empty, resolve_targets, scan
 
 BUILD_FOLDERS = (".", "sources", "shards")  # where a build writes, so where a killed one left temporaries
 
@@ -73,16 +74,54 @@ def build_fingerprint(
     return fingerprint, inputs
 
 
-def scan_sources(sources: Sequence[tuple[str, Path]], out: Path) -> list[Path]:
-    """The source manifests, scanned once per build directory (a rerun reuses them). A scan writes its
-    manifest and then its problems file: without both, it did not finish and is redone."""
+def scan_sources(
+    sources: Sequence[tuple[str, Path]], out: Path, on_item: Callable[[DatasetScan], None] | None = None
+) -> list[Path]:
+    """The source manifests, scanned once per build directory (a rerun reuses them)."""
     paths = []
     for name, root in sources:
-        path = out / "sources" / f"{name}.parquet"
-        if not (path.exists() and path.with_name(f"{name}.problems.parquet").exists()):
-            scan(name, Path(root), out=path)
+        path = _scan_path(out, name)
+        if not _scanned(path):
+            scan(name, Path(root), out=path, on_item=on_item)
         paths.append(path)
     return paths
+
+
+def _scan_path(out: Path, name: str) -> Path:
+    return out / "sources" / f"{name}.parquet"
+
+
+def _scanned(path: Path) -> bool:
+    """A scan writes its manifest and then its problems file: without both, it did not finish and is redone."""
+    return path.exists() and path.with_name(f"{path.stem}.problems.parquet").exists()
+
+
+def refuse_empty_sources(
+    sources: Sequence[tuple[str, Path]], out: Path, registry: dict[str, DatasetSpec] | None = None
+) -> None:
+    """Every source not yet scanned into `out` must hold at least one item, checked before anything is
+    written: a mistyped path among several sources then costs nothing, and `out` is not tied (build.json)
+    to a wrong path. Sources already scanned are what the build was planned from: a resume trusts them."""
+    refusals = []
+    for name, root in sources:
+        if not _scanned(_scan_path(out, name)):
+            try:
+                refuse_empty(first_items(name, Path(root), registry), registry, prefix=f"--source {name}={root}: ")
+            except NoItemsError as exc:
+                refusals.append(str(exc))
+    if refusals:
+        raise BuildError("\n".join([*refusals, f"nothing was written to {out}: correct the path, or leave it out"]))
+
+
+def empty_scans(paths: Sequence[Path]) -> list[str]:
+    """Notes on source manifests without a row: only a build begun before empty roots were refused has
+    them, and it goes on without those datasets rather than lose what it built."""
+    return [
+        f"{path} holds no items: this build goes on without {path.stem}; build it into a new --out "
+        "once its folder is right"
+        for path in paths
+        if pq.read_metadata(path).num_rows == 0
+    ]
 
 
 # -- the driver ----------------------------------------------------------------------------------------
@@ -181,6 +220,7 @@ class BuildResult:
     counts: pd.DataFrame  # manifest rows by (dataset, kind, status, reason): rows, frames
     progress: Progress
     skipped: int  # work shards already committed before this run
+    notes: list[str]  # what the user should know about the sources (see `empty_scans`)
 
 
 def build(
@@ -196,15 +236,21 @@ def build(
     exclude_split: Path | None = None,
     allow_fingerprint_change: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> BuildResult:
+    """Builds `sources` into `out`, or resumes it; `on_status` hears what the driver is doing (checking,
+    scanning, planning, merging), `on_progress` how the work shards run."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    status = on_status or (lambda text: None)
     registry = load_registry()
     for name, root in sources:
         if name not in registry:
             raise SpecError(f"unknown dataset {name!r}; the registry has: {', '.join(sorted(registry))}")
         if not Path(root).is_dir():
             raise BuildError(f"--source {name}={root}: not a directory")
+    status("checking the sources")
+    refuse_empty_sources(sources, out, registry)
+    out.mkdir(parents=True, exist_ok=True)
     for folder in BUILD_FOLDERS:
         atomic.remove_stale(out / folder)
     defaults = {
@@ -213,11 +259,14 @@ def build(
     fingerprint, inputs = build_fingerprint(cfg, defaults, exclude_split)
     excluded_split = str(exclude_split) if exclude_split else None
     _record(out, cfg, fingerprint, inputs, sources, excluded_split, allow_fingerprint_change)
-    scans = scan_sources(sources, out)
+    scans = scan_sources(sources, out, lambda stats: status(f"scanning {stats.dataset}: {stats.items} items"))
     if not (out / "plan.parquet").exists():
+        status("planning the work shards")
         make_plan(scans, out, cfg, _exclusion(exclude_split))
     shards = pending_shards(out, defaults, retry_failed)
     skipped = planned_works(out / "plan.parquet") - (0 if retry_failed else len(shards))
+    if shards:
+        status(f"work shards 0/{len(shards)} | starting the Ray workers")
     progress = _run(
         shards,
         cfg,
@@ -229,7 +278,8 @@ def build(
         max_attempts=max_attempts,
         worker_memory_gib=worker_memory_gib,
     )
-    return BuildResult(out, write_manifest(out), progress, skipped)
+    status("merging the manifest")
+    return BuildResult(out, write_manifest(out), progress, skipped, empty_scans(scans))
 
 
 def pending_shards(out: Path, defaults: Mapping[str, PipelineDefaults], retry_failed: bool) -> PendingShards:

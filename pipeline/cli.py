@@ -17,20 +17,61 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from manifests.schema import DATASETS_DIR, DatasetSpec, SpecError, load_registry
+from pipeline.cli_help import HelpFormatter
 from pipeline.runner import DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKER_MEMORY_GIB
+from pipeline.sources.scan import DatasetScan, NoItemsError
 from pipeline.summary import datasets_table, problems_table, scan_table
 
 # wide tables when written to a file or CI log; the terminal's own width otherwise
 console = Console(width=None if sys.stdout.isatty() else 160)
+INSPECT_PREVIEW = 3  # samples `rp-data inspect DIR` checks of the first tar when told nothing else
 
+# Every example below runs as written once the dataset paths point at real downloads (or at the folders of
+# `rp-data sample --out DIR`: /data/VFHQ -> DIR/vfhq, ...), /data/shards at a build's --out and
+# manifests/splits/paper.json at a frozen split; outputs go under out/.
 MAIN_EPILOG = """\
 examples:
-  rp-data build --sample --out data/shards           # the main job, on the embedded sample
-  rp-data build --source vfhq=/data/VFHQ --source hdtf=/data/HDTF --out /data/shards --workers 32
+  rp-data build --sample --out out/shards            # the main job, on the embedded sample
+  rp-data build --source vfhq=/data/VFHQ --source hdtf=/data/HDTF --out out/vfhq-hdtf --workers 32
+  rp-data report /data/shards                        # one HTML page: counts, plots, a contact sheet
+  rp-data inspect /data/shards                       # a build's tars with their counts; first samples checked
   rp-data datasets                                   # the registry: nine specs
-  rp-data sample --out data/sample                   # write the embedded sample (8 official layouts)
-  rp-data scan --dataset sample --root data/sample --probe
-  rp-data scan --dataset hdtf --root /data/HDTF --out manifests/hdtf.parquet
+  rp-data sample --out out/sample                    # write the embedded sample (8 official layouts)
+  rp-data scan --dataset hdtf --root /data/HDTF --out out/hdtf.parquet
+"""
+
+BUILD_EPILOG = """\
+examples:
+  rp-data build --sample --out out/shards
+  rp-data build --source vfhq=/data/VFHQ --source celebvhq=/data/CelebV-HQ --out out/videos --workers 32
+  rp-data build --source vfhq=/data/VFHQ --out out/vfhq-heldout --exclude-split manifests/splits/paper.json
+  rp-data build --source hdtf=/data/HDTF --out out/hdtf                   # run it again as is to resume
+  rp-data build --source hdtf=/data/HDTF --out out/hdtf --retry-failed    # then rebuild what failed
+  rp-data build --source vfhq=/data/VFHQ --out out/vfhq --ray-address HEAD:6379
+  # on a cluster every CPU of it works; the sources and --out must lie on a filesystem all nodes share
+"""
+
+SPLIT_EPILOG = """\
+examples:
+  rp-data split --vfhq-root /data/VFHQ --celebvhq-root /data/CelebV-HQ --out out/split.json
+  rp-data split --sample out/sample --out out/sample-split.json     # the sample, written to out/sample if missing
+  rp-data split --verify manifests/splits/paper.json --vfhq-root /data/VFHQ --celebvhq-root /data/CelebV-HQ
+  rp-data build --source vfhq=/data/VFHQ --out out/vfhq-heldout --exclude-split manifests/splits/paper.json
+"""
+
+INSPECT_EPILOG = f"""\
+examples:
+  rp-data inspect /data/shards                             # its tars and counts; {INSPECT_PREVIEW} samples checked
+  rp-data inspect /data/shards --shard vfhq-00000-00.tar   # one tar, every sample
+  rp-data inspect /data/shards --all                       # every tar (prints only what fails)
+  rp-data inspect /data/shards/shards/vfhq-00000-00.tar --limit 5
+"""
+
+SCAN_EPILOG = """\
+examples:
+  rp-data scan --dataset vfhq --root /data/VFHQ --out out/vfhq.parquet
+  rp-data scan --dataset hdtf --root /data/HDTF --probe --faces      # open every media file, look for the face
+  rp-data scan --dataset mead --root /data/MEAD --show-problems 100
 """
 
 
@@ -87,6 +128,10 @@ def _built_twice(names: list[tuple[str, str]], registry: dict[str, DatasetSpec])
     return None
 
 
+def _error(message: str) -> None:
+    console.print(Text("error: ", style="red") + Text(message))  # Text: paths and details may hold [brackets]
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.build import BuildError, build
     from pipeline.config import load_config
@@ -97,7 +142,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     names = [(f"--source {name}", name) for name, _ in sources] + ([("--sample", "sample")] if args.sample else [])
     twice = _built_twice(names, load_registry(args.registry))
     if twice:
-        console.print(Text("error: ", style="red") + Text(twice))
+        _error(twice)
         return 2
     if args.sample:
         from pipeline.sample import write_sample
@@ -106,11 +151,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
         write_sample(Path(args.sample_dir))
         sources.append(("sample", Path(args.sample_dir)))
     if not sources:
-        console.print("[red]error:[/] give --source NAME=PATH (repeatable) or --sample")
+        _error("give --source NAME=PATH (repeatable) or --sample")
         return 2
     cfg = load_config(args.config, args.set)
     started = time.perf_counter()
-    with console.status("planning") as status:
+    with console.status("checking the sources") as status:
 
         def on_progress(progress) -> None:  # type: ignore[no-untyped-def]
             status.update(progress.line())
@@ -130,14 +175,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 exclude_split=args.exclude_split,
                 allow_fingerprint_change=args.allow_fingerprint_change,
                 on_progress=on_progress,
+                on_status=status.update,
             )
         except BuildError as exc:
-            console.print(Text("error: ", style="red") + Text(str(exc)))
+            _error(str(exc))
             return 2
         except WorkerError as exc:
-            console.print(Text("error: ", style="red") + Text(str(exc)))
+            _error(str(exc))
             return 1
     console.print(build_table(result.counts))
+    for note in result.notes:
+        console.print(Text(f"note: {note}"))
     ran = result.progress.done
     console.print(
         f"{ran} work shard(s) built, {result.skipped} already done, in {time.perf_counter() - started:.1f} s; "
@@ -153,7 +201,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     try:
         page = write_report(Path(args.dir), out_html=args.out, samples=args.samples, seed=args.seed)
     except FileNotFoundError as exc:
-        console.print(Text("error: ", style="red") + Text(str(exc)))
+        _error(str(exc))
         return 2
     console.print(f"report: {page}")
     return 0
@@ -162,29 +210,72 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from pipeline.inspect_shard import inspect_shard, print_inspection
 
+    path = Path(args.path)
     try:
-        result = inspect_shard(Path(args.shard), limit=args.limit)
+        if path.is_dir():
+            return _inspect_build(path, args)
+        if args.shard or args.all:
+            raise SpecError(f"--shard and --all choose tars of a build folder; {path} is one tar")
+        result = inspect_shard(path, limit=args.limit)
     except FileNotFoundError as exc:
-        console.print(Text("error: ", style="red") + Text(str(exc)))
+        _error(str(exc))
         return 2
     print_inspection(result)  # plain text: problem descriptions contain brackets rich would eat
     return result.exit_code
 
 
-def _split_roots(args: argparse.Namespace) -> dict[str, Path]:
+def _inspect_build(root: Path, args: argparse.Namespace) -> int:
+    """Lists the build's committed tars, then checks the first samples of the first one, one named tar
+    (--shard) or all of them (--all). Exits 1 when a committed tar is missing or a check fails."""
+    from pipeline.inspect_shard import inspect_shard, list_build, print_inspection, print_listing
+
+    listing = list_build(root)
+    print_listing(listing)
+    present = [tar for tar in listing.tars if tar.size is not None]
+    if args.shard:
+        chosen, limit = [listing.find(args.shard)], args.limit
+    elif args.all:
+        chosen, limit = present, args.limit
+    else:
+        chosen, limit = present[:1], args.limit or INSPECT_PREVIEW
+    if not chosen:
+        print("no committed tar on disk: nothing to check")
+        return 1
+    if not (args.shard or args.all):
+        print(f"checking the first {limit} sample(s) of {chosen[0].path.name} (--shard NAME: a whole tar, --all: all)")
+    results = [inspect_shard(tar.path, limit=limit) for tar in chosen]
+    for result in results:
+        print_inspection(result, failed_only=args.all)
+    if args.all:
+        failed = sum(not result.ok for result in results)
+        print(f"checked {len(results)} tar(s): {failed} with problems, {len(listing.missing)} missing")
+    return max([1 if listing.missing else 0, *(result.exit_code for result in results)])
+
+
+def _split_roots(args: argparse.Namespace) -> dict[str, tuple[str, Path]]:
+    """dataset -> (the argument that gave its root, the root); --sample writes the sample if it is not there."""
     if args.sample:
-        return {"vfhq": Path(args.sample) / "vfhq", "celebvhq": Path(args.sample) / "celebvhq"}
+        sample = Path(args.sample)
+        if not sample.exists():
+            from pipeline.sample import write_sample
+
+            console.print(f"writing the embedded sample to {sample}")
+            write_sample(sample)
+        return {name: (f"--sample {sample}", sample / name) for name in ("vfhq", "celebvhq")}
     if not (args.vfhq_root and args.celebvhq_root):
         raise SpecError("give --vfhq-root and --celebvhq-root, or --sample DIR")
-    return {"vfhq": Path(args.vfhq_root), "celebvhq": Path(args.celebvhq_root)}
+    return {"vfhq": ("--vfhq-root", Path(args.vfhq_root)), "celebvhq": ("--celebvhq-root", Path(args.celebvhq_root))}
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from pipeline import split as splits
+    from pipeline.faces.quiet import quiet_native_logs
+    from pipeline.sources.scan import first_items, refuse_empty
 
-    roots = _split_roots(args)
+    given = _split_roots(args)
+    roots = {name: root for name, (_, root) in given.items()}
     if args.verify:
         mismatches = splits.verify_split(splits.load_split(Path(args.verify)), roots)
         for line in mismatches:
@@ -196,6 +287,11 @@ def _cmd_split(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise SpecError(f"{out} exists: a frozen split is the source of truth (use --force to replace it)")
+    registry = load_registry(args.registry)
+    for name, (argument, root) in given.items():
+        refuse_empty(first_items(name, root, registry), registry, prefix=f"{argument} {root}: ")
+    if args.check == "faces":
+        quiet_native_logs(args.verbose)
     per_dataset = args.per_dataset or (splits.SAMPLE_PER_DATASET if args.sample else 50)
     thresholds = splits.SAMPLE_THRESHOLDS if args.sample else splits.DEFAULT_THRESHOLDS
     changes = {
@@ -248,26 +344,47 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_scan(results: list[DatasetScan], show_problems: int) -> None:
+    console.print(scan_table(results))
+    if any(r.problems for r in results):
+        console.print(problems_table(results, limit=show_problems))
+
+
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from pipeline.sources.scan import scan
+    from pipeline.faces.quiet import quiet_native_logs
 
     root = Path(args.root)
     if not root.is_dir():
-        console.print(f"[red]error:[/] --root {root} is not a directory")
+        _error(f"--root {root} is not a directory")
         return 2
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed} items"),
-        TimeElapsedColumn(),
-    )
+    if args.faces:
+        quiet_native_logs(args.verbose)
+    try:
+        results = _scan_with_progress(args, root)
+    except NoItemsError as exc:
+        _print_scan(exc.scans, args.show_problems)
+        _error(str(exc) + (f"\nnothing was written to {args.out}" if args.out else ""))
+        return 2
+    _print_scan(results, args.show_problems)
+    if args.out:
+        out = Path(args.out)
+        console.print(f"manifest: {out}  problems: {out.with_name(out.stem + '.problems.parquet')}")
+    return 0
+
+
+def _scan_with_progress(args: argparse.Namespace, root: Path) -> list[DatasetScan]:
+    """The scan, with a spinner naming the dataset being read and how many of its items it has read."""
+    from pipeline.sources.scan import scan
+
+    doing = "checking faces in" if args.faces else "probing" if args.probe else "scanning"
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"scanning {args.dataset}", total=None)
+        task = progress.add_task(f"{doing} {args.dataset}", total=None)
 
-        def on_item(stats) -> None:  # type: ignore[no-untyped-def]
-            progress.update(task, advance=1, description=f"scanning {stats.dataset}")
+        def on_item(stats: DatasetScan) -> None:
+            progress.update(task, description=f"{doing} {stats.dataset}: {stats.items} items")
 
-        results = scan(
+        return scan(
             args.dataset,
             root,
             out=Path(args.out) if args.out else None,
@@ -277,69 +394,49 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             check_faces=args.faces,
             registry=load_registry(args.registry),
         )
-    console.print(scan_table(results))
-    if any(r.problems for r in results):
-        console.print(problems_table(results, limit=args.show_problems))
-    if args.out:
-        out = Path(args.out)
-        console.print(f"manifest: {out}  problems: {out.with_name(out.stem + '.problems.parquet')}")
-    return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="rp-data",
-        description="Turn official face-dataset downloads into RealPortrait training data.",
-        epilog=MAIN_EPILOG,
-        formatter_class=formatter,
-    )
-    parser.add_argument(
-        "--registry",
-        type=Path,
-        default=DATASETS_DIR,
-        metavar="DIR",
-        help="folder of dataset specs (default: the packaged manifests/datasets)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_build(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser(
         "build",
         help="build WebDataset training shards (the main job)",
-        formatter_class=formatter,
+        formatter_class=HelpFormatter,
         description="Scan each --source, plan deterministic work shards and run them on Ray: decode each\n"
         "frame once, cut scenes, track the main face, crop a stable 512x512 box per clip, extract\n"
         "landmarks and head pose, filter, encode H.264, and write WebDataset tars with a parquet\n"
-        "manifest. Rerunning the same command resumes (finished work shards are skipped).",
-        epilog="examples:\n"
-        "  rp-data build --sample --out data/shards\n"
-        "  rp-data build --source vfhq=/data/VFHQ --source celebvhq=/data/CelebV-HQ --out /data/shards \\\n"
-        "      --workers 32 --exclude-split manifests/splits/paper.json\n"
-        "  rp-data build --source hdtf=/data/HDTF --out /data/shards --retry-failed\n"
-        "  rp-data build --source vfhq=/shared/VFHQ --out /shared/shards --ray-address 10.0.0.1:6379\n"
-        "      (a cluster: every CPU of it works; sources and --out on a filesystem all nodes share)",
+        "manifest. Rerunning the same command resumes (finished work shards are skipped).\n"
+        "A source in which no item is found is refused before anything is written.",
+        epilog=BUILD_EPILOG,
     )
     build.add_argument(
         "--source",
         action="append",
         type=_parse_source,
         metavar="NAME=PATH",
-        help="a registry dataset and the folder of its official download (repeatable, once per dataset)",
+        help="a registry dataset (rp-data datasets) and the folder of its official download; repeatable, once per "
+        "dataset (default: none; give --source, --sample or both)",
     )
-    build.add_argument("--sample", action="store_true", help="build the embedded sample (all eight datasets)")
     build.add_argument(
-        "--sample-dir",
-        default=".cache/sample",
-        metavar="DIR",
-        help="where --sample writes the sample (default .cache/sample)",
+        "--sample", action="store_true", help="also build the embedded sample (all eight datasets), written first"
     )
-    build.add_argument("--out", required=True, metavar="DIR", help="build directory (shards, manifest, report)")
-    build.add_argument("--config", type=Path, metavar="FILE.yaml", help="build config (see pipeline/config.py)")
+    build.add_argument("--sample-dir", default=".cache/sample", metavar="DIR", help="where --sample writes the sample")
+    build.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="build folder (shards/, manifest.parquet, build.json); the same command on it again resumes",
+    )
+    build.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.yaml",
+        help="build config, the fields of pipeline/config.py (default: that file's defaults)",
+    )
     build.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override a config field, e.g. --set crf=20 --set filters.max_abs_yaw=50",
+        help="override a config field, repeatable, e.g. --set crf=20 --set filters.max_abs_yaw=50 (default: none)",
     )
     build.add_argument(
         "--workers",
@@ -349,7 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"else this machine's CPU count, {os.cpu_count() or 1} here)",
     )
     build.add_argument(
-        "--ray-address", metavar="HOST:PORT", help="join an existing Ray cluster instead of starting an embedded one"
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="join an existing Ray cluster (default: start an embedded Ray on this machine, bound to 127.0.0.1)",
     )
     build.add_argument(
         "--max-attempts",
@@ -358,62 +457,96 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="a work shard whose worker dies (out of memory, crash, lost node) is rebuilt on a fresh worker; "
         "an item that was running in N dead workers is recorded failed (worker_died) and the rest of its "
-        f"shard is built (default {DEFAULT_MAX_ATTEMPTS})",
+        "shard is built",
     )
     build.add_argument(
         "--worker-memory",
         type=_positive(float),
         default=DEFAULT_WORKER_MEMORY_GIB,
         metavar="GiB",
-        help="memory each worker reserves with Ray, so a node runs only as many workers as it can hold "
-        f"(default {DEFAULT_WORKER_MEMORY_GIB})",
+        help="memory each worker reserves with Ray, so a node runs only as many workers as it can hold",
     )
-    build.add_argument("--retry-failed", action="store_true", help="reprocess only the items that failed")
+    build.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="rebuild only the items whose latest attempt failed, in new work shards beside the others",
+    )
     build.add_argument(
         "--exclude-split",
         type=Path,
         metavar="FILE",
-        help="keep this evaluation split's YouTube ids and identities out of every shard",
+        help="keep this frozen evaluation split's YouTube ids and identities out of every shard "
+        "(default: nothing held out)",
     )
     build.add_argument(
         "--allow-fingerprint-change",
         action="store_true",
-        help="resume a build directory made with another config (mixes outputs)",
+        help="resume a build folder made with another config or pipeline version (mixes their outputs)",
     )
     build.set_defaults(run=_cmd_build)
 
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser(
         "report",
         help="one HTML page of plots and a contact sheet for a build",
-        formatter_class=formatter,
+        formatter_class=HelpFormatter,
         description="Write DIR/report/index.html: counts per dataset, status and reason; histograms of clip\n"
         "length, face size, head pose and blur; a contact sheet of random samples with landmarks drawn.",
-        epilog="example:\n  rp-data report data/shards",
+        epilog="examples:\n  rp-data report /data/shards\n"
+        "  rp-data report /data/shards --out out/report/index.html --samples 32 --seed 1\n",
     )
-    report.add_argument("dir", metavar="DIR", help="a build directory (rp-data build --out)")
-    report.add_argument("--out", type=Path, metavar="FILE.html", help="where to write the page")
+    report.add_argument("dir", metavar="DIR", help="a build folder (the --out of rp-data build)")
+    report.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.html",
+        help="where to write the page; its PNGs go beside it (default: DIR/report/index.html)",
+    )
     report.add_argument("--samples", type=int, default=16, metavar="N", help="samples on the contact sheet")
-    report.add_argument("--seed", type=int, default=0, help="which samples the contact sheet shows")
+    report.add_argument("--seed", type=int, default=0, metavar="N", help="which random samples the contact sheet shows")
     report.set_defaults(run=_cmd_report)
 
+
+def _add_inspect(commands: argparse._SubParsersAction) -> None:
     inspect = commands.add_parser(
         "inspect",
-        help="list and check the samples of one shard",
-        formatter_class=formatter,
-        description="Print every sample of a WebDataset tar and check it against the shard contract:\n"
-        "members present, json fields, mp4 512x512 with as many frames as json says, controls' shapes.\n"
-        "Exits 1 when a check fails.",
-        epilog="example:\n  rp-data inspect data/shards/shards/vfhq-00000-00.tar --limit 5",
+        help="list a build's shards and check their samples",
+        formatter_class=HelpFormatter,
+        description="Given a build folder (the --out of rp-data build): list its committed tars with their sample\n"
+        f"counts, then check the first {INSPECT_PREVIEW} samples of the first tar, one tar (--shard) or every tar"
+        " (--all).\nGiven one .tar: check every sample of it. A check reads the tar as training does and holds each\n"
+        "sample to the shard contract: members present, json fields, mp4 512x512 with as many frames as json\n"
+        "says, controls' shapes and values. Exits 1 when a check fails or a committed tar is missing.",
+        epilog=INSPECT_EPILOG,
     )
-    inspect.add_argument("shard", metavar="SHARD.tar")
-    inspect.add_argument("--limit", type=int, metavar="N", help="stop after N samples")
+    inspect.add_argument("path", metavar="DIR|SHARD.tar", help="a build folder, or one tar of it")
+    choice = inspect.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--shard",
+        metavar="NAME",
+        help="with a build folder: check this tar whole, named as the listing names it "
+        f"(default: the first {INSPECT_PREVIEW} samples of the first tar)",
+    )
+    choice.add_argument(
+        "--all", action="store_true", help="with a build folder: check every committed tar, printing what fails"
+    )
+    inspect.add_argument(
+        "--limit",
+        type=_positive(int),
+        metavar="N",
+        help="check at most N samples per tar (default: every sample; "
+        f"{INSPECT_PREVIEW} when a build folder is given without --shard or --all)",
+    )
     inspect.set_defaults(run=_cmd_inspect)
 
+
+def _add_split(commands: argparse._SubParsersAction) -> None:
     split = commands.add_parser(
         "split",
         help="choose (or verify) the frozen evaluation split",
-        formatter_class=formatter,
-        description="Choose the paper's test split (datasets.md §11): rank VFHQ test clips and CelebV-HQ clips\n"
+        formatter_class=HelpFormatter,
+        description="Choose the paper's test split: rank VFHQ test clips and CelebV-HQ clips\n"
         "by sha256('facetest-v1:<dataset>:<id>'), keep those the annotations allow (VFHQ P0 and >= 200\n"
         "frames; CelebV-HQ >= 5 s, no emotion segments, not blurry; one clip per YouTube id; no id in both\n"
         "datasets or in the training manifests), walk down the ranking until N per dataset pass the check,\n"
@@ -421,28 +554,52 @@ def build_parser() -> argparse.ArgumentParser:
         "pairs. The check 'faces' (default) decodes each clip with the build's own detector, tracker, crop and\n"
         "scene-cut code: one prominent face over the clip, a crop >= 512 px, no cut; 'probe' only opens it.\n"
         "The file is the source of truth afterwards: verify it, never re-select.",
-        epilog="examples:\n"
-        "  rp-data split --vfhq-root /data/VFHQ --celebvhq-root /data/CelebV-HQ \\\n"
-        "      --train-manifest hdtf.parquet --out manifests/splits/paper.json\n"
-        "  rp-data split --sample .cache/sample --out /tmp/sample-split.json\n"
-        "  rp-data split --verify manifests/splits/paper.json --vfhq-root /data/VFHQ --celebvhq-root /data/CelebV-HQ\n"
-        "  rp-data build ... --exclude-split manifests/splits/paper.json",
+        epilog=SPLIT_EPILOG,
     )
-    split.add_argument("--vfhq-root", metavar="PATH")
-    split.add_argument("--celebvhq-root", metavar="PATH")
-    split.add_argument("--sample", metavar="DIR", help="use the embedded sample (thresholds 20 frames / 1 s, N=2)")
-    split.add_argument("--out", metavar="FILE", help="write the split here (refused if it exists, unless --force)")
-    split.add_argument("--force", action="store_true")
-    split.add_argument("--per-dataset", type=int, metavar="N", help="clips per dataset (default 50)")
-    split.add_argument("--vfhq-min-frames", type=int, metavar="N", help="minimum F range of a VFHQ clip (200)")
-    split.add_argument("--celebvhq-min-seconds", type=float, metavar="S", help="minimum CelebV-HQ clip length (5)")
+    split.add_argument(
+        "--vfhq-root", metavar="PATH", help="VFHQ's official download (default: none; give both roots, or --sample)"
+    )
+    split.add_argument(
+        "--celebvhq-root",
+        metavar="PATH",
+        help="CelebV-HQ's official download (default: none; give both roots, or --sample)",
+    )
+    split.add_argument(
+        "--sample",
+        metavar="DIR",
+        help="instead of the roots, the embedded sample at DIR (written there if DIR does not exist), with its "
+        "small defaults: 2 clips per dataset, 20 frames, 1 s, 128 px (default: off)",
+    )
+    split.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the split here; refused if it exists, unless --force (default: none; needed unless --verify)",
+    )
+    split.add_argument(
+        "--force", action="store_true", help="replace an existing --out (only to redraw a split on purpose)"
+    )
+    split.add_argument(
+        "--per-dataset", type=_positive(int), metavar="N", help="clips per dataset (default: 50; with --sample 2)"
+    )
+    split.add_argument(
+        "--vfhq-min-frames",
+        type=_positive(int),
+        metavar="N",
+        help="minimum F range of a VFHQ clip (default: 200; with --sample 20)",
+    )
+    split.add_argument(
+        "--celebvhq-min-seconds",
+        type=_positive(float),
+        metavar="S",
+        help="minimum CelebV-HQ clip length in seconds (default: 5; with --sample 1)",
+    )
     split.add_argument(
         "--train-manifest",
         action="append",
         metavar="FILE.parquet",
-        help="an rp-data scan manifest whose YouTube ids must not be tested (repeatable)",
+        help="an rp-data scan manifest whose YouTube ids must not be tested; repeatable (default: none)",
     )
-    split.add_argument("--seed", type=int, default=0, help="seed of the cross-identity pairing")
+    split.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the cross-identity pairing")
     split.add_argument(
         "--check",
         choices=("faces", "probe"),
@@ -450,48 +607,70 @@ def build_parser() -> argparse.ArgumentParser:
         help="faces: one prominent face, crop >= --min-crop-px, no scene cut; probe: the media open",
     )
     split.add_argument(
-        "--min-crop-px", type=int, metavar="N", help="smallest crop of the faces check (512; --sample: 128)"
+        "--min-crop-px",
+        type=_positive(int),
+        metavar="N",
+        help="smallest crop of the faces check (default: 512; with --sample 128)",
     )
-    split.add_argument("--verify", metavar="FILE", help="re-hash a frozen split's media and list mismatches")
+    split.add_argument(
+        "--verify",
+        metavar="FILE",
+        help="instead of choosing: re-hash a frozen split's media under the roots, list mismatches, exit 1 if any "
+        "(default: choose a new split)",
+    )
+    split.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the face models' own log lines (mediapipe, TensorFlow Lite), hidden otherwise",
+    )
     split.set_defaults(run=_cmd_split)
 
+
+def _add_datasets(commands: argparse._SubParsersAction) -> None:
     datasets = commands.add_parser(
         "datasets",
         help="list the dataset registry",
-        formatter_class=formatter,
-        description="Print every spec of manifests/datasets/ (validated) as a table, or one in full.",
-        epilog="examples:\n  rp-data datasets\n  rp-data datasets hdtf",
+        formatter_class=HelpFormatter,
+        description="Print every spec of manifests/datasets/ (validated) as a table, or one in full:\n"
+        "where its official download lands, which annotation files hold what, its licence and defaults.",
+        epilog="examples:\n  rp-data datasets\n  rp-data datasets hdtf\n",
     )
-    datasets.add_argument("name", nargs="?", help="show this spec in full (with its defaults)")
+    datasets.add_argument(
+        "name", nargs="?", help="show this spec in full, with its defaults (default: list every spec)"
+    )
     datasets.set_defaults(run=_cmd_datasets)
 
+
+def _add_sample(commands: argparse._SubParsersAction) -> None:
     sample = commands.add_parser(
         "sample",
         help="write the embedded sample dataset",
-        formatter_class=formatter,
+        formatter_class=HelpFormatter,
         description="Write a small deterministic dataset in the official layout of each of the eight\n"
         "datasets (DIR/vggface2, DIR/hdtf, ...), made from face photos that installed packages ship,\n"
         "with bad items planted on purpose. Same bytes on every run.",
-        epilog="example:\n  rp-data sample --out data/sample",
+        epilog="example:\n  rp-data sample --out out/sample\n",
     )
     sample.add_argument("--out", required=True, metavar="DIR", help="folder to write (created, files replaced)")
     sample.set_defaults(run=_cmd_sample)
 
+
+def _add_scan(commands: argparse._SubParsersAction) -> None:
     scan = commands.add_parser(
         "scan",
         help="read a dataset's official files into a source manifest",
-        formatter_class=formatter,
+        formatter_class=HelpFormatter,
         description="Read one dataset's official layout under --root, print counts (items, splits,\n"
         "identities, problems by reason) and optionally write the source manifest as parquet\n"
-        "(plus <name>.problems.parquet listing every problem with file, line and reason).",
-        epilog="examples:\n"
-        "  rp-data scan --dataset vfhq --root /data/VFHQ --out vfhq.parquet\n"
-        "  rp-data scan --dataset sample --root data/sample --probe --faces\n"
-        "  rp-data scan --dataset hdtf --root /data/HDTF --show-problems 100",
+        "(plus <name>.problems.parquet listing every problem with file, line and reason).\n"
+        "A root in which no item is found is an error naming the files looked for (nothing is written).",
+        epilog=SCAN_EPILOG,
     )
     scan.add_argument("--dataset", required=True, metavar="NAME", help="a registry name (see rp-data datasets)")
     scan.add_argument("--root", required=True, metavar="PATH", help="where the official download lies")
-    scan.add_argument("--out", metavar="FILE.parquet", help="write the source manifest here")
+    scan.add_argument(
+        "--out", metavar="FILE.parquet", help="write the source manifest here (default: print the counts only)"
+    )
     scan.add_argument(
         "--probe", action="store_true", help="open every media file to catch truncated or unreadable ones (slower)"
     )
@@ -500,7 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="look for exactly one prominent face in each item's middle frame (slower still)",
     )
-    scan.add_argument("--workers", type=int, default=8, help="threads that open media with --probe (default 8)")
+    scan.add_argument(
+        "--workers", type=_positive(int), default=8, metavar="N", help="threads that open media with --probe"
+    )
     scan.add_argument(
         "--show-problems",
         type=int,
@@ -508,17 +689,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="print at most N problems per dataset and reason (all are in the problems parquet)",
     )
+    scan.add_argument(
+        "--verbose",
+        action="store_true",
+        help="with --faces, print the face models' own log lines (mediapipe, TensorFlow Lite), hidden otherwise",
+    )
     scan.set_defaults(run=_cmd_scan)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rp-data",
+        description="Turn official face-dataset downloads into RealPortrait training data.",
+        epilog=MAIN_EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=DATASETS_DIR,
+        metavar="DIR",
+        help="folder of dataset specs, given before the command (default: %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_build, _add_report, _add_inspect, _add_split, _add_datasets, _add_sample, _add_scan):
+        add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
-    except SpecError as exc:
-        console.print(Text("error: ", style="red") + Text(str(exc)))
+        code = args.run(args)
+        sys.stdout.flush()  # a reader gone before the last buffered lines is found here, not at exit
+        return code
+    except (SpecError, NoItemsError) as exc:
+        _error(str(exc))
         return 2
+    except BrokenPipeError:  # `rp-data inspect ... | head`: the reader has what it wanted; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
+        return 141  # 128 + SIGPIPE, as a shell tool ends when its reader goes away
 
 
 if __name__ == "__main__":

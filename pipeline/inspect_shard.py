@@ -1,4 +1,8 @@
-"""`rp-data inspect SHARD`: read one WebDataset tar of a build and check every sample against contract v1.
+"""`rp-data inspect`: read WebDataset tars of a build and check their samples against contract v1.
+
+Given one tar, every sample of it is checked. Given a build folder (the `--out` of `rp-data build`), its
+committed tars are listed with their sample counts (read from the build's own records, not the tars), and
+then the first samples of the first tar, one named tar, or every tar are checked.
 
 Training reads shards through webdataset far from where they were written, and a bad sample there either
 stops a multi-GPU job hours in or, worse, trains silently on misaligned controls. This reads a tar the
@@ -21,6 +25,7 @@ from typing import Any, TextIO
 
 import av
 import numpy as np
+import pandas as pd
 from PIL import Image
 from webdataset.tariterators import base_plus_ext, tarfile_samples
 
@@ -42,6 +47,8 @@ ARRAYS: dict[str, tuple[type[np.generic], tuple[int, ...]]] = {
 }
 MEMBERS = ("json", *CONTENT.values(), *ARRAYS)
 TAR_BLOCK = 512
+LISTED = 50  # tars a build listing names one by one
+NAMED = 5  # tars an error about a tar that is not there offers instead
 FPS_TOLERANCE = 1e-3  # relative; the mp4 time base stores 30000/1001 exactly, json a rounded float
 
 
@@ -276,7 +283,8 @@ def _check_rate(rate: Fraction | None, check: SampleCheck) -> None:
 
 
 def _check_jpg(data: bytes, check: SampleCheck, meta: dict[str, Any]) -> None:
-    """Images are square RGB context crops larger than a clip frame, so training can random-crop 512."""
+    """Images are square RGB context crops of at least a clip frame's side, so training can random-crop 512:
+    larger where the photo holds more context, exactly 512 where it does not (the build never pads)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
@@ -289,8 +297,8 @@ def _check_jpg(data: bytes, check: SampleCheck, meta: dict[str, Any]) -> None:
         check.problems.append(f"jpg member holds a {kind} image")
     if mode != "RGB":
         check.problems.append(f"jpg is {mode}, not RGB")
-    if width != height or width <= CLIP_SIDE:
-        check.problems.append(f"jpg is {width}x{height}: not a square larger than {CLIP_SIDE}")
+    if width != height or width < CLIP_SIDE:
+        check.problems.append(f"jpg is {width}x{height}: not a square of at least {CLIP_SIDE}")
     if "width" in meta and (meta["width"], meta.get("height")) != (width, height):
         check.problems.append(f"jpg is {width}x{height}, json says {meta.get('width')}x{meta.get('height')}")
 
@@ -363,11 +371,12 @@ def describe(check: SampleCheck) -> str:
     return f"{', '.join(parts)} | {members}"
 
 
-def print_inspection(result: InspectResult, file: TextIO | None = None) -> None:
-    """Plain text, one block per sample (problems indented under it) and a verdict line at the end."""
+def print_inspection(result: InspectResult, file: TextIO | None = None, failed_only: bool = False) -> None:
+    """Plain text, one block per sample (problems indented under it) and a verdict line at the end;
+    `failed_only` leaves out the samples that pass, for checks of many tars."""
     out = file or sys.stdout
     print(f"{result.path}: {len(result.samples)} sample(s) read", file=out)
-    for check in result.samples:
+    for check in result.failed if failed_only else result.samples:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.key}", file=out)
         print(f"     {describe(check)}", file=out)
         for problem in check.problems:
@@ -385,3 +394,98 @@ def print_inspection(result: InspectResult, file: TextIO | None = None) -> None:
             f"{len(result.errors)} tar-level; {problems} problem(s) in all",
             file=out,
         )
+
+
+# -- a build folder ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ListedTar:
+    """One tar of a committed work shard, as the build recorded it."""
+
+    path: Path
+    work: str
+    samples: int
+    size: int | None  # bytes on disk; None when a committed tar is not there
+
+
+@dataclass
+class BuildListing:
+    """The committed tars of a build folder (a work shard counts once its stats.json exists)."""
+
+    root: Path
+    tars: list[ListedTar]
+    pending: list[str]  # work shards with files but no stats.json: running, or left by a killed build
+
+    @property
+    def missing(self) -> list[ListedTar]:
+        return [tar for tar in self.tars if tar.size is None]
+
+    def find(self, name: str) -> ListedTar:
+        """The tar named `name`, with or without `shards/` and `.tar`, as the listing and the manifest name it."""
+        wanted = Path(name).name.removesuffix(".tar") + ".tar"
+        for tar in self.tars:
+            if tar.path.name == wanted:
+                return tar
+        names = ", ".join(tar.path.name for tar in self.tars[:NAMED])
+        more = f" and {len(self.tars) - NAMED} more" if len(self.tars) > NAMED else ""
+        raise FileNotFoundError(f"no committed tar {wanted} in {self.root}; it has: {names or 'none'}{more}")
+
+
+def list_build(root: str | Path) -> BuildListing:
+    """Reads a build folder's records (or those of its shards/ folder, given instead): each work shard's
+    stats.json (its tars and sample count), and its rows only when it wrote more than one tar, to split
+    the count between them."""
+    root = Path(root)
+    shards = root / "shards" if (root / "shards").is_dir() else root  # the build folder, or its shards/ itself
+    if shards == root and not any(root.glob("*.stats.json")):
+        raise FileNotFoundError(
+            f"{root} is not a build folder: it has no shards/ and no *.stats.json "
+            "(give the --out of rp-data build, or one .tar)"
+        )
+    tars: list[ListedTar] = []
+    committed = set()
+    for stats_path in sorted(shards.glob("*.stats.json")):
+        stats = json.loads(stats_path.read_text())
+        committed.add(stats["work"])
+        counts = _per_tar(shards / f"{stats['work']}.parquet", stats)
+        for name in stats["tars"]:
+            path = shards / name
+            size = path.stat().st_size if path.is_file() else None
+            tars.append(ListedTar(path, stats["work"], counts.get(name, 0), size))
+    seen = {p.name.removesuffix(".parquet") for p in shards.glob("*.parquet")}
+    seen |= {p.stem.rpartition("-")[0] for p in shards.glob("*.tar")}
+    return BuildListing(root, tars, sorted(seen - committed))
+
+
+def _per_tar(rows_path: Path, stats: dict[str, Any]) -> dict[str, int]:
+    """Samples per tar name of one work shard: all of them in its only tar, else counted from its rows."""
+    if len(stats["tars"]) == 1:
+        return {stats["tars"][0]: int(stats["samples"])}
+    rows = pd.read_parquet(rows_path, columns=["kind", "status", "tar"])
+    kept = rows[(rows.kind == "sample") & (rows.status == "ok")]
+    return {Path(tar).name: int(count) for tar, count in kept.tar.value_counts().items()}
+
+
+def print_listing(listing: BuildListing, file: TextIO | None = None) -> None:
+    """One line per committed tar (the first LISTED), then the totals and what is not committed."""
+    out = file or sys.stdout
+    works = len({tar.work for tar in listing.tars})
+    total = sum(tar.samples for tar in listing.tars)
+    print(f"{listing.root}: {len(listing.tars)} tar(s) of {works} committed work shard(s), {total} sample(s)", file=out)
+    width = max((len(_shown(listing, tar)) for tar in listing.tars[:LISTED]), default=0)
+    for tar in listing.tars[:LISTED]:
+        size = "MISSING: committed but not on disk" if tar.size is None else _bytes(tar.size)
+        print(f"  {_shown(listing, tar):<{width}}  {tar.samples:>6} sample(s)  {size}", file=out)
+    if len(listing.tars) > LISTED:
+        print(f"  ... and {len(listing.tars) - LISTED} more tar(s)", file=out)
+    if listing.pending:
+        print(
+            f"{len(listing.pending)} work shard(s) not committed (still running, or left by a killed build; "
+            f"not listed): {', '.join(listing.pending[:NAMED])}{' ...' if len(listing.pending) > NAMED else ''}",
+            file=out,
+        )
+
+
+def _shown(listing: BuildListing, tar: ListedTar) -> str:
+    return tar.path.relative_to(listing.root).as_posix()

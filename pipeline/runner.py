@@ -87,7 +87,7 @@ class Progress:
         failures = ", ".join(f"{k}:{v}" for k, v in sorted(self.failures.items())) or "none"
         eta_text = "-" if eta != eta else f"{eta:.0f} s"
         return (
-            f"work shards {self.done}/{self.total} | {self.frames / elapsed:.1f} frames/s | "
+            f"work shards {self.done}/{self.total} | {self.frames / elapsed:.1f} source frames decoded/s | "
             f"{self.clips / elapsed:.2f} samples/s | failures {failures} | "
             f"workers lost {self.workers_lost}, shards retried {self.retried} | ETA {eta_text}"
         )

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import argparse
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -8,10 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from manifests.schema import DATASETS_DIR
-from pipeline.cli import main
+from manifests.schema import DATASETS_DIR, load_registry
+from pipeline.cli import build_parser, main
+from pipeline.split import DEFAULT_THRESHOLDS, SAMPLE_PER_DATASET, SAMPLE_THRESHOLDS
 
 RP_DATA = Path(sys.executable).with_name("rp-data")
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = tuple(load_registry())
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -85,3 +91,81 @@ def test_a_dataset_given_twice_is_refused_before_anything_is_written(
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"error: {error}: every item of" in result.stdout and "Traceback" not in result.stderr
     assert not out.exists() and not (tmp_path / "sample").exists()
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """rp-data's parser and each subcommand's, by the command line that shows its help."""
+    parser = build_parser()
+    [commands] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return {"rp-data": parser, **{f"rp-data {name}": sub for name, sub in commands.choices.items()}}
+
+
+PARSERS = _parsers()
+# the vocabulary of the help examples: dataset roots, a build folder, a frozen split (outputs go under out/)
+PLACEHOLDERS = {
+    "/data/VFHQ", "/data/CelebV-HQ", "/data/HDTF", "/data/MEAD", "/data/TalkingHead-1KH", "/data/VGGFace2",
+    "/data/CelebA", "/data/FFHQ", "/data/shards", "manifests/splits/paper.json",
+}  # fmt: skip
+
+
+def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    skipped = (argparse._HelpAction, argparse._SubParsersAction)
+    return [action for action in parser._actions if not isinstance(action, skipped)]
+
+
+@pytest.mark.parametrize("command", list(PARSERS))
+def test_every_option_says_what_it_does_and_what_happens_without_it(command: str) -> None:
+    parser = PARSERS[command]
+    formatter = parser._get_formatter()
+    for action in _options(parser):
+        text = formatter._expand_help(action)
+        assert text, f"{command} {action.dest} has no help"
+        if action.nargs != 0 and not action.required:  # a flag is off, a required option has no default
+            assert "default" in text, f"{command} {action.dest}: {text}"
+        if action.default not in (None, False) and action.nargs != 0 and not isinstance(action.default, Path):
+            assert f"default: {action.default}" in text, f"{command} {action.dest}: {text}"
+
+
+def test_split_help_states_the_defaults_the_code_applies() -> None:
+    help_text = " ".join(PARSERS["rp-data split"].format_help().split())
+    for option, default, sample in (
+        ("--vfhq-min-frames", DEFAULT_THRESHOLDS.vfhq_min_frames, SAMPLE_THRESHOLDS.vfhq_min_frames),
+        ("--celebvhq-min-seconds", DEFAULT_THRESHOLDS.celebvhq_min_seconds, SAMPLE_THRESHOLDS.celebvhq_min_seconds),
+        ("--min-crop-px", DEFAULT_THRESHOLDS.min_crop_px, SAMPLE_THRESHOLDS.min_crop_px),
+        ("--per-dataset", 50, SAMPLE_PER_DATASET),
+    ):
+        assert f"(default: {default:g}; with --sample {sample:g})" in help_text.split(option)[-1], option
+
+
+@pytest.mark.parametrize("command", list(PARSERS))
+def test_no_help_names_a_file_outside_the_repository(command: str) -> None:
+    text = PARSERS[command].format_help()
+    assert "../" not in text and "shared" not in text
+    for name in re.findall(r"[\w/-]+\.(?:md|py)\b", text):
+        assert (REPO / name).exists(), f"{command} --help names {name}"
+
+
+def _examples(parser: argparse.ArgumentParser) -> list[list[str]]:
+    lines = (parser.epilog or "").splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.strip().startswith("rp-data ")]
+
+
+@pytest.mark.parametrize("command", list(PARSERS))
+def test_examples_are_valid_commands_in_the_placeholder_vocabulary(command: str) -> None:
+    examples = _examples(PARSERS[command])
+    assert examples, f"{command} --help shows no example"
+    for words in examples:
+        build_parser().parse_args(words[1:])  # exits (SystemExit) on an option that does not exist
+        for word in words[1:]:
+            value = word.partition("=")[2] if word.startswith(tuple(f"{n}=" for n in DATASETS)) else word
+            if "/" in value:
+                assert value in PLACEHOLDERS or value.startswith(("/data/shards/", "out/")), f"{command}: {value}"
+
+
+def test_split_writes_the_sample_where_it_is_pointed_when_it_is_not_there(tmp_path: Path) -> None:
+    sample, out = tmp_path / "sample", tmp_path / "split.json"
+    result = run("split", "--sample", str(sample), "--check", "probe", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = " ".join(result.stdout.split())
+    assert f"writing the embedded sample to {sample}" in text and (sample / "celebvhq").is_dir()
+    assert f"wrote {out}: 3 clips (vfhq: 1, celebvhq: 2)" in text  # the sample's VFHQ test pool holds one clip

@@ -5,8 +5,11 @@ that run one after another in the same output folder; a stage that finished (its
 skipped on the next launch, so `stage2.yaml` can start from what `stage1.yaml` left.
 
 Files may start from another: `base: other.yaml` (relative to the file) is read first and the file's
-own keys are merged over it (mappings merge, everything else replaces). Overrides use dotted keys;
-a list element is reached by index or, for stages, by name: `stages.stage1.steps=10`.
+own keys are merged over it (mappings merge, everything else replaces). Several files may be given: each
+is merged over the ones before it, so one file of a user's own paths (shards, weights, split, output
+folder; `training/configs/paths.example.yaml`) serves both stages: `--config stage1.yaml --config
+paths.yaml`, then `--config stage2.yaml --config paths.yaml`. Overrides use dotted keys; a list element
+is reached by index or, for stages, by name: `stages.stage1.steps=10`.
 
 Relative paths: `base` is relative to the file that names it; `deepspeed` is looked up beside the
 config file, then in `training/configs/` (so `deepspeed=zero3.json` works from the command line);
@@ -15,6 +18,7 @@ every other path is relative to the working directory the run is launched from.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -280,11 +284,14 @@ def _locate_deepspeed(data: dict[str, Any], config_dir: Path) -> None:
     data["deepspeed"] = str(beside if beside.exists() or not (CONFIG_DIR / value).exists() else CONFIG_DIR / value)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read, merge the `base` chain, apply `key=value` overrides, validate. Errors name file and field."""
-    path = Path(path)
-    data = _read(path)
+def load_config(paths: str | Path | Sequence[str | Path], overrides: list[str] | None = None) -> TrainConfig:
+    """Read each file with its `base` chain, merge them in order, apply `key=value` overrides, validate.
+    Errors name the files and the field; a relative `deepspeed` is looked up beside the first file."""
+    files = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    data: dict[str, Any] = {}
+    for path in files:
+        data = _merge(data, _read(path))
     for override in overrides or []:
         apply_override(data, override, ConfigError)
-    _locate_deepspeed(data, path.resolve().parent)
-    return validate(TrainConfig, data, str(path), "training config", ConfigError)
+    _locate_deepspeed(data, files[0].resolve().parent)
+    return validate(TrainConfig, data, " + ".join(map(str, files)), "training config", ConfigError)

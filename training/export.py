@@ -1,14 +1,17 @@
 """A training checkpoint -> a `save_pretrained` folder that `RealPortrait.from_pretrained` (and `rp-animate`,
 `rp-eval --checkpoint`) loads.
 
-    python -m training.export RUN/STAGE/checkpoints --out DIR [--tag step_N] [--weights ema|live]
+    python -m training.export RUN/STAGE/checkpoints --out DIR [--tag step_N] [--weights ema|live] [--vae PATH]
 
 A checkpoint holds two models. `ema/` is already a `save_pretrained` folder (the EMA weights every export
 uses); `--weights ema` re-exports it after loading it. The live weights exist only as DeepSpeed's files:
 the fp32 master weights, partitioned over the ranks under ZeRO. `--weights live` consolidates them with
 DeepSpeed's own function (`get_fp32_state_dict_from_zero_checkpoint`, which reads DeepSpeed's pickled files:
 export only checkpoints your own runs wrote) and takes the model's configuration from the checkpoint's
-`ema/` (the same architecture). Either way the export carries the checkpoint's `heldout_split.json`.
+`ema/` (the same architecture). Either way the export carries the checkpoint's `heldout_split.json`, and
+the VAE the run trained with (`model.export_folder`: `vae/` and `vae_source.json`), taken from `--vae` or else
+from `vae.path` of the run's `config.yaml` (written by training/train.py two folders above `checkpoints/`),
+so the export is all `rp-animate --checkpoint` needs. Training's own exports carry it too (`write_export`).
 
 DeepSpeed names the weights after the module it trained, the training wrapper (`training.engine.Objective`),
 so every key of `zero_to_fp32.py`'s output starts with `model.`. `load_consolidated` loads that output:
@@ -20,13 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+import yaml
 from safetensors.torch import load_file
 
+from model.export_folder import bundle_vae
 from model.realportrait import RealPortrait
 from training.checkpoints import EMA_DIR, LATEST, STATE_FILE, export_model
 from training.heldout import read_record
@@ -34,6 +41,7 @@ from training.heldout import read_record
 WRAPPER_PREFIX = "model."  # training.engine.Objective holds the RealPortrait as `.model`
 # What `zero_to_fp32.py OUT` writes into OUT: one file, or shards listed by an index (weight_map)
 CONSOLIDATED_FILES = ("model.safetensors", "pytorch_model.bin")
+RUN_CONFIG = "config.yaml"  # <output_dir>/config.yaml, the resolved config training/train.py ran with
 
 
 class ExportError(ValueError):
@@ -90,6 +98,34 @@ def load_consolidated(path: Path | str, config: Path | str) -> RealPortrait:
     return _load_into(read_consolidated(Path(path)), Path(config), path)
 
 
+def write_export(model: RealPortrait, out: Path, heldout: dict[str, Any] | None, vae: Path) -> None:
+    """The model (`export_model`: save_pretrained + the held-out record) and the VAE at `vae`, made visible at
+    `out` only when both are complete: a folder at `out` is never an export without its VAE, which a rerun
+    of training would take as done and skip."""
+    out = Path(out)
+    staging, old = out.with_name(f".{out.name}.staging"), out.with_name(f".{out.name}.old")
+    export_model(model, staging, heldout)
+    bundle_vae(staging, vae)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def run_vae(checkpoints: Path) -> Path:
+    """`vae.path` of the run that wrote `checkpoints` (<output_dir>/<stage>/checkpoints), from its config.yaml."""
+    config = Path(checkpoints).parent.parent / RUN_CONFIG
+    if not config.is_file():
+        raise ExportError(f"{checkpoints}: no {config} to take the run's vae.path from; pass --vae PATH")
+    path = Path(yaml.safe_load(config.read_text())["vae"]["path"])
+    if not path.exists():
+        raise ExportError(
+            f"{config} names vae.path {path}, which is not found from {Path.cwd()}; pass --vae PATH "
+            "(the VAE this run trained with)"
+        )
+    return path
+
+
 def checkpoint_tag(checkpoints: Path, tag: str | None) -> tuple[Path, str]:
     """(the checkpoints folder, the tag): a step folder given directly, `--tag`, or the `latest` file."""
     checkpoints = Path(checkpoints)
@@ -106,11 +142,18 @@ def checkpoint_tag(checkpoints: Path, tag: str | None) -> tuple[Path, str]:
 
 
 def export_checkpoint(
-    checkpoints: Path, out: Path, *, weights: Literal["ema", "live"] = "ema", tag: str | None = None
+    checkpoints: Path,
+    out: Path,
+    *,
+    weights: Literal["ema", "live"] = "ema",
+    tag: str | None = None,
+    vae: Path | None = None,
 ) -> Path:
-    """Writes the chosen weights of one checkpoint to `out` as a save_pretrained folder; returns the step folder."""
+    """Writes the chosen weights of one checkpoint and the VAE (`vae`, default the run's `vae.path`) to `out`
+    as a save_pretrained folder; returns the step folder."""
     checkpoints, tag = checkpoint_tag(checkpoints, tag)
     step = checkpoints / tag
+    vae = Path(vae) if vae is not None else run_vae(checkpoints)
     ema = step / EMA_DIR
     if weights == "ema":
         model = RealPortrait.from_pretrained(ema, low_cpu_mem_usage=False)
@@ -118,7 +161,7 @@ def export_checkpoint(
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         model = _load_into(get_fp32_state_dict_from_zero_checkpoint(str(checkpoints), tag=tag), ema, step)
-    export_model(model, Path(out), read_record(ema))
+    write_export(model, Path(out), read_record(ema), vae)
     return step
 
 
@@ -130,13 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the save_pretrained folder to write")
     parser.add_argument("--tag", help="the step folder to export (default: the one `latest` names)")
     parser.add_argument("--weights", choices=("ema", "live"), default="ema", help="EMA (default) or live weights")
+    parser.add_argument(
+        "--vae", type=Path, help="the VAE the run trained with (default: vae.path of the run's config.yaml)"
+    )
     args = parser.parse_args(argv)
     try:
-        step = export_checkpoint(args.checkpoints, args.out, weights=args.weights, tag=args.tag)
-    except (ExportError, FileNotFoundError) as error:
+        step = export_checkpoint(args.checkpoints, args.out, weights=args.weights, tag=args.tag, vae=args.vae)
+    except (ExportError, FileNotFoundError) as error:  # a missing VAE: model.export_folder.VAENotFound
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"exported the {args.weights} weights of {step} to {args.out}")
+    print(f"exported the {args.weights} weights of {step} to {args.out}, with the VAE in {args.out / 'vae'}")
     return 0
 
 

@@ -10,7 +10,8 @@ warm-up, clipping), resumes from its latest checkpoint if one exists, and trains
 `RealPortrait.training_loss` (under autocast in bf16), an EMA of the optimizer's fp32 master weights.
 A stage that starts from the preset writes what the STDiT2 import did (or `none`) to
 `<stage>/stdit2_import.json`. Every N steps it logs, validates, checkpoints; at the end it exports the
-EMA model (`<output_dir>/<stage>/export`, save_pretrained + safetensors).
+EMA model with the VAE it trained with (`<output_dir>/<stage>/export`: save_pretrained + safetensors, and
+`vae/`, so the export alone is what rp-animate and rp-eval need).
 Touching `<output_dir>/<stage>/EXPORT` asks for an export of the current EMA weights
 (`<stage>/exports/step_N`) at the next logging step. Without the launcher it runs as one process.
 """
@@ -46,7 +47,7 @@ from deepspeed.accelerator import get_accelerator
 from model.precision import peak_memory_bytes
 from model.realportrait import RealPortrait
 from model.vae import FrameVAE
-from training.checkpoints import Checkpoints, export_model, is_exported
+from training.checkpoints import Checkpoints, is_exported
 from training.config import ConfigError, StageConfig, TrainConfig, load_config
 from training.data import endless, open_loader, read_index
 from training.engine import (
@@ -61,6 +62,7 @@ from training.engine import (
     rotary_restorer,
     select_trainable,
 )
+from training.export import write_export
 from training.heldout import plan_heldout, stage_record
 from training.monitor import Monitor, Window
 from training.validation import (
@@ -282,7 +284,7 @@ class StageRun:
         self.monitor.progress(step, values)
         request = self.dir / "EXPORT"
         if request.exists():
-            export_model(self.ema.model, self.dir / "exports" / f"step_{step:08d}", self.heldout)
+            write_export(self.ema.model, self.dir / "exports" / f"step_{step:08d}", self.heldout, self.config.vae.path)
             request.unlink()
             print(f"[{self.stage.name}] exported the EMA model of step {step} on request", flush=True)
 
@@ -344,7 +346,7 @@ class StageRun:
             if logged:  # the next window measures training only, not this step's validation and checkpoint
                 window = Window()
         if self.context.rank == 0:
-            export_model(self.ema.model, self.dir / "export", self.heldout)
+            write_export(self.ema.model, self.dir / "export", self.heldout, self.config.vae.path)
             print(f"[{stage.name}] done: EMA model exported to {self.dir / 'export'}", flush=True)
         dist.barrier()
 
@@ -387,7 +389,14 @@ def train(config: TrainConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, type=Path, help="a training YAML (training/configs/*.yaml)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        action="append",
+        help="a training YAML (training/configs/*.yaml); repeat it to merge files in order, e.g. a stage's "
+        "file, then your own paths (training/configs/paths.example.yaml)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. stages.stage1.steps=10")
     parser.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)  # set by the launcher
     args = parser.parse_args(argv)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from pipeline.sources.records import ITEM_SCHEMA, PROBLEM_SCHEMA, USABLE_MEDIA, 
 
 MANIFEST_SCHEMA = ITEM_SCHEMA.append(pa.field("root", pa.string()))
 KEPT_PROBLEMS = 100  # per dataset and reason, for printing; all of them go to the problems parquet
+NAMED_FILES = 3  # files an error about an empty root names per problem reason
 
 
 @dataclass
@@ -62,6 +65,18 @@ class DatasetScan:
         kept = self.examples.setdefault(problem.reason, [])
         if len(kept) < KEPT_PROBLEMS:
             kept.append(problem)
+
+
+class NoItemsError(ValueError):
+    """A dataset root in which the adapter found no item: a mistyped path or another dataset's folder.
+
+    Refused rather than reported as "0 items", because a build of such a root would end "successfully" with
+    nothing in it. `scans` holds what was read (the problems say which files were missing).
+    """
+
+    def __init__(self, message: str, scans: Sequence[DatasetScan]):
+        super().__init__(message)
+        self.scans = list(scans)
 
 
 def resolve_targets(
@@ -201,7 +216,11 @@ def scan(
     check_faces: bool = False,
     registry: dict[str, DatasetSpec] | None = None,
 ) -> list[DatasetScan]:
-    """Scans one registry dataset (or each member of a composite one) under `root`."""
+    """Scans one registry dataset (or each member of a composite one) under `root`.
+
+    A target without a single item raises NoItemsError and writes nothing: an empty manifest would pass
+    for a result, and would replace a good one at `out`.
+    """
     targets = resolve_targets(name, root, registry)
     writer = ManifestWriter(out) if out else None
     detector = open_detector() if check_faces else None
@@ -227,8 +246,9 @@ def scan(
                     writer.add_item(item, dataset_root)
                 if on_item:
                     on_item(stats)
+        refuse_empty(results, registry)
     except BaseException:
-        if writer:
+        if writer:  # an earlier manifest at `out` is kept
             writer.abort()
         raise
     finally:
@@ -237,3 +257,76 @@ def scan(
     if writer:
         writer.close()
     return results
+
+
+# -- roots without items ---------------------------------------------------------------------------------
+
+
+def first_items(name: str, root: Path, registry: dict[str, DatasetSpec] | None = None) -> list[DatasetScan]:
+    """Each target of `name` under `root` read up to its first item: cheap proof that a root holds the
+    dataset (a real download yields one at once), and, when it does not, the problems saying why."""
+    scans = []
+    for spec, dataset_root in resolve_targets(name, root, registry):
+        stats = DatasetScan(spec.name, dataset_root)
+        with closing(open_adapter(spec, dataset_root, stats.add_problem).items()) as items:
+            item = next(items, None)
+        if item is not None:
+            stats.add_item(item)
+        scans.append(stats)
+    return scans
+
+
+def refuse_empty(
+    scans: Sequence[DatasetScan], registry: Mapping[str, DatasetSpec] | None = None, prefix: str = ""
+) -> None:
+    """Raises NoItemsError naming, for every scan that found no item, what it looked for."""
+    empty = [stats for stats in scans if stats.items == 0]
+    if empty:
+        registry = registry or load_registry()
+        message = "\n".join(prefix + no_items_message(stats, registry) for stats in empty)
+        raise NoItemsError(message, scans)
+
+
+def no_items_message(stats: DatasetScan, registry: Mapping[str, DatasetSpec]) -> str:
+    """What a user needs to fix an empty root: what the adapter missed, what the layout is, and which
+    dataset the folder looks like when it is another one's."""
+    spec = registry[stats.dataset]
+    details = [_missed(stats, reason) for reason in sorted(stats.problems)]
+    details.append(f"the official layout has {', '.join(layout_globs(spec))}")
+    others = [f"{name}'s {path}" for name, path in other_layouts(stats.root, spec.name, registry)]
+    if others:
+        more = len(others) - NAMED_FILES
+        details.append(f"the folder holds {', '.join(others[:NAMED_FILES])}{f' and {more} more' if more > 0 else ''}")
+    return f"found no items in {stats.root} for {spec.name}: {'; '.join(details)} (see `rp-data datasets {spec.name}`)"
+
+
+def _missed(stats: DatasetScan, reason: str) -> str:
+    """`reason files (detail)`: the files a reason names (the root itself, ".", is said by the detail)."""
+    examples = stats.examples.get(reason, [])
+    files = [problem.file for problem in examples[:NAMED_FILES] if problem.file != "."]
+    more = stats.problems[reason] - len(files) if files else 0
+    listed = f" {', '.join(files)}{f' and {more} more' if more else ''}" if files else ""
+    return f"{reason}{listed} ({examples[0].detail})" if examples else reason
+
+
+def layout_globs(spec: DatasetSpec) -> list[str]:
+    """The spec's required annotation files, or its required media when it has none (MEAD), as globs."""
+    entries = [e for e in spec.layout.annotations.values() if e.required] or [
+        e for e in spec.layout.media.values() if e.required
+    ]
+    return [re.sub(r"\{[^}]*\}", "*", entry.path) for entry in entries]
+
+
+def other_layouts(root: Path, name: str, registry: Mapping[str, DatasetSpec]) -> list[tuple[str, str]]:
+    """(dataset, a file of its layout) for every other single dataset whose layout the folder, or one of
+    its subfolders, holds: the usual mistake is the right path given to the wrong name."""
+    found = []
+    for spec in registry.values():
+        if spec.name == name or spec.members:
+            continue
+        for pattern in layout_globs(spec):
+            match = next((m for where in ("", "*/") for m in Path(root).glob(where + pattern)), None)
+            if match is not None:
+                found.append((spec.name, match.relative_to(root).as_posix()))
+                break
+    return found

@@ -46,13 +46,12 @@ def metric_weights(tmp_path_factory: pytest.TempPathFactory, sample_root: Path) 
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_run: tuple[Path, str], vae_dir: Path) -> Path:
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_run: tuple[Path, str]) -> Path:
     """THE CHECKPOINT THE END-TO-END TESTS ANIMATE WITH: the tiny model trained on the sample's shards by
     `deepspeed training/train.py --config training/configs/tiny.yaml` (stage 1 then stage 2, the session's
-    `tiny_run`), its final export with the run's VAE (a small SD1.5-configured one made by the tests) in
-    `vae/`, as rp-animate expects."""
+    `tiny_run`), its final export copied elsewhere as a user would move it: it carries the run's VAE (a small
+    SD1.5-configured one made by the tests) in `vae/`, so rp-animate and rp-eval need no --vae."""
     output, _ = tiny_run
     folder = tmp_path_factory.mktemp("checkpoint") / "tiny"
     shutil.copytree(output / "stage2" / "export", folder)
-    shutil.copytree(vae_dir, folder / "vae")
     return folder

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
 import torch
+from evalkit import REPO
 from PIL import Image
 
 from eval.frame_files import read_video
@@ -100,7 +104,7 @@ def test_rp_animate_names_what_is_wrong(tiny_checkpoint: Path, sample_root: Path
 
 
 def test_help_shows_an_example() -> None:
-    assert "example:" in animate_parser().format_help() and "rp-animate --checkpoint" in animate_parser().format_help()
+    assert "examples:" in animate_parser().format_help() and "rp-animate --checkpoint" in animate_parser().format_help()
 
 
 def test_rp_animate_runs_in_bf16_autocast_on_the_cpu(tiny_checkpoint: Path, sample_root: Path, tmp_path: Path) -> None:
@@ -114,3 +118,58 @@ def test_rp_animate_runs_in_bf16_autocast_on_the_cpu(tiny_checkpoint: Path, samp
     assert animate_main([*arguments, "--out", str(out), *options]) == 0
     frames = read_video(out).frames
     assert frames.shape == (20, 128, 128, 3) and frames.std() > 1
+
+
+def rp_animate(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """The installed `rp-animate` command, run as a user runs it (a terminal's stderr is no pytest capture)."""
+    command = [str(Path(sys.executable).with_name("rp-animate")), *arguments]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_an_export_animates_alone_quietly_and_counts_its_steps(
+    tiny_checkpoint: Path, sample_root: Path, tmp_path: Path
+) -> None:
+    """No --vae (the export carries its VAE), no native log lines unless --verbose, a bar that counts steps."""
+    source = tmp_path / "me.png"
+    Image.fromarray(skimage.data.astronaut()).save(source)
+    driving = sample_root / "celebvhq" / "downloaded_celebvhq" / "processed" / "-xU_9kQ2mZ0_1.mp4"
+    common = ["--checkpoint", str(tiny_checkpoint), "--source", str(source), "--driving", str(driving)]
+    quiet = rp_animate(*common, "--out", str(tmp_path / "a.mp4"), "--steps", "2", "--max-frames", "20")
+    assert quiet.returncode == 0, quiet.stderr
+    assert f"the VAE from {tiny_checkpoint / 'vae'}" in quiet.stdout
+    assert "animating (2 windows)" in quiet.stdout and "2/2 denoising steps" in quiet.stdout  # not 4/4 windows
+    assert quiet.stderr == ""
+    verbose = rp_animate(*common, "--out", str(tmp_path / "b.mp4"), "--steps", "1", "--max-frames", "4", "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "TensorFlow Lite" in verbose.stderr  # what the quiet run filtered out
+    assert read_video(tmp_path / "a.mp4").frames.shape == (20, 128, 128, 3)
+
+
+def test_rp_animate_checks_its_arguments_before_loading(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A missing --source with a real checkpoint: one line naming it, before the model code is even imported."""
+    missing = tmp_path / "me.jpg"
+    arguments = ["--checkpoint", str(tiny_checkpoint), "--source", str(missing), "--driving", str(missing)]
+    script = (
+        "import sys\nfrom model.animate_cli import main\ncode = main(sys.argv[1:])\n"
+        "print(sorted(name for name in ('diffusers', 'mediapipe', 'model.realportrait') if name in sys.modules))\n"
+        "sys.exit(code)"
+    )
+    command = [sys.executable, "-c", script, *arguments, "--out", str(tmp_path / "o.mp4")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == "[]\n", result.stdout + result.stderr
+    assert result.stderr == f"rp-animate: error: argument --source: {missing}: no such file\n"
+
+
+def test_an_export_whose_vae_is_gone_names_it(tiny_checkpoint: Path, vae_dir: Path, tmp_path: Path, capsys) -> None:
+    checkpoint = Path(shutil.copytree(tiny_checkpoint, tmp_path / "export", ignore=shutil.ignore_patterns("vae")))
+    image = tmp_path / "me.png"
+    Image.fromarray(skimage.data.astronaut()).save(image)
+    arguments = ["--checkpoint", str(checkpoint), "--source", str(image), "--driving", str(image)]
+    assert animate_main([*arguments, "--out", str(tmp_path / "o.mp4")]) == 2
+    captured = capsys.readouterr()
+    assert f"{checkpoint / 'vae'} is missing. The export was made with the VAE at {vae_dir.resolve()}" in captured.err
+    assert f"pass --vae {vae_dir.resolve()}" in captured.err and "loading the model" not in captured.out
+    assert animate_main([*arguments, "--out", str(tmp_path / "o.mp4"), "--steps", "0"]) == 2
+    assert "argument --steps: input should be greater than or equal to 1, got 0" in capsys.readouterr().err
+    assert animate_main([*arguments, "--out", str(tmp_path / "o.mp4"), "--overlap", "16"]) == 2
+    assert "the overlap (16) must be smaller than the window (16)" in capsys.readouterr().err

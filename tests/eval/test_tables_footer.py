@@ -76,6 +76,18 @@ def test_bold_follows_each_columns_direction_within_one_task_set(tmp_path: Path)
     assert "self tasks: every row is computed on the same 2 of 2 tasks" in text
 
 
+def test_bold_singles_out_a_best_or_nothing(tmp_path: Path) -> None:
+    """One row has no best (Table 3 of a single ablation run was all bold); nor has a column where all tie."""
+    a = write_folder(tmp_path / "a", "A", task_rows([0.10, 0.12], [20.0, 22.0], [0.30, 0.40]))
+    alone = markdown(tables_for([read_run(a)])[0])
+    assert row_cells(alone, "A")[:3] == ["0.11", "21", "0.35"] and "**0.11**" not in alone
+    # B ties A on L1 as printed (0.1100005 reads 0.11) and on AED exactly, and is better on PSNR: only PSNR has a best
+    b = write_folder(tmp_path / "b", "B", task_rows([0.100001, 0.12], [30.0, 32.0], [0.30, 0.40]))
+    both = markdown(tables_for([read_run(a), read_run(b)])[0])
+    assert row_cells(both, "A")[:3] == ["0.11", "21", "0.35"]
+    assert row_cells(both, "B")[:3] == ["0.11", "**31**", "0.35"]
+
+
 def test_footer_versions_weights_and_warnings_are_exact(tmp_path: Path) -> None:
     rows = task_rows([0.1, 0.2], [20.0, 21.0], [0.1, 0.2])
     a = write_folder(tmp_path / "a", "A", rows)

@@ -1,7 +1,7 @@
 """save_pretrained / from_pretrained, and the Open-Sora 1.1 STDiT2 import.
 
 Open-Sora weights cannot be downloaded here, so the tests write checkpoints in the real format:
-key names and shapes from `../shared/stdit2_keys.tsv` (the released STDiT2-XL/2), random values.
+key names and shapes of the released STDiT2-XL/2 (the reference folder's key list), random values.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -14,7 +19,8 @@ import pytest
 from PIL import Image
 from shardkit import Build, Sample, clip_sample, image_sample, npy, write_tar
 
-from pipeline.inspect_shard import inspect_shard, print_inspection
+from pipeline.cli import main
+from pipeline.inspect_shard import inspect_shard, list_build, print_inspection
 from pipeline.sample.render import write_mp4
 
 
@@ -111,13 +117,13 @@ def test_a_broken_clip_is_flagged_and_only_it(tmp_path: Path, case: str) -> None
 def shrink(sample: Sample) -> None:
     with Image.open(io.BytesIO(sample["jpg"])) as image:
         buffer = io.BytesIO()
-        image.resize((512, 512)).save(buffer, format="JPEG")
+        image.resize((500, 500)).save(buffer, format="JPEG")
     sample["jpg"] = buffer.getvalue()
 
 
 IMAGE_BREAKS: dict[str, tuple[Callable[[Sample], None], str]] = {
     "truncated jpg": (lambda s: s.update(jpg=s["jpg"][: len(s["jpg"]) // 3]), "jpg does not decode"),
-    "small jpg": (shrink, "jpg is 512x512: not a square larger than 512"),
+    "small jpg": (shrink, "jpg is 500x500: not a square of at least 512"),
     "size disagrees": (edit_json(width=900, height=900), "jpg is 1024x1024, json says 900x900"),
     "two landmark rows": (set_array("landmarks.npy", lambda a: np.concatenate([a, a])), "expected (1, 478, 2)"),
     "missing jpg": (lambda s: s.pop("jpg"), "missing member(s): jpg"),
@@ -197,3 +203,85 @@ def test_empty_tar_split_key_and_missing_file(tmp_path: Path) -> None:
     assert "key seen before in this tar: its members are not contiguous" in result.samples[2].problems
     with pytest.raises(FileNotFoundError, match="no shard at"):
         inspect_shard(tmp_path / "absent.tar")
+
+
+def test_an_image_of_exactly_512_passes_as_the_build_writes_small_photos() -> None:
+    """A photo with no room for more context than one crop gives a 512x512 image (pipeline.process.image_context)."""
+    with tempfile.TemporaryDirectory() as folder:
+        result = inspect_shard(write_tar(Path(folder) / "s.tar", [image_sample("celeba_small_i000", side=512)]))
+    assert result.ok, result.failed[0].problems
+
+
+# -- a build folder ----------------------------------------------------------------------------------------
+
+
+def test_a_build_folder_lists_its_committed_tars_with_their_counts(build: Build) -> None:
+    listing = list_build(build.root)
+    # vfhq-00000 wrote two tars: its rows split its three samples between them
+    assert [(tar.path.name, tar.work, tar.samples) for tar in listing.tars] == [
+        ("ffhq-00000-00.tar", "ffhq-00000", 2),
+        ("vfhq-00000-00.tar", "vfhq-00000", 2),
+        ("vfhq-00000-01.tar", "vfhq-00000", 1),
+    ]
+    assert listing.pending == ["vfhq-00001"] and not listing.missing
+    assert list_build(build.root / "shards").tars == listing.tars  # its shards/ folder, given instead
+
+
+def test_inspect_of_a_build_folder_lists_then_checks(build: Build, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(build.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"{build.root}: 3 tar(s) of 2 committed work shard(s), 5 sample(s)" in out
+    assert re.search(r"  shards/vfhq-00000-01\.tar +1 sample\(s\)  \d+\.\d kB\n", out)
+    assert "1 work shard(s) not committed (still running, or left by a killed build; not listed): vfhq-00001" in out
+    assert "checking the first 3 sample(s) of ffhq-00000-00.tar" in out and out.count("ok   ffhq_") == 2
+    assert out.endswith("OK: all 2 sample(s) meet the shard contract\n") and "vfhq-00001-00.tar" not in out
+    assert main(["inspect", str(build.root), "--shard", "shards/vfhq-00000-00"]) == 0
+    assert "vfhq-00000-00.tar: 2 sample(s) read" in capsys.readouterr().out
+    assert main(["inspect", str(build.root), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("sample(s) read") == 3 and "ok   " not in out
+    assert out.endswith("checked 3 tar(s): 0 with problems, 0 missing\n")
+
+
+def test_inspect_of_a_build_folder_fails_on_a_bad_or_missing_tar(
+    build: Build, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(shutil.copytree(build.root, tmp_path / "build"))
+    broken = clip_sample("vfhq_Clip-Xy9-F0-16_77aa01_c000", frames=16, seed=3)
+    broken.pop("pose.npy")
+    write_tar(root / "shards" / "vfhq-00000-01.tar", [broken])
+    assert main(["inspect", str(root), "--all"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL vfhq_Clip-Xy9-F0-16_77aa01_c000" in out and "- missing member(s): pose.npy" in out
+    assert out.endswith("checked 3 tar(s): 1 with problems, 0 missing\n")
+    (root / "shards" / "ffhq-00000-00.tar").unlink()
+    assert main(["inspect", str(root)]) == 1  # the first tar present is checked, and passes
+    out = capsys.readouterr().out
+    assert re.search(r"  shards/ffhq-00000-00\.tar +2 sample\(s\)  MISSING: committed but not on disk\n", out)
+    assert "checking the first 3 sample(s) of vfhq-00000-00.tar" in out and "OK: all 2 sample(s)" in out
+    assert main(["inspect", str(root), "--shard", "ffhq-00000-00.tar"]) == 2
+    assert "no shard at" in capsys.readouterr().out
+
+
+def test_inspect_names_what_it_cannot_find(build: Build, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(build.root), "--shard", "vfhq-00009-00.tar"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "error: no committed tar vfhq-00009-00.tar in" in out
+    assert "it has: ffhq-00000-00.tar, vfhq-00000-00.tar, vfhq-00000-01.tar" in out
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert f"{tmp_path} is not a build folder: it has no shards/" in " ".join(capsys.readouterr().out.split())
+    assert main(["inspect", str(tmp_path / "absent.tar")]) == 2
+    assert "no shard at" in capsys.readouterr().out
+
+
+def test_inspect_into_a_closed_pipe_ends_quietly(build: Build) -> None:
+    """A reader that is gone (`rp-data inspect ... | head -1` once head has its line) ends the command with
+    141 (128 + SIGPIPE), as shell tools do, and without a BrokenPipeError traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has left before the first line: every write fails
+    rp_data = Path(sys.executable).with_name("rp-data")
+    with os.fdopen(write_end, "wb") as stdout:
+        result = subprocess.run(
+            [str(rp_data), "inspect", str(build.root), "--all"], stdout=stdout, stderr=subprocess.PIPE, timeout=120
+        )
+    assert result.returncode == 141 and result.stderr == b""

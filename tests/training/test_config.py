@@ -176,3 +176,24 @@ def test_a_missing_stdit2_file_is_a_clear_error_before_training(tmp_path: Path, 
     assert "stdit2_weights" not in message and "no committed shards" in message
     assert main(["--config", str(STAGE2), *run]) == 2  # stage 2 continues stage 1's export: no STDiT2 file needed
     assert "no committed shards" in capsys.readouterr().err
+
+
+def test_one_file_of_the_users_paths_serves_both_stages(tmp_path: Path) -> None:
+    """The README's two commands: each stage's file, then the user's own paths, merged in that order."""
+    mine = yaml.safe_load((CONFIG_DIR / "paths.example.yaml").read_text())
+    mine["data"]["build_dir"], mine["vae"]["path"] = "/lab/shards", "/lab/weights/vae"
+    mine["model"]["stdit2_weights"], mine["output_dir"] = "/lab/weights/stdit2.safetensors", "/lab/runs/rp"
+    paths = tmp_path / "my_paths.yaml"
+    paths.write_text(yaml.safe_dump(mine))
+    first, second = load_config([STAGE1, paths]), load_config([STAGE2, paths])
+    for config in (first, second):
+        assert str(config.data.build_dir) == "/lab/shards" and str(config.vae.path) == "/lab/weights/vae"
+        assert str(config.model.stdit2_weights) == "/lab/weights/stdit2.safetensors"
+        assert str(config.output_dir) == "/lab/runs/rp"
+        assert config.deepspeed == CONFIG_DIR / "zero2.json"  # still found beside the stage's file
+    # the stages keep their own settings: only the paths came from the user's file
+    assert [s.name for s in first.stages] == ["stage1"] and [s.name for s in second.stages] == ["stage2"]
+    assert second.data.weights["ffhq"] == 0.0 and first.data.weights["ffhq"] == 1.0
+    paths.write_text("vae: {chunk_size: -1}\n")
+    with pytest.raises(ConfigError, match=r"(?s)my_paths\.yaml.*vae\.chunk_size"):
+        load_config([STAGE1, paths])

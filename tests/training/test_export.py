@@ -4,6 +4,7 @@ session's tiny run (`tiny_run`: tiny.yaml, 2 CPU processes under ZeRO-2, 4 steps
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoin
 from safetensors.torch import load_file, save_file
 from trainkit import REPO, TINY, launch, run_overrides
 
+from model.export_folder import VAE_RECORD, resolve_vae
 from model.realportrait import RealPortrait
 from pipeline.split import SAMPLE_SPLIT
 from training.checkpoints import WEIGHTS
@@ -115,6 +117,32 @@ def test_a_zero3_checkpoint_exports_its_live_weights(build_dir: Path, vae_dir: P
     live = RealPortrait.from_pretrained(tmp_path / "live", low_cpu_mem_usage=False).state_dict()
     ema = load_file(checkpoints / "step_00000002" / "ema" / WEIGHTS)
     assert equal(live, ema)
+
+
+def carries_the_vae(export_dir: Path, vae: Path) -> bool:
+    """The export's vae/ holds the files of `vae`, byte for byte, and its record names `vae` and their sha256."""
+    record = json.loads((export_dir / VAE_RECORD).read_text())
+    names = ("config.json", "diffusion_pytorch_model.safetensors")
+    return (
+        resolve_vae(export_dir) == export_dir / "vae"
+        and record["source"] == str(vae.resolve())
+        and record["sha256"] == {name: file_sha256(vae / name) for name in names}
+        and all((export_dir / "vae" / name).read_bytes() == (vae / name).read_bytes() for name in names)
+    )
+
+
+@pytest.mark.slow
+def test_every_export_carries_the_vae_the_run_trained_with(
+    tiny_run: tuple[Path, str], vae_dir: Path, tmp_path: Path
+) -> None:
+    """Training's stage exports, and `python -m training.export` without --vae (it reads the run's config.yaml)."""
+    output, _ = tiny_run
+    for stage in ("stage1", "stage2"):
+        assert carries_the_vae(output / stage / "export", vae_dir)
+    result = export(str(output / "stage2" / "checkpoints"), "--out", str(tmp_path / "ema"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"with the VAE in {tmp_path / 'ema' / 'vae'}" in result.stdout
+    assert carries_the_vae(tmp_path / "ema", vae_dir)
 
 
 def test_weights_without_the_wrapper_prefix_or_a_checkpoint_are_refused(tmp_path: Path) -> None:

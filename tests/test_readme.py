@@ -1,0 +1,74 @@
+"""The README's commands as a reader pastes them, run on the embedded sample.
+
+Every block marked `<!-- runs on the sample -->` runs as written, in order, in a folder where `/data/<NAME>`
+is the sample's folder of that dataset (the sample writes each in its official layout) and `/data/shards`
+is a fresh build folder; relative paths (`out/...`, `manifests/splits/paper.json`) land in that folder.
+Step 3 is the one exception: with the paper's thresholds (VFHQ clips of 200 frames, CelebV-HQ clips of 5 s)
+the split selects none of the sample's short clips, so the sample's split is drawn with `rp-data split
+--sample`, the same selection at the sample's thresholds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MARK = "<!-- runs on the sample -->"
+DATASETS = {
+    "VFHQ": "vfhq",
+    "CelebV-HQ": "celebvhq",
+    "HDTF": "hdtf",
+    "MEAD": "mead",
+    "TalkingHead-1KH": "talkinghead_1kh",
+    "VGGFace2": "vggface2",
+    "CelebA": "celeba",
+    "FFHQ": "ffhq",
+}
+
+
+def marked_blocks(text: str) -> list[str]:
+    """The bash blocks that directly follow the mark, in the README's order."""
+    return re.findall(re.escape(MARK) + r"\n```bash\n(.*?)\n```", text, flags=re.S)
+
+
+def sample_world(folder: Path) -> Path:
+    """`folder/data/<NAME>` -> the sample's dataset folders, as `/data/<NAME>` stands in the README."""
+    run = lambda *args: subprocess.run([str(BIN / "rp-data"), *args], cwd=folder, capture_output=True, text=True)  # noqa: E731
+    assert run("sample", "--out", "sample").returncode == 0
+    for name, dataset in DATASETS.items():
+        (folder / "data").mkdir(exist_ok=True)
+        (folder / "data" / name).symlink_to(folder / "sample" / dataset)
+    split = run("split", "--sample", "sample", "--out", "manifests/splits/paper.json")
+    assert split.returncode == 0, split.stdout + split.stderr
+    return folder
+
+
+def test_the_readme_marks_what_runs_on_the_sample() -> None:
+    blocks = marked_blocks((REPO / "README.md").read_text())
+    commands = " ".join(blocks)
+    for step in ("rp-data scan", "rp-data build", "rp-data report", "rp-eval run", "rp-eval table"):
+        assert step in commands, f"no marked README block runs {step!r}"
+
+
+@pytest.mark.slow
+def test_every_marked_readme_block_runs_on_the_sample(tmp_path: Path) -> None:
+    world = sample_world(tmp_path)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    for block in marked_blocks((REPO / "README.md").read_text()):
+        script = block.replace("/data/", f"{world}/data/")
+        result = subprocess.run(["bash", "-e", "-c", script], cwd=world, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{block}\n---\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    # what the blocks promise is there: a scan, shards of all eight datasets with the split held out, tables
+    assert len(pd.read_parquet(world / "out" / "vfhq.parquet")) > 0
+    manifest = pd.read_parquet(world / "data" / "shards" / "manifest.parquet")
+    assert set(manifest.dataset) >= set(DATASETS.values())
+    assert (world / "data" / "shards" / "report" / "index.html").is_file()
+    assert (world / "out" / "tables" / "table1.md").is_file()
