@@ -19,7 +19,7 @@ from model.export_folder import require_export, resolve_vae
 from model.precision import Precision, add_precision_arguments
 from model.sampling_options import add_sampling_arguments, sampling_options
 from pipeline.cli_help import HelpFormatter
-from pipeline.faces.quiet import quiet_native_logs
+from pipeline.faces.quiet import add_verbose_argument, quiet_native_logs
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -268,9 +268,7 @@ def split_options(command: argparse.ArgumentParser) -> None:
         help="override a protocol setting, e.g. size=256 or metrics=[L1,PSNR] (repeatable)",
     )
     command.add_argument("--no-progress", action="store_true", help="no progress bars")
-    command.add_argument(
-        "--verbose", action="store_true", help="show the face models' native log lines (TensorFlow Lite, mediapipe)"
-    )
+    add_verbose_argument(command)
 
 
 def run_options(r: argparse.ArgumentParser) -> None:

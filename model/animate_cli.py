@@ -14,7 +14,7 @@ from model.export_folder import require_export, resolve_vae
 from model.precision import Precision, add_precision_arguments
 from model.sampling_options import add_sampling_arguments, sampling_options
 from pipeline.cli_help import HelpFormatter
-from pipeline.faces.quiet import quiet_native_logs
+from pipeline.faces.quiet import add_verbose_argument, quiet_native_logs
 
 EXAMPLES = """examples:
   rp-animate --checkpoint runs/realportrait/stage2/export --source me.jpg --driving driving.mp4 \\
@@ -73,9 +73,7 @@ def parser() -> argparse.ArgumentParser:
     )
     add_precision_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--verbose", action="store_true", help="show the face models' native log lines (TensorFlow Lite, mediapipe)"
-    )
+    add_verbose_argument(p)
     return p
 
 

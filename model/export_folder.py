@@ -17,12 +17,13 @@ A RealPortrait model is only meaningful with the VAE whose latents it was traine
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+from pipeline.fingerprint import sha256_file
 
 VAE_DIR = "vae"
 VAE_RECORD = "vae_source.json"
@@ -55,14 +56,6 @@ def require_export(checkpoint: Path) -> Path:
             "run's <output_dir>/stage2/export"
         )
     return Path(checkpoint)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _source_files(source: Path) -> dict[str, Path]:
@@ -101,7 +94,7 @@ def bundle_vae(export: Path, source: Path) -> dict[str, Any]:
         "format": FORMAT,
         "source": str(source),
         "bundled": bundled,
-        "sha256": {name: file_sha256(path) for name, path in files.items()},
+        "sha256": {name: sha256_file(path) for name, path in files.items()},
     }
     (export / VAE_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     return record

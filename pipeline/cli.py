@@ -18,6 +18,7 @@ from rich.text import Text
 
 from manifests.schema import DATASETS_DIR, DatasetSpec, SpecError, load_registry
 from pipeline.cli_help import HelpFormatter
+from pipeline.faces.quiet import add_verbose_argument, quiet_native_logs
 from pipeline.runner import DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKER_MEMORY_GIB
 from pipeline.sources.scan import DatasetScan, NoItemsError
 from pipeline.summary import datasets_table, problems_table, scan_table
@@ -271,7 +272,6 @@ def _cmd_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from pipeline import split as splits
-    from pipeline.faces.quiet import quiet_native_logs
     from pipeline.sources.scan import first_items, refuse_empty
 
     given = _split_roots(args)
@@ -351,7 +351,6 @@ def _print_scan(results: list[DatasetScan], show_problems: int) -> None:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from pipeline.faces.quiet import quiet_native_logs
 
     root = Path(args.root)
     if not root.is_dir():
@@ -618,11 +617,7 @@ def _add_split(commands: argparse._SubParsersAction) -> None:
         help="instead of choosing: re-hash a frozen split's media under the roots, list mismatches, exit 1 if any "
         "(default: choose a new split)",
     )
-    split.add_argument(
-        "--verbose",
-        action="store_true",
-        help="print the face models' own log lines (mediapipe, TensorFlow Lite), hidden otherwise",
-    )
+    add_verbose_argument(split)
     split.set_defaults(run=_cmd_split)
 
 
@@ -689,11 +684,7 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="print at most N problems per dataset and reason (all are in the problems parquet)",
     )
-    scan.add_argument(
-        "--verbose",
-        action="store_true",
-        help="with --faces, print the face models' own log lines (mediapipe, TensorFlow Lite), hidden otherwise",
-    )
+    add_verbose_argument(scan, "with --faces")
     scan.set_defaults(run=_cmd_scan)
 
 

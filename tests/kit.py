@@ -35,3 +35,24 @@ def item(media_path: str = "x.mp4", **values: object) -> SourceItem:
         "license_tag": "t:t",
     }
     return SourceItem(**(base | values))
+
+
+# The folder names the README and the --help examples give the downloads (/data/<NAME>) -> registry names
+DATA_FOLDERS = {
+    "VFHQ": "vfhq",
+    "CelebV-HQ": "celebvhq",
+    "HDTF": "hdtf",
+    "MEAD": "mead",
+    "TalkingHead-1KH": "talkinghead_1kh",
+    "VGGFace2": "vggface2",
+    "CelebA": "celeba",
+    "FFHQ": "ffhq",
+}
+
+
+def link_data_folders(data: Path, sample: Path) -> None:
+    """`data/<NAME>` -> the sample's folder of that dataset (each in its official layout), so a documented
+    command's `/data/<NAME>` runs on the sample once `/data/` is replaced by `data`'s path."""
+    data.mkdir(parents=True, exist_ok=True)
+    for name, dataset in DATA_FOLDERS.items():
+        (data / name).symlink_to(sample / dataset)

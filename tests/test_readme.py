@@ -18,20 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from kit import DATA_FOLDERS, link_data_folders
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MARK = "<!-- runs on the sample -->"
-DATASETS = {
-    "VFHQ": "vfhq",
-    "CelebV-HQ": "celebvhq",
-    "HDTF": "hdtf",
-    "MEAD": "mead",
-    "TalkingHead-1KH": "talkinghead_1kh",
-    "VGGFace2": "vggface2",
-    "CelebA": "celeba",
-    "FFHQ": "ffhq",
-}
 
 
 def marked_blocks(text: str) -> list[str]:
@@ -43,9 +34,7 @@ def sample_world(folder: Path) -> Path:
     """`folder/data/<NAME>` -> the sample's dataset folders, as `/data/<NAME>` stands in the README."""
     run = lambda *args: subprocess.run([str(BIN / "rp-data"), *args], cwd=folder, capture_output=True, text=True)  # noqa: E731
     assert run("sample", "--out", "sample").returncode == 0
-    for name, dataset in DATASETS.items():
-        (folder / "data").mkdir(exist_ok=True)
-        (folder / "data" / name).symlink_to(folder / "sample" / dataset)
+    link_data_folders(folder / "data", folder / "sample")
     split = run("split", "--sample", "sample", "--out", "manifests/splits/paper.json")
     assert split.returncode == 0, split.stdout + split.stderr
     return folder
@@ -69,6 +58,6 @@ def test_every_marked_readme_block_runs_on_the_sample(tmp_path: Path) -> None:
     # what the blocks promise is there: a scan, shards of all eight datasets with the split held out, tables
     assert len(pd.read_parquet(world / "out" / "vfhq.parquet")) > 0
     manifest = pd.read_parquet(world / "data" / "shards" / "manifest.parquet")
-    assert set(manifest.dataset) >= set(DATASETS.values())
+    assert set(manifest.dataset) >= set(DATA_FOLDERS.values())
     assert (world / "data" / "shards" / "report" / "index.html").is_file()
     assert (world / "out" / "tables" / "table1.md").is_file()

@@ -21,6 +21,7 @@ from typing import Any
 import torch.distributed as dist
 from safetensors.torch import load_file
 
+from model.export_folder import bundle_vae
 from model.realportrait import RealPortrait
 from training.ema import EMA
 from training.heldout import write_record
@@ -31,15 +32,22 @@ LATEST = "latest"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
-def export_model(model: RealPortrait, out: Path, heldout: dict[str, Any] | None = None) -> None:
+def export_model(
+    model: RealPortrait, out: Path, heldout: dict[str, Any] | None = None, vae: Path | None = None
+) -> None:
     """`save_pretrained` (safetensors + config.json) to a temporary folder renamed into place, so a folder
-    at `out` is always complete; `heldout` (`training.heldout.stage_record`) is written beside the weights."""
+    at `out` is always complete; `heldout` (`training.heldout.stage_record`) is written beside the weights,
+    and `vae`, the VAE the model was trained with, is bundled in (`model.export_folder.bundle_vae`): an
+    export is never seen without its VAE, which a rerun of training would take as done. Checkpoints' `ema/`
+    folders are written without one (the run's config names it)."""
     out = Path(out)
     tmp, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     if heldout is not None:
         write_record(tmp, heldout)
+    if vae is not None:
+        bundle_vae(tmp, vae)
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)

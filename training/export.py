@@ -11,7 +11,7 @@ export only checkpoints your own runs wrote) and takes the model's configuration
 `ema/` (the same architecture). Either way the export carries the checkpoint's `heldout_split.json`, and
 the VAE the run trained with (`model.export_folder`: `vae/` and `vae_source.json`), taken from `--vae` or else
 from `vae.path` of the run's `config.yaml` (written by training/train.py two folders above `checkpoints/`),
-so the export is all `rp-animate --checkpoint` needs. Training's own exports carry it too (`write_export`).
+so the export is all `rp-animate --checkpoint` needs. Training's own exports carry it too (`export_model`).
 
 DeepSpeed names the weights after the module it trained, the training wrapper (`training.engine.Objective`),
 so every key of `zero_to_fp32.py`'s output starts with `model.`. `load_consolidated` loads that output:
@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import yaml
 from safetensors.torch import load_file
 
-from model.export_folder import bundle_vae
 from model.realportrait import RealPortrait
 from training.checkpoints import EMA_DIR, LATEST, STATE_FILE, export_model
 from training.heldout import read_record
@@ -98,20 +95,6 @@ def load_consolidated(path: Path | str, config: Path | str) -> RealPortrait:
     return _load_into(read_consolidated(Path(path)), Path(config), path)
 
 
-def write_export(model: RealPortrait, out: Path, heldout: dict[str, Any] | None, vae: Path) -> None:
-    """The model (`export_model`: save_pretrained + the held-out record) and the VAE at `vae`, made visible at
-    `out` only when both are complete: a folder at `out` is never an export without its VAE, which a rerun
-    of training would take as done and skip."""
-    out = Path(out)
-    staging, old = out.with_name(f".{out.name}.staging"), out.with_name(f".{out.name}.old")
-    export_model(model, staging, heldout)
-    bundle_vae(staging, vae)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def run_vae(checkpoints: Path) -> Path:
     """`vae.path` of the run that wrote `checkpoints` (<output_dir>/<stage>/checkpoints), from its config.yaml."""
     config = Path(checkpoints).parent.parent / RUN_CONFIG
@@ -161,7 +144,7 @@ def export_checkpoint(
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         model = _load_into(get_fp32_state_dict_from_zero_checkpoint(str(checkpoints), tag=tag), ema, step)
-    write_export(model, Path(out), read_record(ema), vae)
+    export_model(model, Path(out), read_record(ema), vae)
     return step
 
 

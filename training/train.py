@@ -47,7 +47,7 @@ from deepspeed.accelerator import get_accelerator
 from model.precision import peak_memory_bytes
 from model.realportrait import RealPortrait
 from model.vae import FrameVAE
-from training.checkpoints import Checkpoints, is_exported
+from training.checkpoints import Checkpoints, export_model, is_exported
 from training.config import ConfigError, StageConfig, TrainConfig, load_config
 from training.data import endless, open_loader, read_index
 from training.engine import (
@@ -62,7 +62,6 @@ from training.engine import (
     rotary_restorer,
     select_trainable,
 )
-from training.export import write_export
 from training.heldout import plan_heldout, stage_record
 from training.monitor import Monitor, Window
 from training.validation import (
@@ -284,7 +283,7 @@ class StageRun:
         self.monitor.progress(step, values)
         request = self.dir / "EXPORT"
         if request.exists():
-            write_export(self.ema.model, self.dir / "exports" / f"step_{step:08d}", self.heldout, self.config.vae.path)
+            export_model(self.ema.model, self.dir / "exports" / f"step_{step:08d}", self.heldout, self.config.vae.path)
             request.unlink()
             print(f"[{self.stage.name}] exported the EMA model of step {step} on request", flush=True)
 
@@ -346,7 +345,7 @@ class StageRun:
             if logged:  # the next window measures training only, not this step's validation and checkpoint
                 window = Window()
         if self.context.rank == 0:
-            write_export(self.ema.model, self.dir / "export", self.heldout, self.config.vae.path)
+            export_model(self.ema.model, self.dir / "export", self.heldout, self.config.vae.path)
             print(f"[{stage.name}] done: EMA model exported to {self.dir / 'export'}", flush=True)
         dist.barrier()
 

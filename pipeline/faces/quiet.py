@@ -17,6 +17,7 @@ through their runtime environment and log to Ray's session files (`rp-data build
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import functools
 import os
@@ -72,3 +73,14 @@ def _restore(real: int, forwarder: threading.Thread) -> None:
     process still holds it), so the filter passes on what is left and ends."""
     os.dup2(real, 2)
     forwarder.join(DRAIN_SECONDS)
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """The `--verbose` option every command that runs the face models takes, described once (`when`: the
+    case it applies to, e.g. "with --faces")."""
+    prefix = f"{when}, " if when else ""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help=f"{prefix}show the face models' native log lines (mediapipe, TensorFlow Lite), hidden otherwise",
+    )

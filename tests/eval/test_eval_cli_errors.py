@@ -22,9 +22,9 @@ HEAVY = ("diffusers", "mediapipe", "model.realportrait", "eval.metrics", "lpips"
 def export_dir(tmp_path: Path, vae_dir: Path) -> Path:
     """A real export of an untrained tiny model with its VAE, as training writes one (in a second, untrained)."""
     from model.realportrait import RealPortrait
-    from training.export import write_export
+    from training.checkpoints import export_model
 
-    write_export(RealPortrait.from_preset("tiny"), tmp_path / "export", None, vae_dir)
+    export_model(RealPortrait.from_preset("tiny"), tmp_path / "export", None, vae_dir)
     return tmp_path / "export"
 
 

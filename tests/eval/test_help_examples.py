@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kit import DATA_FOLDERS, link_data_folders
 from PIL import Image
 
 from pipeline.sample.portraits import load_photo
@@ -40,16 +41,6 @@ COMMANDS = {
     "rp-data": ("build", "report", "inspect", "split", "datasets", "sample", "scan"),
     "rp-eval": ("weights", "inputs", "run", "table"),
     "rp-animate": (),
-}
-DATASETS = {
-    "VFHQ": "vfhq",
-    "CelebV-HQ": "celebvhq",
-    "HDTF": "hdtf",
-    "MEAD": "mead",
-    "TalkingHead-1KH": "talkinghead_1kh",
-    "VGGFace2": "vggface2",
-    "CelebA": "celeba",
-    "FFHQ": "ffhq",
 }
 NEEDS_A_CLUSTER = "HEAD:6379"
 
@@ -93,7 +84,7 @@ def test_every_help_shows_runnable_examples() -> None:
     for name, subs in COMMANDS.items():
         for sub in subs or ("",):
             assert any(e.startswith(f"{name} {sub}".strip()) for e in found), f"no example of {name} {sub}"
-    placeholder = re.compile(r"/data/(?!(" + "|".join(map(re.escape, DATASETS)) + r"|shards|weights/eval)\b)")
+    placeholder = re.compile(r"/data/(?!(" + "|".join(map(re.escape, DATA_FOLDERS)) + r"|shards|weights/eval)\b)")
     for example in found:
         assert not placeholder.search(example), f"{example}: a /data path this test cannot make real"
 
@@ -112,9 +103,7 @@ def _world(folder: Path, build_dir: Path, tiny_checkpoint: Path) -> Path:
     run = lambda *args: subprocess.run([str(BIN / args[0]), *args[1:]], cwd=folder, capture_output=True, text=True)  # noqa: E731
     assert run("rp-data", "sample", "--out", "sample").returncode == 0
     data = folder / "data"
-    data.mkdir()
-    for name, dataset in DATASETS.items():
-        (data / name).symlink_to(folder / "sample" / dataset)
+    link_data_folders(data, folder / "sample")
     shutil.copytree(build_dir, data / "shards")  # reports are written into it: a copy of the session's build
     (data / "weights" / "eval").mkdir(parents=True)
     split = run("rp-data", "split", "--sample", "sample", "--per-dataset", "1", "--out", "manifests/splits/paper.json")

@@ -18,7 +18,8 @@ from safetensors.torch import save_file
 from model.export_folder import VAE_RECORD, NotAnExport, VAENotFound, require_export, resolve_vae
 from model.realportrait import RealPortrait
 from model.vae import SD15_VAE_CONFIG, load_vae
-from training.export import ExportError, run_vae, write_export
+from training.checkpoints import export_model
+from training.export import ExportError, run_vae
 
 
 def sha256(path: Path) -> str:
@@ -45,7 +46,7 @@ def vae_copy(vae_dir: Path, tmp_path: Path) -> Path:
 
 def test_an_export_carries_a_copy_of_its_vae_and_its_origin(vae_copy: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    write_export(RealPortrait.from_preset("tiny"), out, None, vae_copy)
+    export_model(RealPortrait.from_preset("tiny"), out, None, vae_copy)
     assert require_export(out) == out and resolve_vae(out) == out / "vae"
     files = ("config.json", "diffusion_pytorch_model.safetensors")
     assert sorted(path.name for path in (out / "vae").iterdir()) == sorted(files)
@@ -63,13 +64,13 @@ def test_a_rewritten_export_is_replaced_whole(vae_copy: Path, tmp_path: Path) ->
     out = tmp_path / "export"
     out.mkdir()
     (out / "stale.txt").write_text("from an earlier export")
-    write_export(RealPortrait.from_preset("tiny"), out, None, vae_copy)
+    export_model(RealPortrait.from_preset("tiny"), out, None, vae_copy)
     assert not (out / "stale.txt").exists() and (out / "vae" / "config.json").is_file()
 
 
 def test_a_missing_or_moved_vae_is_named(vae_copy: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    write_export(RealPortrait.from_preset("tiny"), out, None, vae_copy)
+    export_model(RealPortrait.from_preset("tiny"), out, None, vae_copy)
     shutil.rmtree(out / "vae")  # e.g. the weights were copied without it
     message = error_of(lambda: resolve_vae(out), VAENotFound)
     assert message.startswith(f"argument --checkpoint: {out}: {out / 'vae'} is missing")
@@ -115,7 +116,7 @@ def test_a_single_safetensors_vae_becomes_a_diffusers_folder(tmp_path: Path) -> 
     save_file({key: value.contiguous() for key, value in vae.state_dict().items()}, single)
     del vae
     out = tmp_path / "export"
-    write_export(RealPortrait.from_preset("tiny"), out, None, single)
+    export_model(RealPortrait.from_preset("tiny"), out, None, single)
     record = json.loads((out / VAE_RECORD).read_text())
     assert record["bundled"] == "converted to a diffusers folder"
     assert record["sha256"] == {single.name: sha256(single)} and record["source"] == str(single.resolve())
