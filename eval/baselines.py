@@ -9,6 +9,9 @@
 - `driving-copy`: the driving clip returned unchanged. A leakage control, not a method: it carries the
   driver's identity into every frame, so cross-reenactment's leakage columns must read 1 for it (and 0
   for `source-copy`); its self-reenactment rows are the ground truth itself.
+
+Source-copy and driving-copy are controls (`control = True`): they bound the measures, so tables label
+them and never make them bold nor rank them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pipeline.faces import LandmarkTracker
 class SourceCopy:
     name = "source-copy"
     motion_mode = "none"
+    control = True
     description = "the source frame repeated"
 
     def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
@@ -31,6 +35,7 @@ class SourceCopy:
 class DrivingCopy:
     name = "driving-copy"
     motion_mode = "absolute"
+    control = True
     description = "the driving clip returned unchanged: a driver-identity leakage control (leaks everything)"
 
     def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
@@ -40,6 +45,7 @@ class DrivingCopy:
 class LandmarkWarp:
     name = "landmark-warp"
     motion_mode = "relative"
+    control = False
     description = "source warped by the similarity between driving and first-frame landmarks (pipeline FaceMesh)"
 
     def __init__(self, landmarker: LandmarkTracker):

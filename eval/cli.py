@@ -85,7 +85,7 @@ def new_progress(disabled: bool) -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # names print as they are
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -174,6 +174,7 @@ def make_method(args: argparse.Namespace) -> Method:
             motion_mode=args.motion_mode,
             resize=args.resize_outputs,
             allow_longer=args.allow_longer,
+            control=args.control,
         )
     if kind == "ours":
         print(f"loading the model from {args.checkpoint} and the VAE from {vae}", flush=True)
@@ -216,11 +217,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.out,
             label=args.label,
             progress=progress_bar(progress),
+            resume=args.resume,
         )
     failed = result.info["failed"]
-    print(f"wrote {args.out}: {len(result.tasks)} tasks" + (f", failed: {failed}" if failed else ""))
+    resumed = f" ({result.info['resumed_tasks']} kept from before)" if args.resume else ""
+    print(f"wrote {args.out}: {len(result.tasks)} tasks{resumed}" + (f", failed: {failed}" if failed else ""))
     for problem in result.info["unexpected_outputs"]:  # type: ignore[attr-defined]
         warn(f"warning: no task asks for {problem}")
+    if not result.info["succeeded"]:
+        warn(f"error: no task succeeded; the reasons are in {args.out / 'run.json'} (task_errors)")
+        return 1
     return 0
 
 
@@ -283,6 +289,12 @@ def run_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--label", help="the row's name in the tables (default: the method's name)")
     r.add_argument("--protocol", choices=("self", "cross", "both"), default="both", help="which reenactment tasks")
     r.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the run in --out: the tasks that succeeded there are kept, the others run (the "
+        "method, label, protocol, split and weights must be those it was started with)",
+    )
+    r.add_argument(
         "--weights",
         type=Path,
         metavar="DIR",
@@ -317,6 +329,11 @@ def run_options(r: argparse.ArgumentParser) -> None:
         help="accept square videos of another size, resized with the crops' rule (recorded)",
     )
     other.add_argument("--allow-longer", action="store_true", help="accept videos longer than the driving clip (cut)")
+    other.add_argument(
+        "--control",
+        action="store_true",
+        help="the method is a control, not a contender: the tables label its row and never make it bold nor rank it",
+    )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -180,10 +180,11 @@ class ClipStore:
                 self.on_first_load(loaded)
         return loaded
 
-    def visit_rest(self, tick: Callable[[], None] | None = None) -> None:
-        """Make every clip no task asked for once, so `on_first_load` and `problems` cover the whole split."""
+    def visit_rest(self, tick: Callable[[], None] | None = None, skip: set[str] | None = None) -> None:
+        """Make every clip no task asked for once, so `on_first_load` and `problems` cover the whole split;
+        the clips in `skip` (whose first load a resumed run saw before) are not made again."""
         for item_id in self.clips:
-            if item_id not in self.seen and item_id not in self.problems:
+            if item_id not in self.seen and item_id not in self.problems and item_id not in (skip or set()):
                 with suppress(ClipUnusable):  # recorded in `problems`
                     self.get(item_id)
             if tick is not None:

@@ -44,6 +44,31 @@ def exact_in_rgb(pixel_format: str) -> bool:
     return layout.is_rgb or layout.has_palette or pixel_format.startswith("gray")
 
 
+@dataclass(frozen=True)
+class Header:
+    """What an output says about itself before a frame is decoded."""
+
+    size: tuple[int, int]  # (width, height) as displayed
+    frames: int
+    fps: float | None  # the mean rate; None for a PNG folder
+
+
+def read_header(path: Path) -> Header:
+    """Size, frame count and mean frame rate of a video (its timeline, one frame decoded for the size
+    as displayed) or of a PNG folder (its first image's header, its file count). Raises what the readers
+    raise (`read_video`, `read_png_folder`); an image PIL cannot open, or refuses as a decompression bomb,
+    is a ValueError naming the image."""
+    if path.is_dir():
+        files = png_files(path)
+        try:
+            with Image.open(files[0]) as image:
+                return Header(image.size, len(files), None)
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"{files[0]}: {exc}") from exc
+    video = VideoFile(path)
+    return Header(video.size, len(video), video.fps)
+
+
 def read_video(path: Path) -> DecodedFrames:
     """Every frame of a video file as upright RGB, with its codec and pixel format. Raises
     `pipeline.video_file.DecodeError` (a ValueError naming the file) when the file cannot be decoded."""
@@ -60,15 +85,22 @@ def natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def read_png_folder(folder: Path) -> DecodedFrames:
-    """A folder of PNG frames in frame-number order (hidden files ignored). Raises ValueError naming the
-    file when the folder holds anything else or no frame, FrameSizeError when the sizes differ."""
+def png_files(folder: Path) -> list[Path]:
+    """A frame folder's PNG files in frame-number order (hidden files ignored). Raises ValueError naming
+    the file when the folder holds anything else, or no frame."""
     files = sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=natural_key)
     others = [p.name for p in files if p.suffix.lower() != ".png" or not p.is_file()]
     if others:
         raise ValueError(f"{folder / others[0]}: a frame folder holds PNG frames only (lossless)")
     if not files:
         raise ValueError(f"{folder}: no frames")
+    return files
+
+
+def read_png_folder(folder: Path) -> DecodedFrames:
+    """A folder of PNG frames in frame-number order (`png_files`). Raises ValueError naming the file when
+    the folder holds anything else or no frame, FrameSizeError when the sizes differ."""
+    files = png_files(folder)
     frames = []
     for path in files:
         with Image.open(path) as image:

@@ -12,11 +12,11 @@ from typing import Protocol
 
 import av
 import numpy as np
+from PIL import Image
 
-from eval.frame_files import DecodedFrames, FrameSizeError, read_png_folder, read_video
+from eval.frame_files import DecodedFrames, FrameSizeError, read_header, read_png_folder, read_video
 from eval.tasks import Task
 from model.animate import Animator, SamplingOptions, resize_square
-from pipeline.video_file import DecodeError
 
 REASONS = {
     "missing_output": "the outputs folder has no video for this task",
@@ -24,9 +24,16 @@ REASONS = {
     "unreadable_output": "the video cannot be decoded",
     "wrong_resolution": "the video is not square at the evaluation size",
     "wrong_length": "the video has another number of frames than the driving clip",
+    "wrong_frame_rate": "the video's frame rate is not the driving clip's",
     "clip_unusable": "the split clip could not be read or shows no face (see detail)",
     "generation_failed": "the method raised an error while generating",
+    "internal_error": "an error the evaluation did not expect (its traceback is in run.json)",
 }
+
+
+# how far an output's mean frame rate may be from the driving clip's: Matroska's millisecond timestamps
+# put 29.97 frames/s within 0.1 %; a video at another rate plays its motion at another speed
+FPS_TOLERANCE = 0.01
 
 
 class TaskFailed(Exception):
@@ -39,6 +46,7 @@ class Method(Protocol):
     name: str
     motion_mode: str  # absolute | relative | none | unknown: APD against the driver assumes absolute
     description: str
+    control: bool  # a control bounds the measures (tables label it, never bold nor rank it)
 
     def generate(self, source: np.ndarray, driving: np.ndarray, fps: float | None = None) -> np.ndarray:
         """`fps`: the driving clip's frame rate, for methods conditioned on it (frame-wise ones ignore it)."""
@@ -49,6 +57,7 @@ class Ours:
     """Our checkpoint through `model.animate` (the code `rp-animate` runs), resized to the evaluation size."""
 
     motion_mode = "absolute"
+    control = False
 
     def __init__(
         self, animator: Animator, options: SamplingOptions, name: str = "ours", warnings: list[str] | None = None
@@ -88,9 +97,16 @@ class OutputsFolder:
     SUFFIXES = (".mkv", "", ".mp4")  # "" is the PNG frame folder
 
     def __init__(
-        self, folder: Path, name: str, *, motion_mode: str = "unknown", resize: bool = False, allow_longer: bool = False
+        self,
+        folder: Path,
+        name: str,
+        *,
+        motion_mode: str = "unknown",
+        resize: bool = False,
+        allow_longer: bool = False,
+        control: bool = False,
     ):
-        self.folder, self.name, self.motion_mode = Path(folder), name, motion_mode
+        self.folder, self.name, self.motion_mode, self.control = Path(folder), name, motion_mode, control
         self.resize, self.allow_longer = resize, allow_longer
         self.description = f"frames read from {self.folder}"
         self.read_count = 0  # outputs decoded so far
@@ -127,27 +143,50 @@ class OutputsFolder:
         found = [path for path in self.folder.glob("*/*") if not path.name.startswith(".")]
         return sorted(path.relative_to(self.folder).as_posix() for path in found if path not in expected)
 
-    def decode(self, task: Task) -> tuple[Path, DecodedFrames]:
+    def find(self, task: Task) -> Path:
         present = [path for path in self.expected_files(task) if path.exists()]
         if not present:
             raise TaskFailed("missing_output", f"none of {', '.join(map(str, self.expected_files(task)))} exists")
         if len(present) > 1:
             raise TaskFailed("ambiguous_output", f"{' and '.join(map(str, present))} all exist: keep one")
-        path = present[0]
+        return present[0]
+
+    def check_header(self, path: Path, size: int, length: int, fps: float | None) -> None:
+        """Size, length and frame rate from the file's header and timeline, before a frame is decoded: a
+        wrong file costs a moment, not its decoding (and a huge one cannot take the run's memory)."""
         try:
-            return path, read_png_folder(path) if path.is_dir() else read_video(path)
+            header = read_header(path)
+        except FrameSizeError as exc:
+            raise TaskFailed("wrong_resolution", str(exc)) from exc
+        except (av.FFmpegError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise TaskFailed("unreadable_output", named(path, exc)) from exc
+        width, height = header.size
+        if height != width or (height != size and not self.resize):
+            raise TaskFailed("wrong_resolution", f"{path}: {width}x{height}, expected {size}x{size}")
+        if header.frames != length and not (self.allow_longer and header.frames > length):
+            raise TaskFailed("wrong_length", f"{path}: {header.frames} frames, the driving clip has {length}")
+        if fps and header.fps and abs(header.fps - fps) > FPS_TOLERANCE * fps:
+            raise TaskFailed(
+                "wrong_frame_rate", f"{path}: {header.fps:.3f} frames/s, the driving clip has {fps:.3f} frames/s"
+            )
+
+    def decode(self, path: Path) -> DecodedFrames:
+        try:
+            return read_png_folder(path) if path.is_dir() else read_video(path)
         except FrameSizeError as exc:  # names the frame file
             raise TaskFailed("wrong_resolution", str(exc)) from exc
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            # the folder reader and the video module name the file themselves
-            named = isinstance(exc, DecodeError) or (path.is_dir() and isinstance(exc, ValueError))
-            raise TaskFailed("unreadable_output", str(exc) if named else f"{path}: {exc}") from exc
+        except (av.FFmpegError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise TaskFailed("unreadable_output", named(path, exc)) from exc
 
-    def read(self, task: Task, size: int, length: int) -> np.ndarray:
-        path, decoded = self.decode(task)
+    def read(self, task: Task, size: int, length: int, fps: float | None = None) -> np.ndarray:
+        """The task's frames at the evaluation size; `fps`, the driving clip's rate, is checked against a
+        video's (a PNG folder has none)."""
+        path = self.find(task)
+        self.check_header(path, size, length, fps)
+        decoded = self.decode(path)
         frames = decoded.frames
         height, width = frames.shape[1:3]
-        if height != width or (height != size and not self.resize):
+        if height != width or (height != size and not self.resize):  # a header that lied
             raise TaskFailed("wrong_resolution", f"{path}: {width}x{height}, expected {size}x{size}")
         if len(frames) != length and not (self.allow_longer and len(frames) > length):
             raise TaskFailed("wrong_length", f"{path}: {len(frames)} frames, the driving clip has {length}")
@@ -159,3 +198,9 @@ class OutputsFolder:
             self.resized[relative] = f"{width}x{height}"
         frames = frames[:length]
         return resize_square(frames, size) if height != size else frames
+
+
+def named(path: Path, exc: BaseException) -> str:
+    """The error's message, with the output's path when the reader did not name it."""
+    text = str(exc)
+    return text if str(path) in text else f"{path}: {text}"

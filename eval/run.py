@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import av
 import numpy as np
 import pandas as pd
 
+from eval import run_log
 from eval.clips import ClipStore, ClipUnusable, EvalClip, load_clip
 from eval.columns import COLUMNS
 from eval.config import EvalConfig, Protocol
@@ -40,8 +42,10 @@ from eval.methods import Method, OutputsFolder, TaskFailed
 from eval.metrics import pixel
 from eval.metrics.identity import ArcfaceIdentity, DlibIdentity, cosine
 from eval.metrics.identity import leakage as identity_leakage
+from eval.run_log import Journal
 from eval.scorers import Scorers
 from eval.task_sets import (
+    FVD_FRAMES,
     RUN_FORMAT,
     aggregate,
     clip_features_path,
@@ -81,10 +85,13 @@ def scored(protocol: Protocol, length: int, config: EvalConfig) -> slice:
 
 
 def frame_metrics(
-    scorers: Scorers, task: Task, generated: np.ndarray, reference: np.ndarray, source: np.ndarray
+    scorers: Scorers, task: Task, generated: np.ndarray, reference: np.ndarray, source: np.ndarray, window: slice
 ) -> dict[str, object]:
-    """The per-task values of one scored task (`generated` and `reference` cut to the scored frames)."""
+    """The per-task values of one scored task: `generated` and `reference` are the whole videos, `window`
+    the frames that count (`scored`). Face motion reads the whole videos, since each is anchored on its
+    own frame 0 (`eval.metrics.face_motion`); every other metric reads the scored frames only."""
     row: dict[str, object] = {}
+    fake, real = generated[window], reference[window]
     if task.protocol == "self":
         for name, function in (
             ("L1", pixel.l1),
@@ -93,23 +100,19 @@ def frame_metrics(
             ("PSNR-legacy-uint8", pixel.psnr_legacy_uint8),
         ):
             if scorers.active(name):
-                row[name] = float(np.mean(function(generated, reference)))
+                row[name] = float(np.mean(function(fake, real)))
         if scorers.active("LPIPS") and scorers.lpips is not None:
-            row["LPIPS"] = float(np.mean(scorers.lpips.distances(generated, reference)))
-    if scorers.active("tLP") and scorers.lpips is not None and len(generated) > 1:
-        row["tLP"] = float(np.mean(scorers.lpips.tlp(generated, reference)))
+            row["LPIPS"] = float(np.mean(scorers.lpips.distances(fake, real)))
+    if scorers.active("tLP") and scorers.lpips is not None and len(fake) > 1:
+        row["tLP"] = float(np.mean(scorers.lpips.tlp(fake, real)))
     for name, network in (("CSIM-dlib", scorers.identity), ("CSIM-arcface", scorers.arcface)):
         leaks = task.protocol == "cross" and any(scorers.active(f"{name}-{kind}") for kind in ("driver", "leak"))
         if network is not None and (scorers.active(name) or leaks):
             step = scorers.config.identity_every
-            row.update(identity_similarity(network, step, task, generated, reference, source, leakage=leaks))
+            row.update(identity_similarity(network, step, task, fake, real, source, leakage=leaks))
     motion = [name for name in ("AED", "APD", "AED-legacy-abs") if scorers.active(name)]
     if scorers.face_motion is not None and motion:
-        # Each video's motion counts from its own first frame: the source image for the generated video,
-        # the first driving frame for the reference (in self-reenactment that is the source: the scored
-        # window starts after it; in cross-reenactment the window starts at the driver's frame 0).
-        driving_first = source if task.protocol == "self" else reference[0]
-        distances = scorers.face_motion.distances(generated, source, reference, driving_first)
+        distances = scorers.face_motion.distances(generated, reference, window.start or 0)
         values = {"AED": distances.aed, "APD": distances.apd, "AED-legacy-abs": distances.aed_absolute}
         found = np.logical_and.reduce([np.isfinite(values[name]) for name in motion])
         row["face_motion_frames_without_face"] = int((~found).sum())
@@ -148,18 +151,25 @@ def identity_similarity(
     return row
 
 
-def task_features(scorers: Scorers, config: EvalConfig, task: Task, fake: np.ndarray, real: np.ndarray) -> dict:
+def task_features(
+    scorers: Scorers, config: EvalConfig, task: Task, generated: np.ndarray, reference: np.ndarray, window: slice
+) -> dict:
     """A scored task's FID and FVD features (float32, as the networks give them): taken as soon as the task
-    is scored so that its frames can go; every FVD window any configured seed draws is taken once."""
+    is scored so that its frames can go; every FVD window any configured seed draws is taken once.
+
+    FID reads the scored frames. FVD's windows are drawn from the whole videos, frame 0 included, in both
+    protocols: a 16-frame self-reenactment clip without its frame 0 holds no 16-frame I3D window, and
+    the column would be empty on the test clips the paper's protocol uses (`eval.task_sets.FVD_FRAMES`)."""
     arrays: dict[str, np.ndarray] = {}
+    fake, real = generated[window], reference[window]
     if scorers.active("FID") and scorers.inception is not None:
         arrays["inception_fake"] = scorers.inception(fake).astype(np.float32)
         if task.protocol == "self":
             arrays["inception_real"] = scorers.inception(real).astype(np.float32)
     if scorers.active("FVD") and scorers.i3d is not None:
         length = config.fvd.clip_length
-        starts = fvd_starts(task.task_id, len(fake), config.fvd)
-        pairs = [scorers.i3d(np.stack([fake[s : s + length], real[s : s + length]])) for s in starts]
+        starts = fvd_starts(task.task_id, len(generated), config.fvd)
+        pairs = [scorers.i3d(np.stack([generated[s : s + length], reference[s : s + length]])) for s in starts]
         arrays["i3d_starts"] = np.array(starts, np.int64)
         arrays["i3d_fake"] = np.array([p[0] for p in pairs], np.float32).reshape(len(starts), -1)
         arrays["i3d_real"] = np.array([p[1] for p in pairs], np.float32).reshape(len(starts), -1)
@@ -218,6 +228,10 @@ class RunResult:
     info: dict[str, object]
 
 
+def task_key(task: Task) -> str:
+    return f"{task.protocol}/{task.task_id}"
+
+
 def run_method(
     method: Method,
     tasks: list[Task],
@@ -226,10 +240,19 @@ def run_method(
     config: EvalConfig,
     out: Path,
     tick: Callable[[], None],
+    done: dict[str, dict[str, object]] | None = None,
 ) -> list[dict[str, object]]:
-    """Generate (or read) and score every task, one at a time; features go to `out` as each is scored."""
+    """Generate (or read) and score every task, one at a time; features go to `out` as each is scored, and
+    each finished task's row to the journal (`eval.run_log`). `done` holds the rows of tasks a resumed run
+    finished before: they are kept as they are. Whatever a task raises fails that task alone: its reason,
+    and for an error the code did not expect, its traceback (kept for run.json)."""
+    journal = Journal(out)
     rows: list[dict[str, object]] = []
     for task in tasks:
+        if done and task_key(task) in done:
+            rows.append(done[task_key(task)])
+            tick()
+            continue
         row: dict[str, object] = {
             "protocol": task.protocol,
             "task_id": task.task_id,
@@ -245,6 +268,14 @@ def run_method(
             row.update(score_task(method, task, store, scorers, config, out))
         except TaskFailed as failure:
             row.update(status="failed", reason=failure.reason, detail=failure.detail)
+        except Exception as exc:  # one task's surprise (a library's own error type, a full disk) is not the run's
+            row.update(
+                status="failed",
+                reason="internal_error",
+                detail=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+            )
+        journal.append(row)
         rows.append(row)
         tick()
     return rows
@@ -260,7 +291,7 @@ def score_task(
         raise TaskFailed("clip_unusable", f"{exc.item_id}: {exc.reason}") from exc
     driving = driving_clip.frames
     if isinstance(method, OutputsFolder):
-        generated = method.read(task, config.size, len(driving))
+        generated = method.read(task, config.size, len(driving), driving_clip.fps)
     else:
         try:
             generated = method.generate(source, driving, fps=driving_clip.fps)
@@ -269,16 +300,16 @@ def score_task(
         if generated.shape != driving.shape:
             raise TaskFailed("wrong_resolution", f"{method.name} returned {generated.shape}, expected {driving.shape}")
     window = scored(task.protocol, len(driving), config)
-    fake, real = generated[window], driving[window]
     row: dict[str, object] = {
         "frames": len(generated),
-        "scored_frames": len(fake),
+        "scored_frames": len(generated[window]),
+        FVD_FRAMES: len(generated),
         "crop_box": list(driving_clip.crop_box),
     }
-    if len(fake) == 0:
+    if row["scored_frames"] == 0:
         raise TaskFailed("wrong_length", "no frame left to score")
-    row.update(frame_metrics(scorers, task, fake, real, source))
-    features = task_features(scorers, config, task, fake, real)
+    row.update(frame_metrics(scorers, task, generated, driving, source, window))
+    features = task_features(scorers, config, task, generated, driving, window)
     if features:
         save_features(task_features_path(out, task.protocol, task.task_id), **features)
     return row
@@ -291,7 +322,7 @@ def write_run(
     info: dict[str, object],
 ) -> RunResult:
     out.mkdir(parents=True, exist_ok=True)
-    tasks_frame = pd.DataFrame(rows)
+    tasks_frame = pd.DataFrame([{k: v for k, v in row.items() if k != "traceback"} for row in rows])
     summary_frame = pd.DataFrame(summary)
     for name, frame in (("tasks.parquet", tasks_frame), ("summary.parquet", summary_frame)):
         partial = out / f".{name}.partial"
@@ -335,6 +366,7 @@ def run_info(
         "label": label,
         "description": method.description,
         "motion_mode": method.motion_mode,
+        "control": bool(getattr(method, "control", False)),
         "warnings": [str(w) for w in getattr(method, "warnings", [])],
         "config": config.model_dump(mode="json"),
         "fingerprint": config.fingerprint(),
@@ -350,9 +382,32 @@ def run_info(
         "versions": metric_versions(config.metrics),
         "tasks": len(rows),
         "failed": dict(sorted(failures.items())),
+        "succeeded": sum(row["status"] == "ok" for row in rows),
+        # each failed task's reason and detail, and the traceback of an error the code did not expect
+        "task_errors": {
+            f"{row['protocol']}/{row['task_id']}": {k: row[k] for k in ("reason", "detail", "traceback") if row.get(k)}
+            for row in rows
+            if row["status"] != "ok"
+        },
         "clip_problems": clip_problems,
         "fid_reference_clips": fid_reference_clips,
         "unexpected_outputs": unexpected,
+    }
+
+
+def run_identity(
+    method: Method, label: str, config: EvalConfig, split_path: Path, tasks: list[Task], scorers: Scorers
+) -> dict[str, object]:
+    """What a resumed run must have been started with (`eval.run_log.resume`)."""
+    return {
+        "format": RUN_FORMAT,
+        "method": method.name,
+        "label": label,
+        "description": method.description,
+        "config_fingerprint": config.fingerprint(),
+        "split_sha256": hashlib.sha256(Path(split_path).read_bytes()).hexdigest(),
+        "tasks_sha256": hashlib.sha256("\n".join(map(task_key, tasks)).encode()).hexdigest(),
+        "weights_sha256": sorted(f"{w.key} {w.sha256}" for w in scorers.weights()),
     }
 
 
@@ -369,19 +424,28 @@ def evaluate(
     label: str | None = None,
     progress: Callable[[str, int], Callable[[], None]] | None = None,
     clip_cache: int = 2,
+    resume: bool = False,
 ) -> RunResult:
     """The whole run (see the module docstring). `progress(description, total)` returns a tick function.
-    A run folder written before is replaced (its features first, so none of the old ones is read back)."""
+    A run folder written before is replaced (its features first, so none of the old ones is read back),
+    unless `resume`: then the tasks it finished are kept (`eval.run_log`)."""
     config = scorers.config
     out = Path(out)
+    label = label or method.name
     start = progress or (lambda description, total: lambda: None)
-    shutil.rmtree(out / "features", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    identity = run_identity(method, label, config, split_path, tasks, scorers)
+    if resume:
+        done = run_log.resume(out, identity)
+    else:
+        done = {}
+        shutil.rmtree(out / "features", ignore_errors=True)
+        run_log.start(out, identity)
     cross_fid = any(t.protocol == "cross" for t in tasks) and scorers.active("FID") and scorers.inception is not None
-    reference_clips: list[str] = []
+    # a resumed run keeps the real-set features it took before
+    reference_clips = [c.item_id for c in split.clips if cross_fid and clip_features_path(out, c.item_id).is_file()]
 
     def keep_reference(clip: EvalClip) -> None:
-        if cross_fid and scorers.inception is not None:
+        if cross_fid and scorers.inception is not None and clip.item_id not in reference_clips:
             features = scorers.inception(clip.frames).astype(np.float32)
             save_features(clip_features_path(out, clip.item_id), inception=features)
             reference_clips.append(clip.item_id)
@@ -395,9 +459,9 @@ def evaluate(
         capacity=clip_cache,
         on_first_load=keep_reference,
     )
-    rows = run_method(method, tasks, store, scorers, config, out, start(method.name, len(tasks)))
+    rows = run_method(method, tasks, store, scorers, config, out, start(method.name, len(tasks)), done)
     if cross_fid:
-        store.visit_rest(start("cross FID real set", len(split.clips)))
+        store.visit_rest(start("cross FID real set", len(split.clips)), skip=set(reference_clips))
     tasks_frame = pd.DataFrame(rows)
     reference_clips = [c.item_id for c in split.clips if c.item_id in set(reference_clips)]
     summary = [
@@ -407,7 +471,6 @@ def evaluate(
         if any(task.protocol == protocol for task in tasks)
     ]
     unexpected = method.unexpected(tasks) if isinstance(method, OutputsFolder) else []
-    info = run_info(
-        method, label or method.name, config, split_path, scorers, rows, store.problems, unexpected, reference_clips
-    )
+    info = run_info(method, label, config, split_path, scorers, rows, store.problems, unexpected, reference_clips)
+    info["resumed_tasks"] = len(done)
     return write_run(out, rows, summary, info)

@@ -10,8 +10,11 @@ failure count. Cells are recomputed from each run's `tasks.parquet` and `feature
 (`eval.task_sets`), and FID and FVD take their real sets from one run folder for every row. Headers carry
 the direction (↑/↓); the best value of each column is bold, among cells taken over the whole common set
 (a face metric over fewer tasks, for want of a face, shows its count and is not compared), unless bold
-would single nothing out (a table of one row, a column whose compared cells all read the same). A metric whose
-weights were missing shows "weights missing", never a number. The footer states the task sets, every
+would single nothing out (fewer than two ranked rows, a column whose compared cells all read the same).
+Controls (source-copy, driving-copy, any run made with --control) are labelled "(control)" in every format
+and never bold nor ranked: driving-copy is the ground truth in self-reenactment. A metric whose weights
+were missing shows "weights missing", never a number; any other cell without a number shows "n/a", and
+the footer says why. The footer states the task sets, every
 backend with the installed versions of its libraries, the weight files by metric and path with their
 sha256, the protocol, and each row's motion mode, config fingerprint, failures and warnings; rows made
 under different protocol configs, splits, weights or library versions are flagged.
@@ -62,6 +65,7 @@ SELF_COLUMNS = (
 )
 CROSS_COLUMNS = ("FID", "FVD", "CSIM-dlib", "CSIM-arcface", "AED", "APD", "tLP")
 MISSING = "weights missing"
+NOT_AVAILABLE = "n/a"  # a cell that cannot be computed; the footer says why
 FAILED_HEADER = "Failed tasks"
 
 
@@ -82,6 +86,16 @@ class Run:
     @property
     def label(self) -> str:
         return str(self.info.get("label") or self.info["method"])
+
+    @property
+    def control(self) -> bool:
+        """A control (source-copy, driving-copy, a method run with --control): shown, never bold nor ranked."""
+        return bool(self.info.get("control", False))
+
+    @property
+    def row_label(self) -> str:
+        """The row's name as every table format prints it: controls say so."""
+        return f"{self.label} (control)" if self.control else self.label
 
     @property
     def fvd(self) -> FVDConfig:
@@ -185,17 +199,21 @@ class PaperTable:
         return [c for c in runs[0].info.get("fid_reference_clips", []) if c in shared]
 
     def aggregate(self, run: Run, protocol: str, metric: str) -> Cell:
+        """The cell of a row and column; a cell without a number says why (`unavailable_lines`)."""
         status = run.status(protocol, metric)
         if status is None:
-            return Cell(None, None, "—")
+            return Cell(None, None, NOT_AVAILABLE, note="not computed by this run (not in its metrics or protocols)")
         if status == MISSING:
             return Cell(None, None, MISSING)
         ids = self.task_sets[protocol].task_ids
         reference = self.reference(protocol, metric) or run
         tasks = succeeded(run.tasks, protocol).loc[ids] if ids else run.tasks.iloc[0:0]
         result = aggregate_tasks(metric, protocol, tasks, run.folder, reference.folder, run.fvd, self.reference_clips)
+        if not ids:
+            return Cell(None, None, NOT_AVAILABLE, note="no task succeeded for every row")
         if result.status != "ok" or not math.isfinite(result.value):
-            return Cell(None, None, "no common tasks" if not ids else result.status)
+            why = f"{result.status}: {result.note}" if result.note else result.status
+            return Cell(None, None, NOT_AVAILABLE, note=why)
         std = result.std if metric == "FVD" and math.isfinite(result.std) else None
         return Cell(result.value, std, "", result.tasks, result.tasks == len(ids), result.note)
 
@@ -203,21 +221,31 @@ class PaperTable:
     def grid(self) -> list[list[Cell]]:
         return [[self.aggregate(run, protocol, metric) for protocol, metric in self.columns] for run in self.runs]
 
+    @property
+    def ranked(self) -> list[Run]:
+        """The rows that compete for bold: every row but the controls."""
+        return [run for run in self.runs if not run.control]
+
     def best(self) -> list[float | None]:
-        """The best value of each column among cells over the whole common task set; None where bold would
-        single nothing out: no such cell, a table of one row, or a column whose compared cells all read the
-        same (values are compared as printed: 0.2605 and 0.2605 tie, whatever digits follow)."""
+        """The best value of each column among the ranked rows' cells over the whole common task set; None
+        where bold would single nothing out: no such cell, fewer than two ranked rows, or a column whose
+        compared cells all read the same (values are compared as printed: 0.2605 and 0.2605 tie, whatever
+        digits follow). Controls never compete: driving-copy is the ground truth in self-reenactment and
+        would be best in every column it has."""
         out: list[float | None] = []
+        rows = [row for run, row in zip(self.runs, self.grid, strict=True) if not run.control]
         for index, (_, metric) in enumerate(self.columns):
-            values = [row[index].value for row in self.grid if row[index].value is not None and row[index].complete]
+            values = [row[index].value for row in rows if row[index].value is not None and row[index].complete]
             pick = max if COLUMNS[metric].higher_is_better else min
             all_tie = len(values) > 1 and len({number(value) for value in values}) == 1
-            out.append(pick(values) if values and len(self.runs) > 1 and not all_tie else None)
+            out.append(pick(values) if values and len(rows) > 1 and not all_tie else None)
         return out
 
-    def is_best(self, c: Cell, best: float | None) -> bool:
-        """Bold: a compared cell that reads as the best (cells tied with it as printed are bold too)."""
-        return c.value is not None and c.complete and best is not None and number(c.value) == number(best)
+    def is_best(self, run: Run, c: Cell, best: float | None) -> bool:
+        """Bold: a ranked row's compared cell that reads as the best (cells tied with it as printed are bold
+        too)."""
+        compared = c.value is not None and c.complete and not run.control
+        return compared and best is not None and number(c.value) == number(best)
 
     def total(self, protocol: str) -> int:
         return len(self.task_sets[protocol].task_ids)
@@ -347,6 +375,25 @@ def real_set_lines(table: PaperTable) -> list[str]:
     return lines
 
 
+def unavailable_lines(table: PaperTable) -> list[str]:
+    """Why each "n/a" cell has no number (weights missing is said by its own line)."""
+    lines = []
+    for run, row in zip(table.runs, table.grid, strict=True):
+        for (protocol, metric), c in zip(table.columns, row, strict=True):
+            if c.value is None and c.text == NOT_AVAILABLE:
+                lines.append(f"n/a: {run.label}, {protocol} {COLUMNS[metric].label}: {c.note}")
+    return lines
+
+
+def control_lines(table: PaperTable) -> list[str]:
+    """What the control rows are, and that they are neither bold nor ranked."""
+    controls = [run for run in table.runs if run.control]
+    if not controls:
+        return []
+    described = "; ".join(f"{run.label}: {run.info['description']}" for run in controls)
+    return [f"controls (never bold, never ranked; they bound the measures, they are not methods): {described}"]
+
+
 def footer(table: PaperTable) -> list[str]:
     """The lines under a table: task sets, backends and versions, weight hashes, protocol, per-row facts."""
     metrics = list(dict.fromkeys(metric for _, metric in table.columns))
@@ -358,6 +405,8 @@ def footer(table: PaperTable) -> list[str]:
         missing.update(run.info.get("weights_missing", {}))
     lines += [f"{metric}: {message}" for metric, message in sorted(missing.items()) if metric in metrics]
     lines += real_set_lines(table)
+    lines += control_lines(table)
+    lines += unavailable_lines(table)
     for run, row in zip(table.runs, table.grid, strict=True):
         parts = []
         for (protocol, metric), c in zip(table.columns, row, strict=True):
@@ -395,10 +444,10 @@ def markdown(table: PaperTable) -> str:
     lines = [f"**Table {table.number}. {table.title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for index, (run, row) in enumerate(zip(table.runs, table.grid, strict=True)):
         texts = [
-            f"**{text}**" if table.is_best(c, b) else text
+            f"**{text}**" if table.is_best(run, c, b) else text
             for c, b, text in zip(row, best, table.texts(index), strict=True)
         ]
-        lines.append("| " + " | ".join([run.label, *texts, table.failures(run)]) + " |")
+        lines.append("| " + " | ".join([run.row_label, *texts, table.failures(run)]) + " |")
     if not table.runs:
         lines.append("| (no runs) |" + " |" * (len(table.columns) + 1))
     lines += ["", *(f"- {line}" for line in footer(table))]
@@ -437,10 +486,10 @@ def latex(table: PaperTable) -> str:
     ]
     for index, (run, row) in enumerate(zip(table.runs, table.grid, strict=True)):
         texts = [
-            f"\\textbf{{{latex_escape(text)}}}" if table.is_best(c, b) else latex_escape(text)
+            f"\\textbf{{{latex_escape(text)}}}" if table.is_best(run, c, b) else latex_escape(text)
             for c, b, text in zip(row, best, table.texts(index), strict=True)
         ]
-        lines.append(" & ".join([latex_escape(run.label), *texts, table.failures(run)]) + " \\\\")
+        lines.append(" & ".join([latex_escape(run.row_label), *texts, table.failures(run)]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\par\\footnotesize"]
     lines += [latex_escape(line) + " \\\\" for line in footer(table)]
     lines.append("\\end{table}")
@@ -456,15 +505,15 @@ def write_csv(table: PaperTable, path: Path) -> None:
             if metric == "FVD":
                 head.append(table.header(protocol, metric) + " std")
         head += [f"{table.header(protocol, metric)} tasks" for protocol, metric in table.columns]
-        writer.writerow([*head, FAILED_HEADER.lower()])
+        writer.writerow([*head, FAILED_HEADER.lower(), "control"])
         for run, row in zip(table.runs, table.grid, strict=True):
-            values: list[str] = [run.label]
+            values: list[str] = [run.row_label]
             for (_, metric), c in zip(table.columns, row, strict=True):
                 values.append(c.text if c.value is None else repr(c.value))
                 if metric == "FVD":
                     values.append("" if c.std is None else repr(c.std))
             values += [str(c.tasks) if c.value is not None else "" for c in row]
-            writer.writerow([*values, table.failures(run)])
+            writer.writerow([*values, table.failures(run), "yes" if run.control else "no"])
 
 
 def bar_chart(table: PaperTable, path: Path) -> None:
@@ -473,7 +522,9 @@ def bar_chart(table: PaperTable, path: Path) -> None:
     cols = min(count, 4)
     rows = math.ceil(count / cols)
     figure, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    labels = [run.label for run in table.runs]
+    labels = [run.row_label for run in table.runs]
+    colours = ["lightgrey" if run.control else "tab:blue" for run in table.runs]
+    hatches = ["//" if run.control else "" for run in table.runs]
     grid = table.grid
     for index, ax in enumerate(axes.flat):
         if index >= len(table.columns):
@@ -483,7 +534,9 @@ def bar_chart(table: PaperTable, path: Path) -> None:
         values = [row[index] for row in grid]
         heights = [c.value if c.value is not None else 0.0 for c in values]
         errors = [c.std or 0.0 for c in values]
-        ax.bar(range(len(values)), heights, yerr=errors, color="tab:blue")
+        bars = ax.bar(range(len(values)), heights, yerr=errors, color=colours, edgecolor="grey")
+        for bar, hatch in zip(bars, hatches, strict=True):
+            bar.set_hatch(hatch)
         for x, c in enumerate(values):
             if c.value is None:
                 ax.text(x, 0, c.text, rotation=90, ha="center", va="bottom", fontsize=7, color="tab:red")

@@ -28,7 +28,12 @@ from eval.metrics.frechet import frechet_between, frechet_distance
 from eval.metrics.fvd import window_starts
 from eval.tasks import file_stem
 
-RUN_FORMAT = "realportrait-eval-run/2"  # run folders with tasks.parquet and features/ (tables need both)
+# run folders with tasks.parquet and features/ (tables need both); 3: FVD windows over whole videos, each
+# video's AED anchored on its own frame 0, tasks appended to tasks.jsonl as they finish
+RUN_FORMAT = "realportrait-eval-run/3"
+# the tasks.parquet column of the frames FVD's windows are drawn from: the whole video, frame 0 included
+# (a 16-frame self-reenactment clip holds no 16-frame window without it; `eval.run.task_features`)
+FVD_FRAMES = "fvd_frames"
 FEATURES = "features"
 
 
@@ -122,8 +127,8 @@ def fvd_values(
     fake_run: Path, real_run: Path, protocol: str, tasks: list[tuple[str, int]], fvd: FVDConfig
 ) -> list[float]:
     """One FVD per seed over the same windows of generated (`fake_run`) and real (`real_run`) videos;
-    `tasks` holds (task id, scored frames). Raises KeyError when a window is missing from a file (the runs
-    were made with other FVD settings)."""
+    `tasks` holds (task id, frames FVD reads: `FVD_FRAMES`). Raises KeyError when a window is missing from
+    a file (the runs were made with other FVD settings)."""
     fake_windows: dict[str, dict[int, np.ndarray]] = {}
     real_windows: dict[str, dict[int, np.ndarray]] = {}
     for task_id, _ in tasks:
@@ -237,13 +242,15 @@ def aggregate(
         )
         return Aggregate(value, nan, len(ids), "ok", f"real set: {real} ({real_frames} frames)")
     if metric == "FVD":
-        lengths = [int(n) for n in tasks["scored_frames"]]
+        lengths = [int(n) for n in tasks[FVD_FRAMES]]
         try:
             values = fvd_values(run, reference, protocol, list(zip(ids, lengths, strict=True)), fvd)
         except KeyError as exc:
             return Aggregate(nan, nan, len(ids), "windows differ", f"FVD window {exc} is missing: other FVD settings")
         if not values:
-            return Aggregate(nan, nan, len(ids), "no tasks", f"no video holds {fvd.clip_length} scored frames")
+            shortest = min(lengths)
+            why = f"no video holds a {fvd.clip_length}-frame window (the shortest has {shortest} frames)"
+            return Aggregate(nan, nan, len(ids), "too short", why)
         note = (
             f"{fvd.clip_length}-frame windows, {fvd.windows_per_video} per video, seeds {list(fvd.seeds)}; "
             f"real: {'ground truth' if protocol == 'self' else 'driving clips'} of these {len(ids)} tasks"

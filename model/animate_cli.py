@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         animator = Animator.from_checkpoint(args.checkpoint, vae, precision=precision)
         with Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),  # file names print as they are
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("denoising steps"),

@@ -1,27 +1,33 @@
 """AED and APD from the pipeline's own face analysis: the offline extractor, named in every column.
 
 Values are only comparable with the same extractor (eval.md §6.5), so the columns carry its name. All
-come from the pipeline's 478 FaceMesh landmarks, tracked over each video in one run that starts at the
-video's anchor: its own first frame (the source image for a generated video, the first driving frame for
-the driver, which in self-reenactment is the source too).
+come from the pipeline's 478 FaceMesh landmarks, tracked over each whole video (frame 0 included) in one
+run. Each video is its own anchor: the generated video's motion counts from the generated frame 0, the
+driver's from the driver's frame 0.
 
-- `AED[mp478-rel]` (metric `AED`, the default): expression distance that ignores identity. Each video's
-  motion is taken relative to its own anchor, with pose factored out first:
-  1. pose: every frame is mapped onto its anchor by the least-squares affine map between their rigid
-     upper-face points (eye corners, nose ridge and wings, forehead, temples and cheek edges, which
+- `AED[mp478-rel]` (metric `AED`, the default): expression distance that ignores identity and is fair to
+  both motion modes. Each video's motion is taken relative to its own first frame, with pose factored
+  out first:
+  1. pose: every frame is mapped onto the video's frame 0 by the least-squares affine map between their
+     rigid upper-face points (eye corners, nose ridge and wings, forehead, temples and cheek edges, which
      expression barely moves). An affine camera's view of the rigid face removes translation, roll,
      scale and the foreshortening of yaw and pitch; only the depth parallax of the lips under large
      turns is left;
   2. motion: the aligned expression points (eyelids, brows, lips, mouth corners, chin) minus the same
-     points in the anchor;
-  3. identity: those displacements are written in the anchor face's own affine basis, x along the eye
+     points in frame 0;
+  3. identity: those displacements are written in frame 0's own affine face basis, x along the eye
      line (one unit = the distance between the eye centres) and y from between the eyes to the nose tip
      (one unit = that distance). A face wider, longer or sheared by any linear map shows the same
      coordinates for the same expression change, so a driver's face shape cancels.
   AED is, per frame, the mean over expression points of the Euclidean distance between the generated
-  and the reference displacements, in those face units. A method that copies the driver's face shape
-  gains nothing; a relative-motion method is compared exactly with what it transfers. An absolute-motion
-  method whose source starts with another expression than the driver's first frame pays that difference.
+  and the reference displacements, in those face units. Why each video anchors on its own frame 0, and
+  the generated one not on the source image: an absolute-motion method copies the driver's expression,
+  so its frame 0 already shows the driver's first expression, not the source's. Anchored on the source
+  it would pay, on every frame, the gap between the source's expression and the driver's first frame
+  (1.19 face units on one synthetic case, where perfect relative transfer scored 0). Anchored on their
+  own frame 0, perfect absolute and perfect relative transfer both score 0; what is compared is the
+  change of expression over the video, which both modes must follow. Frame 0 itself scores 0 for every
+  method when it is scored (cross-reenactment).
 - `AED[mp478-abs]` (metric `AED-legacy-abs`, only when listed): the earlier measure, kept for comparison
   with such tables. Seven absolute measures in the face's own frame (origin between the eyes, x along the
   eye line, unit the distance between the eye centres): both eye apertures, mouth aperture and width,
@@ -31,7 +37,7 @@ the driver, which in self-reenactment is the source too).
 - `APD[pnp-deg]`: head-pose distance. The pipeline's perspective-n-point head pose (`head_pose`); the mean
   absolute difference of yaw, pitch and roll in degrees. Translation is excluded (it measures framing).
 The reference is the ground truth in self-reenactment and the driving frame in cross-reenactment; a frame
-pair counts only when the landmarker finds the face in both (and in both anchors), and the frames without
+pair counts only when the landmarker finds the face in both (and in both frames 0), and the frames without
 are counted. APD against the driver is meaningful for absolute motion only (eval.md §3): the run records
 each method's motion mode.
 """
@@ -50,7 +56,8 @@ AED_UNIT = "face units (x: eye-centre distance, y: eyes to nose tip)"
 BACKEND = "pipeline FaceMesh 478 landmarks (mediapipe, tracking); head pose by solvePnP (pipeline.controls)"
 RELATIVE_BACKEND = (
     "pipeline FaceMesh 478 landmarks (mediapipe, tracking); 27 expression points relative to each "
-    "video's first frame after an affine fit of 19 rigid points, in the face's own eye/nose basis"
+    "video's own frame 0 (generated to generated, driver to driver) after an affine fit of 19 rigid points, "
+    "in the face's own eye/nose basis"
 )
 
 RIGHT_EYE, LEFT_EYE = (33, 133), (362, 263)  # corners; "right" is the subject's own side
@@ -150,11 +157,17 @@ def expression_distance(generated: np.ndarray, reference: np.ndarray) -> np.ndar
     return np.linalg.norm(generated - reference, axis=-1).mean(axis=1)
 
 
+def anchored_expression_distance(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(T,) AED[mp478-rel] of two whole landmark videos (T, 478, 2), each anchored on its own frame 0
+    (see the module docstring for why); NaN where either video, or either frame 0, has no face."""
+    return expression_distance(relative_motion(generated, generated[0]), relative_motion(reference, reference[0]))
+
+
 @dataclass(frozen=True)
 class Motion:
-    """One video's face analysis, per frame; NaN where the landmarker finds no face."""
+    """One whole video's face analysis, per frame; NaN where the landmarker finds no face."""
 
-    relative: np.ndarray  # (T, K, 2) displacements from the anchor (`relative_motion`)
+    landmarks: np.ndarray  # (T, 478, 2), frame 0 the video's anchor
     expression: np.ndarray  # (T, 7) absolute measures (`expression`)
     pose: np.ndarray  # (T, 3) yaw, pitch, roll in degrees
 
@@ -169,35 +182,28 @@ class MotionDistances:
 
 
 class FaceMotion:
-    """Per-frame AED and APD of generated frames against reference frames (same size, same count)."""
+    """Per-frame AED and APD of a generated video against a reference video (same size, same count)."""
 
     def __init__(self, landmarker: LandmarkTracker):
         self.landmarker = landmarker
 
-    def analyse(self, frames: np.ndarray, anchor: np.ndarray) -> Motion:
-        """One clip and its anchor (its own first frame), tracked in one run that starts at the anchor.
+    def analyse(self, frames: np.ndarray) -> Motion:
+        """One whole video, tracked in one run; frame 0 is its anchor.
 
-        The anchor is fed twice and its second, tracked, landmarks are kept: FaceMesh places a detected
+        Frame 0 is fed twice and its second, tracked, landmarks are kept: FaceMesh places a detected
         first frame differently from tracked ones (measured on a still clip: 0.07 face units at the
         mouth), which would otherwise read as an expression change in every frame."""
-        landmarks = self.landmarker.track(np.concatenate([anchor[None], anchor[None], frames]))
+        tracked = self.landmarker.track(np.concatenate([frames[:1], frames]))[1:]
         size = (frames.shape[2], frames.shape[1])
-        moving = landmarks[2:]
-        return Motion(
-            relative_motion(moving, landmarks[1]),
-            expression(moving),
-            head_pose(moving, size)[:, :3].astype(np.float64),
-        )
+        return Motion(tracked, expression(tracked), head_pose(tracked, size)[:, :3].astype(np.float64))
 
-    def distances(
-        self, generated: np.ndarray, generated_anchor: np.ndarray, reference: np.ndarray, reference_anchor: np.ndarray
-    ) -> MotionDistances:
-        """Generated frames (anchored at the source image) against reference frames (anchored at the first
-        driving frame)."""
-        gen = self.analyse(generated, generated_anchor)
-        ref = self.analyse(reference, reference_anchor)
+    def distances(self, generated: np.ndarray, reference: np.ndarray, first_scored: int = 0) -> MotionDistances:
+        """Whole generated and reference videos, each anchored on its own frame 0; the distances of frames
+        `first_scored` onwards (in self-reenactment frame 0 is the source itself and is not scored)."""
+        gen, ref = self.analyse(generated), self.analyse(reference)
+        scored = slice(first_scored, None)
         return MotionDistances(
-            expression_distance(gen.relative, ref.relative),
-            np.abs(gen.expression - ref.expression).mean(axis=1),
-            np.abs(gen.pose - ref.pose).mean(axis=1),
+            anchored_expression_distance(gen.landmarks, ref.landmarks)[scored],
+            np.abs(gen.expression - ref.expression).mean(axis=1)[scored],
+            np.abs(gen.pose - ref.pose).mean(axis=1)[scored],
         )

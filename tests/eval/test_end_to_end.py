@@ -185,24 +185,27 @@ def test_tables_in_three_formats_with_weights_missing_marks(workspace: dict[str,
     rows = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
     assert (
         "weights missing" in rows["tiny (trained on the sample)"]
-        and "weights missing" not in rows["source-copy (all metrics)"]
+        and "weights missing" not in rows["source-copy (all metrics) (control)"]
     )
+    # source-copy is a control: labelled, and never bold (it has the best CSIM there is)
+    assert "**" not in rows["source-copy (all metrics) (control)"] and "**" not in rows["source-copy (control)"]
     assert "**" in markdown and "sha256" in markdown and "frame 0" in markdown
     with open(tmp_path / "table2.csv", encoding="utf-8") as handle:
         table2 = list(csv.DictReader(handle))
     by_method = {row["method"]: row for row in table2}
     assert by_method["landmark-warp"]["FID ↓"] == "weights missing"
-    assert float(by_method["source-copy (all metrics)"]["FID ↓"]) >= 0
-    assert float(by_method["source-copy (all metrics)"]["FVD ↓ std"]) >= 0
+    assert by_method["landmark-warp"]["control"] == "no" and by_method["source-copy (control)"]["control"] == "yes"
+    assert float(by_method["source-copy (all metrics) (control)"]["FID ↓"]) >= 0
+    assert float(by_method["source-copy (all metrics) (control)"]["FVD ↓ std"]) >= 0
     for row in table2:  # the other columns hold numbers, or say why not (never a made-up value)
         for key in ("CSIM-dlib ↑", "AED[mp478-rel] ↓", "APD[pnp-deg] ↓", "tLP ↓"):
-            if row["method"] == "tiny (trained on the sample)" and row[key] == "no face found":
+            if row["method"] == "tiny (trained on the sample)" and row[key] == "n/a":  # no face found
                 continue
             float(row[key])
     # issue 13's acceptance: the leakage columns in cross-reenactment, the task-set statement in the footer
     table2_md = (tmp_path / "table2.md").read_text()
     assert "Leak-dlib ↓" in table2_md and "CSIM-dlib-driver ↓" in table2_md
-    assert float(by_method["source-copy (all metrics)"]["Leak-dlib ↓"]) == 0  # the source itself leaks nothing
+    assert float(by_method["source-copy (all metrics) (control)"]["Leak-dlib ↓"]) == 0  # the source leaks nothing
     assert "cross tasks: every row is computed on the same" in table2_md and "self tasks:" in markdown
     table3 = (tmp_path / "table3.csv").read_text(encoding="utf-8").splitlines()
     assert [line.split(",")[0] for line in table3[1:]] == ["tiny (trained on the sample)"]

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 from evalkit import SAMPLE_SPLIT
 
-from eval.metrics.face_motion import FaceMotion, expression, expression_distance, relative_motion
+from eval.metrics.face_motion import (
+    EXPRESSION_POINTS,
+    FaceMotion,
+    anchored_expression_distance,
+    expression,
+    expression_distance,
+    relative_motion,
+)
 from pipeline.faces import open_landmarker
 
 FACE_SHAPES = {
@@ -88,6 +95,43 @@ def test_a_different_expression_change_is_measured(landmarks: np.ndarray) -> Non
     assert expression_distance(generated, reversed_motion).mean() > 0.01
 
 
+def test_perfect_absolute_and_perfect_relative_transfer_both_score_zero(landmarks: np.ndarray) -> None:
+    """Synthetic landmark videos with a known expression: the driver (another face shape, its own head
+    motion) starts with its mouth half open and moves it; the source's mouth is closed. Perfect absolute
+    transfer shows the driver's expression itself on the source's face, perfect relative transfer the
+    source's expression plus the driver's change. Each video anchored on its own frame 0, both score 0;
+    anchored on the source image (the rule this replaces), absolute transfer paid the source-to-driver gap
+    on every frame while relative transfer scored 0."""
+    neutral = landmarks[0]
+    opening = np.zeros_like(neutral)  # the expression points' motion as the sample's jaw drops
+    biggest = int(
+        np.argmax(np.abs(landmarks[:, list(EXPRESSION_POINTS)] - neutral[list(EXPRESSION_POINTS)]).sum((1, 2)))
+    )
+    opening[list(EXPRESSION_POINTS)] = landmarks[biggest, list(EXPRESSION_POINTS)] - neutral[list(EXPRESSION_POINTS)]
+    # the driver's expression per frame, in units of the sample's own jaw drop (a small one): 3 at frame 0
+    amount = 3 + 2 * np.sin(np.arange(24) / 3)
+    source_face, driver_face = FACE_SHAPES["wider and shorter"], FACE_SHAPES["sheared"]
+
+    def video(face: np.ndarray, amounts: np.ndarray) -> np.ndarray:
+        return np.stack([posed((neutral + a * opening) @ face.T, t) for t, a in enumerate(amounts)])
+
+    driver = video(driver_face, amount)
+    absolute = video(source_face, amount)
+    relative = video(source_face, amount - amount[0])
+    assert np.abs(anchored_expression_distance(absolute, driver)).max() < 1e-6
+    assert np.abs(anchored_expression_distance(relative, driver)).max() < 1e-6
+    # the driver does move its expression: a method that holds its first frame scores far from 0
+    held = video(source_face, np.full(24, amount[0]))
+    assert anchored_expression_distance(held, driver)[1:].mean() > 0.1
+
+    source = (neutral @ source_face.T)[None]
+    on_source = [
+        expression_distance(relative_motion(v, source[0]), relative_motion(driver, driver[0]))
+        for v in (absolute, relative)
+    ]
+    assert on_source[1].max() < 1e-6 and on_source[0].min() > 0.1
+
+
 def test_missing_faces_give_nan_frames_and_a_missing_anchor_gives_no_frame(landmarks: np.ndarray) -> None:
     frames = landmarks[1:6].copy()
     frames[2] = np.nan
@@ -104,16 +148,16 @@ def test_on_real_frames_head_motion_alone_is_not_expression(clip: np.ndarray, mo
     held expression) is FaceMesh's own jitter on 256 px crops, the floor of any mp478 AED on the
     sample's small jaw and blink motion."""
     frames, first = clip[1:], clip[0]
-    same = motion.distances(frames, first, frames, first)
+    same = motion.distances(clip, clip, first_scored=1)
     assert np.nanmax(same.aed) == 0 and np.nanmax(same.apd) == 0 and np.nanmax(same.aed_absolute) == 0
 
     def turned(frame: np.ndarray, t: int) -> np.ndarray:
         matrix = cv2.getRotationMatrix2D((128, 128), 10 * np.sin(t / 4), 1 + 0.06 * np.cos(t / 6))
         return cv2.warpAffine(frame, matrix, (256, 256), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
-    head_moves = np.stack([turned(frame, t + 1) for t, frame in enumerate(frames)])
-    pose_only = motion.distances(frames, first, head_moves, first)
-    held = motion.distances(frames, first, np.repeat(first[None], len(frames), axis=0), first)
+    head_moves = np.stack([first, *(turned(frame, t + 1) for t, frame in enumerate(frames))])
+    pose_only = motion.distances(clip, head_moves, first_scored=1)
+    held = motion.distances(clip, np.repeat(first[None], len(clip), axis=0), first_scored=1)
     assert np.isfinite(pose_only.aed).all() and np.isfinite(held.aed).all()
     assert np.mean(pose_only.aed) < min(np.mean(held.aed), 0.02)
     assert np.mean(pose_only.apd) > 2.0  # degrees: the roll is seen as pose

@@ -17,6 +17,7 @@ from evalkit import SAMPLE_SPLIT
 from eval.baselines import DrivingCopy, LandmarkWarp, SourceCopy
 from eval.config import EvalConfig
 from eval.methods import Method
+from eval.metrics.face_motion import FaceMotion
 from eval.metrics.identity import DlibIdentity, leakage
 from eval.run import frame_metrics, identity_similarity
 from eval.scorers import Scorers
@@ -84,10 +85,10 @@ def test_frame_metrics_give_the_leakage_columns_in_cross_reenactment_only(
     source, driving = pair
     config = EvalConfig(metrics=("CSIM-dlib-driver", "CSIM-dlib-leak"), identity_every=3)
     scorers = Scorers(config, identity=dlib_identity)
-    row = frame_metrics(scorers, TASK, DrivingCopy().generate(source, driving), driving, source)
+    row = frame_metrics(scorers, TASK, DrivingCopy().generate(source, driving), driving, source, slice(0, None))
     assert row["CSIM-dlib-leak"] == 1.0 and row["CSIM-dlib-driver"] == pytest.approx(1.0, abs=1e-9)
     own = Task("self", DRIVING_ITEM, DRIVING_ITEM)
-    self_row = frame_metrics(scorers, own, driving[1:], driving[1:], driving[0])
+    self_row = frame_metrics(scorers, own, driving, driving, driving[0], slice(1, None))
     assert not any(key.startswith(("CSIM-dlib-driver", "CSIM-dlib-leak")) for key in self_row)
 
 
@@ -112,3 +113,17 @@ def test_rp_eval_runs_the_leakage_control(tmp_path: Path) -> None:
     )
     method = make_method(args)
     assert isinstance(method, DrivingCopy) and "leakage control" in method.description
+
+
+def test_driving_copy_scores_no_expression_distance_in_cross_reenactment(pair: tuple[np.ndarray, np.ndarray]) -> None:
+    """Through the real landmarker: a method that returns the driving clip follows the driver exactly,
+    whatever the source's own expression, so its AED is 0 (each video anchored on its own frame 0; the
+    earlier rule anchored the generated video on the source image and charged it the gap between two
+    people's expressions); its APD is 0 too. Source-copy does not follow the driver's head."""
+    source, driving = pair
+    scorers = Scorers(EvalConfig(metrics=("AED", "APD")), face_motion=FaceMotion(open_landmarker()))
+    copied = frame_metrics(scorers, TASK, DrivingCopy().generate(source, driving), driving, source, slice(0, None))
+    assert copied["face_motion_frames_without_face"] <= 2
+    assert copied["AED"] == pytest.approx(0.0, abs=1e-9) and copied["APD"] == pytest.approx(0.0, abs=1e-9)
+    still = frame_metrics(scorers, TASK, SourceCopy().generate(source, driving), driving, source, slice(0, None))
+    assert still["APD"] > 1.0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from importlib.metadata import version
 from pathlib import Path
@@ -14,7 +15,7 @@ from eval.baselines import SourceCopy
 from eval.config import load_config
 from eval.run import run_info, summarise, weight_records, write_run
 from eval.scorers import Scorers
-from eval.tables import PaperTable, footer, markdown, read_run, tables_for
+from eval.tables import PaperTable, footer, markdown, read_run, tables_for, write_tables
 from eval.weights import read_bytes
 
 METRICS = "metrics=[L1,PSNR,AED]"
@@ -41,11 +42,15 @@ def task_rows(l1: list[float], psnr: list[float], aed: list[float]) -> list[dict
     ]
 
 
-def write_folder(out: Path, label: str, rows: list[dict[str, object]], warnings: list[str] = ()) -> Path:
+def write_folder(
+    out: Path, label: str, rows: list[dict[str, object]], warnings: list[str] = (), *, control: bool = False
+) -> Path:
+    """A run folder of `rows`; the method is source-copy, declared a contender unless `control`."""
     config = load_config(None, [METRICS])
     scorers = Scorers(config)
     method = SourceCopy()
     method.warnings = list(warnings)  # the contract every Method may fill (OutputsFolder, Ours)
+    method.control = control
     summary = summarise("self", pd.DataFrame(rows), scorers, config, out, [])
     info = run_info(method, label, config, SAMPLE_SPLIT, scorers, rows, {}, [], [])
     write_run(out, rows, summary, info)
@@ -123,3 +128,40 @@ def test_footer_versions_weights_and_warnings_are_exact(tmp_path: Path) -> None:
     runs[1].info["versions"]["L1"]["torchmetrics"] = "0.0.1"
     lines = "\n".join(footer(one_column))
     assert "WARNING: L1 was computed with different library versions" in lines and "torchmetrics 0.0.1" in lines
+
+
+def test_controls_are_labelled_in_every_format_and_never_bold(tmp_path: Path) -> None:
+    """C, a control, is best in every column (as driving-copy is in self-reenactment): it is labelled in
+    Markdown, LaTeX, CSV and the chart, and the best of the ranked rows A and B is bold instead."""
+    a = write_folder(tmp_path / "a", "A", task_rows([0.10, 0.12], [20.0, 22.0], [0.30, 0.40]))
+    b = write_folder(tmp_path / "b", "B", task_rows([0.20, 0.22], [30.0, 32.0], [0.10, 0.20]))
+    c = write_folder(tmp_path / "c", "C", task_rows([0.0, 0.0], [100.0, 100.0], [0.0, 0.0]), control=True)
+    out = tmp_path / "tables"
+    write_tables([a, b, c], out)
+    text = (out / "table1.md").read_text()
+    assert row_cells(text, "A")[:3] == ["**0.11**", "21", "0.35"]
+    assert row_cells(text, "B")[:3] == ["0.21", "**31**", "**0.15**"]
+    assert row_cells(text, "C (control)")[:3] == ["0", "100", "0"]
+    assert "controls (never bold, never ranked" in text and "C: the source frame repeated" in text
+    tex = (out / "table1.tex").read_text()
+    assert "C (control) & 0 & 100 & 0" in tex and "\\textbf{0}" not in tex
+    rows = list(csv.reader((out / "table1.csv").open()))
+    assert rows[0][-1] == "control"
+    assert {row[0]: row[-1] for row in rows[1:]} == {"A": "no", "B": "no", "C (control)": "yes"}
+    table = tables_for([read_run(a), read_run(b), read_run(c)])[0]
+    assert [run.row_label for run in table.ranked] == ["A", "B"]
+    # with one ranked row left, nothing is bold
+    lone = markdown(tables_for([read_run(a), read_run(c)])[0])
+    assert "**" not in lone.split("\n\n")[1]
+
+
+def test_a_cell_without_a_number_says_why(tmp_path: Path) -> None:
+    """A metric a row did not compute, and one no task could give, read "n/a" with the reason below."""
+    a = write_folder(tmp_path / "a", "A", task_rows([0.10, 0.12], [20.0, 22.0], [0.30, 0.40]))
+    b = write_folder(tmp_path / "b", "B", task_rows([0.20, 0.22], [30.0, 32.0], [float("nan")] * 2))
+    summary = pd.read_parquet(a / "summary.parquet")
+    summary[summary["metric"] != "PSNR"].to_parquet(a / "summary.parquet")  # as if A had not computed PSNR
+    text = markdown(tables_for([read_run(a), read_run(b)])[0])
+    assert row_cells(text, "A")[1] == "n/a" and row_cells(text, "B")[2] == "n/a"
+    assert "n/a: A, self PSNR: not computed by this run" in text
+    assert "n/a: B, self AED[mp478-rel]: no face found" in text

@@ -45,7 +45,9 @@ class CopyFailingOnce(SourceCopy):
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, sample_root: Path, metric_weights: Path) -> tuple[Path, Path]:
-    config = load_config(None, [*FAST, "metrics=[L1,PSNR,FID,FVD]"])
+    # 16-frame clips, as the paper's test clips: without frame 0 a self-reenactment task holds no
+    # 16-frame FVD window, so FVD's windows include it (`eval.run.task_features`)
+    config = load_config(None, [*FAST, "max_frames=16", "metrics=[L1,PSNR,FID,FVD]"])
     scorers = load_scorers(config, metric_weights, explicit=True)
     split = load_split(SAMPLE_SPLIT)
     roots = {name: sample_root / name for name in ("vfhq", "celebvhq")}
@@ -81,10 +83,20 @@ def test_a_task_one_row_failed_leaves_every_row_and_is_named(two_runs: tuple[Pat
     text = (tmp_path / "table1.md").read_text()
     assert f"left out: {lost} (flaky: generation_failed)" in text
     assert "every row is computed on the same 2 of 3 tasks" in text
-    assert "| copy |" in text and text.count("0 of 3") >= 1 and "1 of 3" in text
+    assert "| copy (control) |" in text and text.count("0 of 3") >= 1 and "1 of 3" in text
     assert "real features from copy's run, the same for every row" in text
     cross = markdown(table2)
     assert "cross tasks: every row is computed on the same 3 of 3 tasks" in cross and "left out" not in cross
+
+
+def test_fvd_is_defined_on_16_frame_clips(two_runs: tuple[Path, Path]) -> None:
+    copy = read_run(two_runs[0])
+    assert (copy.tasks["fvd_frames"] == 16).all()
+    assert (copy.tasks.loc[copy.tasks["protocol"] == "self", "scored_frames"] == 15).all()
+    fvd = copy.summary[copy.summary["metric"] == "FVD"].set_index("protocol")
+    for protocol in ("self", "cross"):
+        assert fvd.loc[protocol, "status"] == "ok" and np.isfinite(fvd.loc[protocol, "value"]), protocol
+        assert fvd.loc[protocol, "value"] > 0  # the source copy does not move: not the real videos
 
 
 def test_features_are_kept_per_task_not_frames(two_runs: tuple[Path, Path]) -> None:
