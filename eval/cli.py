@@ -192,8 +192,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.weights is not None:
         existing_folder("--weights", args.weights)
     writable_folder("--out", args.out)
+    if args.gt_cache is not None:
+        writable_folder("--gt-cache", args.gt_cache)
     check_method(args)
     quiet_native_logs(args.verbose)
+    from eval.ground_truth import cache_folder
     from eval.run import evaluate
     from eval.scorers import load_scorers
     from eval.tasks import split_tasks
@@ -218,6 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             label=args.label,
             progress=progress_bar(progress),
             resume=args.resume,
+            gt_cache=None if args.no_gt_cache else cache_folder(args.gt_cache),
         )
     failed = result.info["failed"]
     resumed = f" ({result.info['resumed_tasks']} kept from before)" if args.resume else ""
@@ -301,6 +305,14 @@ def run_options(r: argparse.ArgumentParser) -> None:
         help="metric weights folder (default: $RP_WEIGHTS, else ~/.cache/realportrait/weights; rp-eval weights "
         "lists its files)",
     )
+    r.add_argument(
+        "--gt-cache",
+        type=Path,
+        metavar="DIR",
+        help="where the ground truth's features are kept for every method's run (default: $RP_EVAL_CACHE, else "
+        "~/.cache/realportrait/eval); keyed by split, clip content and metric version",
+    )
+    r.add_argument("--no-gt-cache", action="store_true", help="compute the ground truth's features, keep nothing")
     ours = r.add_argument_group("--method ours")
     ours.add_argument(
         "--checkpoint", type=Path, metavar="DIR", help="a training export, e.g. <output_dir>/stage2/export (required)"

@@ -15,6 +15,7 @@ Why it works this way:
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import suppress
@@ -44,6 +45,17 @@ class EvalClip:
     crop_box: Box  # in pixels of the media as displayed
     first_frame: int  # media frame number of frames[0]
     sampled_without_face: int  # detector samples that found no face (the crop holds the others)
+    content_sha256: str = ""  # of the frames' bytes: the ground-truth cache's key (`eval.ground_truth`)
+
+    @classmethod
+    def of_frames(cls, item_id: str, frames: np.ndarray, fps: float = 25.0) -> EvalClip:
+        """A clip given as its frames at the evaluation crop (the whole picture is the crop)."""
+        height, width = frames.shape[1:3]
+        return cls(item_id, frames, fps, (0, 0, width, height), 0, 0, frames_sha256(frames))
+
+
+def frames_sha256(frames: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
 
 
 def media_size(path: Path, modality: str) -> tuple[int, int]:
@@ -113,13 +125,15 @@ def load_clip(clip: Clip, root: Path, size: int, detector: FaceDetector, max_fra
     box, missed = driving_crop_box(frames, detector)
     x0, y0 = stream.region[:2]
     media_box = (box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0)
+    cropped = crop_resize(frames, box, size)
     return EvalClip(
         item_id=clip.item_id,
-        frames=crop_resize(frames, box, size),
+        frames=cropped,
         fps=stream.fps,
         crop_box=media_box,
         first_frame=int(stream.source_index[0]),
         sampled_without_face=missed,
+        content_sha256=frames_sha256(cropped),
     )
 
 

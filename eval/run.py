@@ -37,6 +37,7 @@ from eval import run_log
 from eval.clips import ClipStore, ClipUnusable, EvalClip, load_clip
 from eval.columns import COLUMNS
 from eval.config import EvalConfig, Protocol
+from eval.ground_truth import GroundTruthCache, Truth, Versions
 from eval.library_versions import metric_versions
 from eval.methods import Method, OutputsFolder, TaskFailed
 from eval.metrics import pixel
@@ -85,13 +86,14 @@ def scored(protocol: Protocol, length: int, config: EvalConfig) -> slice:
 
 
 def frame_metrics(
-    scorers: Scorers, task: Task, generated: np.ndarray, reference: np.ndarray, source: np.ndarray, window: slice
+    scorers: Scorers, task: Task, generated: np.ndarray, driving: Truth, source: Truth, window: slice
 ) -> dict[str, object]:
-    """The per-task values of one scored task: `generated` and `reference` are the whole videos, `window`
-    the frames that count (`scored`). Face motion reads the whole videos, since each is anchored on its
-    own frame 0 (`eval.metrics.face_motion`); every other metric reads the scored frames only."""
+    """The per-task values of one scored task: `generated` is the whole video, `driving` the driving clip's
+    ground-truth side and `source` the source clip's (its frame 0 is the source image), `window` the
+    frames that count (`scored`). Face motion reads the whole videos, since each is anchored on its own
+    frame 0 (`eval.metrics.face_motion`); every other metric reads the scored frames only."""
     row: dict[str, object] = {}
-    fake, real = generated[window], reference[window]
+    fake, real = generated[window], driving.clip.frames[window]
     if task.protocol == "self":
         for name, function in (
             ("L1", pixel.l1),
@@ -109,10 +111,10 @@ def frame_metrics(
         leaks = task.protocol == "cross" and any(scorers.active(f"{name}-{kind}") for kind in ("driver", "leak"))
         if network is not None and (scorers.active(name) or leaks):
             step = scorers.config.identity_every
-            row.update(identity_similarity(network, step, task, fake, real, source, leakage=leaks))
+            row.update(identity_similarity(network, step, task, generated, driving, source, window, leakage=leaks))
     motion = [name for name in ("AED", "APD", "AED-legacy-abs") if scorers.active(name)]
     if scorers.face_motion is not None and motion:
-        distances = scorers.face_motion.distances(generated, reference, window.start or 0)
+        distances = scorers.face_motion.distances(generated, driving.motion(), window.start or 0)
         values = {"AED": distances.aed, "APD": distances.apd, "AED-legacy-abs": distances.aed_absolute}
         found = np.logical_and.reduce([np.isfinite(values[name]) for name in motion])
         row["face_motion_frames_without_face"] = int((~found).sum())
@@ -126,18 +128,21 @@ def identity_similarity(
     step: int,
     task: Task,
     generated: np.ndarray,
-    reference: np.ndarray,
-    source: np.ndarray,
+    driving: Truth,
+    source: Truth,
+    window: slice,
     *,
     leakage: bool = False,
 ) -> dict[str, object]:
     """CSIM: generated vs ground truth per frame (self), generated vs the source (cross), eval.md §6.6;
     every `step`-th scored frame; frames without a face (either side) are skipped and counted. With
     `leakage` (cross only), also the driver-identity leakage columns `<network>-driver` and
-    `<network>-leak` against the same frames of the driving clip (`identity.leakage`)."""
-    fakes = network.embed_all(generated[::step])
-    source_embedding = network.embed(source) if task.protocol == "cross" else None
-    reals = network.embed_all(reference[::step]) if task.protocol == "self" else [source_embedding] * len(fakes)
+    `<network>-leak` against the same frames of the driving clip (`identity.leakage`). The ground-truth
+    side (driving frames, source image) comes from `Truth`, computed once per clip."""
+    indices = list(range(len(generated)))[window][::step]
+    fakes = network.embed_all(generated[indices])
+    source_embedding = source.embeddings(network, [0])[0] if task.protocol == "cross" else None
+    reals = driving.embeddings(network, indices) if task.protocol == "self" else [source_embedding] * len(fakes)
     values = [cosine(f, r) for f, r in zip(fakes, reals, strict=True) if f is not None and r is not None]
     row: dict[str, object] = {
         network.name: float(np.mean(values)) if values else float("nan"),
@@ -145,34 +150,34 @@ def identity_similarity(
         f"{network.name}_frames_without_face": len(fakes) - len(values),
     }
     if leakage and task.protocol == "cross":
-        leak = identity_leakage(fakes, network.embed_all(reference[::step]), source_embedding)
+        leak = identity_leakage(fakes, driving.embeddings(network, indices), source_embedding)
         for key, value in ((f"{network.name}-driver", leak.to_driver), (f"{network.name}-leak", leak.share)):
             row.update({key: value, f"{key}_frames": len(fakes), f"{key}_frames_without_face": leak.frames_skipped})
     return row
 
 
 def task_features(
-    scorers: Scorers, config: EvalConfig, task: Task, generated: np.ndarray, reference: np.ndarray, window: slice
+    scorers: Scorers, config: EvalConfig, task: Task, generated: np.ndarray, driving: Truth, window: slice
 ) -> dict:
     """A scored task's FID and FVD features (float32, as the networks give them): taken as soon as the task
-    is scored so that its frames can go; every FVD window any configured seed draws is taken once.
+    is scored so that its frames can go; every FVD window any configured seed draws is taken once. The
+    real side comes from `driving` (`eval.ground_truth`), computed once per clip for every method.
 
     FID reads the scored frames. FVD's windows are drawn from the whole videos, frame 0 included, in both
     protocols: a 16-frame self-reenactment clip without its frame 0 holds no 16-frame I3D window, and
     the column would be empty on the test clips the paper's protocol uses (`eval.task_sets.FVD_FRAMES`)."""
     arrays: dict[str, np.ndarray] = {}
-    fake, real = generated[window], reference[window]
     if scorers.active("FID") and scorers.inception is not None:
-        arrays["inception_fake"] = scorers.inception(fake).astype(np.float32)
+        arrays["inception_fake"] = scorers.inception(generated[window]).astype(np.float32)
         if task.protocol == "self":
-            arrays["inception_real"] = scorers.inception(real).astype(np.float32)
+            arrays["inception_real"] = driving.inception()[window]
     if scorers.active("FVD") and scorers.i3d is not None:
         length = config.fvd.clip_length
         starts = fvd_starts(task.task_id, len(generated), config.fvd)
-        pairs = [scorers.i3d(np.stack([generated[s : s + length], reference[s : s + length]])) for s in starts]
+        fake = scorers.i3d(np.stack([generated[s : s + length] for s in starts])) if starts else np.zeros((0, 400))
         arrays["i3d_starts"] = np.array(starts, np.int64)
-        arrays["i3d_fake"] = np.array([p[0] for p in pairs], np.float32).reshape(len(starts), -1)
-        arrays["i3d_real"] = np.array([p[1] for p in pairs], np.float32).reshape(len(starts), -1)
+        arrays["i3d_fake"] = fake.astype(np.float32).reshape(len(starts), -1)
+        arrays["i3d_real"] = driving.i3d(starts).reshape(len(starts), -1)
     return arrays
 
 
@@ -240,12 +245,14 @@ def run_method(
     config: EvalConfig,
     out: Path,
     tick: Callable[[], None],
+    cache: GroundTruthCache,
     done: dict[str, dict[str, object]] | None = None,
 ) -> list[dict[str, object]]:
     """Generate (or read) and score every task, one at a time; features go to `out` as each is scored, and
     each finished task's row to the journal (`eval.run_log`). `done` holds the rows of tasks a resumed run
-    finished before: they are kept as they are. Whatever a task raises fails that task alone: its reason,
-    and for an error the code did not expect, its traceback (kept for run.json)."""
+    finished before: they are kept as they are. The ground-truth side comes from `cache`. Whatever a task
+    raises fails that task alone: its reason, and for an error the code did not expect, its traceback
+    (kept for run.json)."""
     journal = Journal(out)
     rows: list[dict[str, object]] = []
     for task in tasks:
@@ -265,7 +272,7 @@ def run_method(
             "scored_frames": 0,
         }
         try:
-            row.update(score_task(method, task, store, scorers, config, out))
+            row.update(score_task(method, task, store, scorers, config, out, cache))
         except TaskFailed as failure:
             row.update(status="failed", reason=failure.reason, detail=failure.detail)
         except Exception as exc:  # one task's surprise (a library's own error type, a full disk) is not the run's
@@ -282,10 +289,17 @@ def run_method(
 
 
 def score_task(
-    method: Method, task: Task, store: ClipStore, scorers: Scorers, config: EvalConfig, out: Path
+    method: Method,
+    task: Task,
+    store: ClipStore,
+    scorers: Scorers,
+    config: EvalConfig,
+    out: Path,
+    cache: GroundTruthCache,
 ) -> dict[str, object]:
     try:
-        source = store.get(task.source).frames[0].copy()  # a copy: a view would keep the whole clip alive
+        source_clip = store.get(task.source)
+        source = source_clip.frames[0].copy()  # a copy: a view would keep the whole clip alive
         driving_clip = store.get(task.driving)
     except ClipUnusable as exc:
         raise TaskFailed("clip_unusable", f"{exc.item_id}: {exc.reason}") from exc
@@ -308,8 +322,9 @@ def score_task(
     }
     if row["scored_frames"] == 0:
         raise TaskFailed("wrong_length", "no frame left to score")
-    row.update(frame_metrics(scorers, task, generated, driving, source, window))
-    features = task_features(scorers, config, task, generated, driving, window)
+    truth = Truth(driving_clip, scorers, cache)
+    row.update(frame_metrics(scorers, task, generated, truth, Truth(source_clip, scorers, cache), window))
+    features = task_features(scorers, config, task, generated, truth, window)
     if features:
         save_features(task_features_path(out, task.protocol, task.task_id), **features)
     return row
@@ -425,15 +440,22 @@ def evaluate(
     progress: Callable[[str, int], Callable[[], None]] | None = None,
     clip_cache: int = 2,
     resume: bool = False,
+    gt_cache: Path | None = None,
+    device: str = "cpu fp32",
 ) -> RunResult:
     """The whole run (see the module docstring). `progress(description, total)` returns a tick function.
     A run folder written before is replaced (its features first, so none of the old ones is read back),
-    unless `resume`: then the tasks it finished are kept (`eval.run_log`)."""
+    unless `resume`: then the tasks it finished are kept (`eval.run_log`). The ground-truth side of every
+    metric is read from, or added to, the cache folder `gt_cache` (None: computed, not kept); `device`
+    says where and in what precision the metric networks run (part of the cache's key)."""
     config = scorers.config
     out = Path(out)
     label = label or method.name
     start = progress or (lambda description, total: lambda: None)
     identity = run_identity(method, label, config, split_path, tasks, scorers)
+    split_sha256 = hashlib.sha256(Path(split_path).read_bytes()).hexdigest()
+    cache = GroundTruthCache(gt_cache, split_sha256, Versions.of(scorers, device)) if gt_cache else None
+    cache = cache or GroundTruthCache.disabled()
     if resume:
         done = run_log.resume(out, identity)
     else:
@@ -446,7 +468,7 @@ def evaluate(
 
     def keep_reference(clip: EvalClip) -> None:
         if cross_fid and scorers.inception is not None and clip.item_id not in reference_clips:
-            features = scorers.inception(clip.frames).astype(np.float32)
+            features = Truth(clip, scorers, cache).inception()
             save_features(clip_features_path(out, clip.item_id), inception=features)
             reference_clips.append(clip.item_id)
 
@@ -459,7 +481,7 @@ def evaluate(
         capacity=clip_cache,
         on_first_load=keep_reference,
     )
-    rows = run_method(method, tasks, store, scorers, config, out, start(method.name, len(tasks)), done)
+    rows = run_method(method, tasks, store, scorers, config, out, start(method.name, len(tasks)), cache, done)
     if cross_fid:
         store.visit_rest(start("cross FID real set", len(split.clips)), skip=set(reference_clips))
     tasks_frame = pd.DataFrame(rows)
@@ -473,4 +495,5 @@ def evaluate(
     unexpected = method.unexpected(tasks) if isinstance(method, OutputsFolder) else []
     info = run_info(method, label, config, split_path, scorers, rows, store.problems, unexpected, reference_clips)
     info["resumed_tasks"] = len(done)
+    info["ground_truth"] = cache.record()
     return write_run(out, rows, summary, info)

@@ -17,6 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def eval_ground_truth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rp-eval's ground-truth cache in this session's own folder, never the user's: features cached by an
+    earlier session, from older code with the same version key, must not stand in for what is tested."""
+    import os
+
+    from eval.ground_truth import ENV_VAR
+
+    folder = tmp_path_factory.mktemp("gt_cache")
+    os.environ[ENV_VAR] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipeline.sample import write_sample

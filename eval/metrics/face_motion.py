@@ -197,10 +197,11 @@ class FaceMotion:
         size = (frames.shape[2], frames.shape[1])
         return Motion(tracked, expression(tracked), head_pose(tracked, size)[:, :3].astype(np.float64))
 
-    def distances(self, generated: np.ndarray, reference: np.ndarray, first_scored: int = 0) -> MotionDistances:
-        """Whole generated and reference videos, each anchored on its own frame 0; the distances of frames
-        `first_scored` onwards (in self-reenactment frame 0 is the source itself and is not scored)."""
-        gen, ref = self.analyse(generated), self.analyse(reference)
+    def distances(self, generated: np.ndarray, reference: Motion, first_scored: int = 0) -> MotionDistances:
+        """A whole generated video against the reference video's analysis (`analyse`, computed once per
+        clip for every method: `eval.ground_truth`), each anchored on its own frame 0; the distances of
+        frames `first_scored` onwards (in self-reenactment frame 0 is the source itself, not scored)."""
+        gen, ref = self.analyse(generated), reference
         scored = slice(first_scored, None)
         return MotionDistances(
             anchored_expression_distance(gen.landmarks, ref.landmarks)[scored],

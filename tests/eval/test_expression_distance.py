@@ -148,7 +148,7 @@ def test_on_real_frames_head_motion_alone_is_not_expression(clip: np.ndarray, mo
     held expression) is FaceMesh's own jitter on 256 px crops, the floor of any mp478 AED on the
     sample's small jaw and blink motion."""
     frames, first = clip[1:], clip[0]
-    same = motion.distances(clip, clip, first_scored=1)
+    same = motion.distances(clip, motion.analyse(clip), first_scored=1)
     assert np.nanmax(same.aed) == 0 and np.nanmax(same.apd) == 0 and np.nanmax(same.aed_absolute) == 0
 
     def turned(frame: np.ndarray, t: int) -> np.ndarray:
@@ -156,8 +156,8 @@ def test_on_real_frames_head_motion_alone_is_not_expression(clip: np.ndarray, mo
         return cv2.warpAffine(frame, matrix, (256, 256), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
     head_moves = np.stack([first, *(turned(frame, t + 1) for t, frame in enumerate(frames))])
-    pose_only = motion.distances(clip, head_moves, first_scored=1)
-    held = motion.distances(clip, np.repeat(first[None], len(clip), axis=0), first_scored=1)
+    pose_only = motion.distances(clip, motion.analyse(head_moves), first_scored=1)
+    held = motion.distances(clip, motion.analyse(np.repeat(first[None], len(clip), axis=0)), first_scored=1)
     assert np.isfinite(pose_only.aed).all() and np.isfinite(held.aed).all()
     assert np.mean(pose_only.aed) < min(np.mean(held.aed), 0.02)
     assert np.mean(pose_only.apd) > 2.0  # degrees: the roll is seen as pose

@@ -15,7 +15,9 @@ import pytest
 from evalkit import SAMPLE_SPLIT
 
 from eval.baselines import DrivingCopy, LandmarkWarp, SourceCopy
+from eval.clips import EvalClip
 from eval.config import EvalConfig
+from eval.ground_truth import GroundTruthCache, Truth
 from eval.methods import Method
 from eval.metrics.face_motion import FaceMotion
 from eval.metrics.identity import DlibIdentity, leakage
@@ -49,10 +51,21 @@ def dlib_identity() -> DlibIdentity:
 TASK = Task("cross", SOURCE_ITEM, DRIVING_ITEM)
 
 
+def truths(pair: tuple[np.ndarray, np.ndarray], scorers: Scorers) -> tuple[Truth, Truth]:
+    """The driving clip's and the source clip's ground-truth sides, computed (no cache)."""
+    source, driving = pair
+    cache = GroundTruthCache.disabled()
+    return (
+        Truth(EvalClip.of_frames(DRIVING_ITEM, driving), scorers, cache),
+        Truth(EvalClip.of_frames(SOURCE_ITEM, source[None]), scorers, cache),
+    )
+
+
 def leakage_row(method: Method, network: DlibIdentity, pair: tuple[np.ndarray, np.ndarray]) -> dict[str, object]:
     source, driving = pair
     generated = method.generate(source, driving)
-    return identity_similarity(network, 3, TASK, generated, driving, source, leakage=True)
+    scorers = Scorers(EvalConfig(), identity=network)
+    return identity_similarity(network, 3, TASK, generated, *truths(pair, scorers), slice(0, None), leakage=True)
 
 
 def test_source_copy_leaks_nothing(dlib_identity: DlibIdentity, pair: tuple[np.ndarray, np.ndarray]) -> None:
@@ -85,10 +98,11 @@ def test_frame_metrics_give_the_leakage_columns_in_cross_reenactment_only(
     source, driving = pair
     config = EvalConfig(metrics=("CSIM-dlib-driver", "CSIM-dlib-leak"), identity_every=3)
     scorers = Scorers(config, identity=dlib_identity)
-    row = frame_metrics(scorers, TASK, DrivingCopy().generate(source, driving), driving, source, slice(0, None))
+    row = frame_metrics(scorers, TASK, DrivingCopy().generate(source, driving), *truths(pair, scorers), slice(0, None))
     assert row["CSIM-dlib-leak"] == 1.0 and row["CSIM-dlib-driver"] == pytest.approx(1.0, abs=1e-9)
     own = Task("self", DRIVING_ITEM, DRIVING_ITEM)
-    self_row = frame_metrics(scorers, own, driving, driving, driving[0], slice(1, None))
+    driving_truth = truths(pair, scorers)[0]
+    self_row = frame_metrics(scorers, own, driving, driving_truth, driving_truth, slice(1, None))
     assert not any(key.startswith(("CSIM-dlib-driver", "CSIM-dlib-leak")) for key in self_row)
 
 
@@ -122,8 +136,10 @@ def test_driving_copy_scores_no_expression_distance_in_cross_reenactment(pair: t
     people's expressions); its APD is 0 too. Source-copy does not follow the driver's head."""
     source, driving = pair
     scorers = Scorers(EvalConfig(metrics=("AED", "APD")), face_motion=FaceMotion(open_landmarker()))
-    copied = frame_metrics(scorers, TASK, DrivingCopy().generate(source, driving), driving, source, slice(0, None))
+    copied = frame_metrics(
+        scorers, TASK, DrivingCopy().generate(source, driving), *truths(pair, scorers), slice(0, None)
+    )
     assert copied["face_motion_frames_without_face"] <= 2
     assert copied["AED"] == pytest.approx(0.0, abs=1e-9) and copied["APD"] == pytest.approx(0.0, abs=1e-9)
-    still = frame_metrics(scorers, TASK, SourceCopy().generate(source, driving), driving, source, slice(0, None))
+    still = frame_metrics(scorers, TASK, SourceCopy().generate(source, driving), *truths(pair, scorers), slice(0, None))
     assert still["APD"] > 1.0

@@ -7,6 +7,7 @@ included, and the failed task must leave both rows and be named in the footer.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,9 @@ def two_runs(tmp_path_factory, sample_root: Path, metric_weights: Path) -> tuple
     roots = {name: sample_root / name for name in ("vfhq", "celebvhq")}
     root = tmp_path_factory.mktemp("task_sets")
     detector = open_detector()
+    tasks = split_tasks(split)
     for name, method in (("copy", SourceCopy()), ("flaky", CopyFailingOnce(fail_at=2))):
-        evaluate(method, split, SAMPLE_SPLIT, roots, split_tasks(split), scorers, detector, root / name, label=name)
+        evaluate(method, split, SAMPLE_SPLIT, roots, tasks, scorers, detector, root / name, label=name, gt_cache=root)
     return root / "copy", root / "flaky"
 
 
@@ -97,6 +99,14 @@ def test_fvd_is_defined_on_16_frame_clips(two_runs: tuple[Path, Path]) -> None:
     for protocol in ("self", "cross"):
         assert fvd.loc[protocol, "status"] == "ok" and np.isfinite(fvd.loc[protocol, "value"]), protocol
         assert fvd.loc[protocol, "value"] > 0  # the source copy does not move: not the real videos
+
+
+def test_the_ground_truth_is_computed_for_the_first_method_only(two_runs: tuple[Path, Path]) -> None:
+    """Both runs share one cache: the first computes the real side of every clip, the second reads it all
+    (and the test above shows that both rows then agree to the last digit)."""
+    first, second = (json.loads((folder / "run.json").read_text())["ground_truth"] for folder in two_runs)
+    assert first["computed"]["inception"] == 3 and first["computed"]["i3d"] >= 3
+    assert not second["computed"] and second["reused"]["inception"] >= 3 and second["reused"]["i3d"] >= 2
 
 
 def test_features_are_kept_per_task_not_frames(two_runs: tuple[Path, Path]) -> None:
