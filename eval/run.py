@@ -159,10 +159,9 @@ def task_features(scorers: Scorers, config: EvalConfig, task: Task, fake: np.nda
     if scorers.active("FVD") and scorers.i3d is not None:
         length = config.fvd.clip_length
         starts = fvd_starts(task.task_id, len(fake), config.fvd)
-        pairs = [scorers.i3d(np.stack([fake[s : s + length], real[s : s + length]])) for s in starts]
         arrays["i3d_starts"] = np.array(starts, np.int64)
-        arrays["i3d_fake"] = np.array([p[0] for p in pairs], np.float32).reshape(len(starts), -1)
-        arrays["i3d_real"] = np.array([p[1] for p in pairs], np.float32).reshape(len(starts), -1)
+        arrays["i3d_fake"] = scorers.i3d.windows(fake, starts, length).astype(np.float32)
+        arrays["i3d_real"] = scorers.i3d.windows(real, starts, length).astype(np.float32)
     return arrays
 
 
@@ -348,6 +347,7 @@ def run_info(
         "weights_missing": scorers.missing,
         "backends": {key: COLUMNS[key].backend for key in config.metrics},
         "versions": metric_versions(config.metrics),
+        **scorers.device_info(),
         "tasks": len(rows),
         "failed": dict(sorted(failures.items())),
         "clip_problems": clip_problems,
