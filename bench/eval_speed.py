@@ -174,12 +174,13 @@ def metric_speed_lines(speed: MetricSpeed, config: EvalConfig | None = None) -> 
         lines.append(
             f"  {network.name:<21}{network.unit:<19}{rate:>9.2f}{rate * network.frames_per_item:>10.2f}{batch:>7}"
         )
-    lines.append(
-        f"  projected metric cost of one method's run (self + cross, one cross pair per clip as rp-data split "
-        f"draws them, the cross FID real set counted in; identity_every={config.identity_every}, FVD "
-        f"{config.fvd.windows_per_video} windows x {len(config.fvd.seeds)} seeds; ArcFace's figure is the "
-        "stand-in's, the real ResNet-50 costs more):"
-    )
+    lines += [
+        "  projected metric cost of one method's run, self + cross, with one cross pair per clip (rp-data split",
+        f"  draws the pairs as a derangement of the clips) and cross FID's real set; identity_every="
+        f"{config.identity_every}, FVD {config.fvd.windows_per_video} windows x {len(config.fvd.seeds)} seeds "
+        "(a 16-frame self task scores 15 frames: no window);",
+        "  ArcFace's figure is the stand-in's (landmarks and alignment included), the real ResNet-50 costs more:",
+    ]
     lines.append("  " + f"{'clips x frames':<16}" + "".join(f"{key:>11}" for key in speed.rates) + f"{'total':>11}")
     for clips, frames in SCALES:
         items = network_items(config, clips, frames)
