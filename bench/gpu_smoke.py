@@ -9,7 +9,8 @@ It runs, on the `small` preset (8 blocks of width 576, 256 px, 4-frame clips):
 2. cached sampling: the trained model's guided DDIM steps with and without the reference and
    null-condition caches, under autocast on the device, and the largest difference between the two;
 3. `rp-animate` on a sample clip (its first 16 frames on a GPU, 8 on the CPU) with the trained model, in
-   its own process.
+   its own process;
+4. on a GPU only, the metric networks' speed and a run's projected metric cost (`bench/eval_speed.py`).
 
 and prints, per part: peak memory (CUDA's peak allocation on a GPU, the peak RSS of the process doing
 the work on the CPU), throughput (training samples/s, sampling s/step, animated frames/s) and the share
@@ -237,6 +238,15 @@ def animate_report(out: Path, sample: Path, vae: Path, precision: Precision, dty
     ]
 
 
+def metric_report(device: str | None, dtype: str | None) -> list[str]:
+    """The metric networks' speed on the GPU at 512 px (`bench/eval_speed.py`), in the metrics' own
+    precision: fp32 unless --dtype was given."""
+    from bench.eval_speed import measure_metric_speed, metric_speed_lines
+    from eval.compute import metric_precision
+
+    return metric_speed_lines(measure_metric_speed(metric_precision(device, dtype), quick=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_precision_arguments(parser)
@@ -271,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[4/4] rp-animate on {DRIVING_CLIP.name}", flush=True)
     frames = args.frames or (16 if precision.device.type == "cuda" else 8)
     report += animate_report(args.out, sample, vae, precision, dtype, frames)
+    if precision.device.type == "cuda":
+        print("[+] metric networks (bench/eval_speed.py)", flush=True)
+        report += metric_report(args.device, args.dtype)
     print(f"\ngpu_smoke on {name} ({dtype}), {time.perf_counter() - began:.0f} s in all:")
     print("\n".join(report))
     return 0

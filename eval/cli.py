@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from eval.arguments import dataset_roots, existing_file, existing_folder, method_kind, writable_folder
+from eval.compute import metric_precision
 from model.export_folder import require_export, resolve_vae
-from model.precision import Precision, add_precision_arguments
+from model.precision import DTYPES, Precision
 from model.sampling_options import add_sampling_arguments, sampling_options
 from pipeline.cli_help import HelpFormatter
 from pipeline.faces.quiet import add_verbose_argument, quiet_native_logs
@@ -195,6 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.gt_cache is not None:
         writable_folder("--gt-cache", args.gt_cache)
     check_method(args)
+    precision = metric_precision(args.device, args.dtype)
     quiet_native_logs(args.verbose)
     from eval.ground_truth import cache_folder
     from eval.run import evaluate
@@ -204,7 +206,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     protocols = ("self", "cross") if args.protocol == "both" else (args.protocol,)
     explicit = any(item.startswith("metrics=") for item in args.set or [])
-    scorers = load_scorers(config, args.weights, explicit=explicit)
+    scorers = load_scorers(config, args.weights, explicit=explicit, precision=precision)
+    print(f"metric networks on {precision} with {scorers.threads} CPU threads", flush=True)
     for message in dict.fromkeys(scorers.missing.values()):  # one per file, not one per metric it serves
         warn(f"warning: {message} Those metrics are left out of this run.")
     method = make_method(args)
@@ -324,7 +327,19 @@ def run_options(r: argparse.ArgumentParser) -> None:
         help="SD1.5 VAE folder or .safetensors file (default: the export's own vae/, the one it was trained with)",
     )
     add_sampling_arguments(ours, OURS_OPTIONS)
-    add_precision_arguments(ours)
+    compute = r.add_argument_group("device and precision (our generator and the metric networks)")
+    compute.add_argument(
+        "--device",
+        help="torch device, e.g. cuda, cuda:1, cpu, for our generator and the metric networks LPIPS, Inception "
+        "and I3D; ArcFace runs there through onnxruntime's CUDA provider when it is installed (else on the CPU, "
+        "recorded in run.json); dlib and FaceMesh always run on the CPU (default: cuda when present, else cpu)",
+    )
+    compute.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        help="compute precision under autocast, for our generator (default: bf16 on cuda, fp32 on cpu) and, "
+        "only when given, for the metric networks (default: fp32, the precision the published metrics used)",
+    )
     other = r.add_argument_group("another method's videos")
     other.add_argument(
         "--outputs", type=Path, metavar="DIR", help="its videos, in the layout below (required for another method)"

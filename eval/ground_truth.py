@@ -55,10 +55,12 @@ class Versions:
     kinds: dict[str, str]
 
     @classmethod
-    def of(cls, scorers: Scorers, device: str) -> Versions:
-        """`device`: where and in what precision the networks ran (features differ in their last bits)."""
+    def of(cls, scorers: Scorers) -> Versions:
+        """The versions of `scorers`' networks, with where and in what precision they run (features taken
+        on another device or in another dtype differ in their last bits)."""
         versions = metric_versions(("FID", "FVD", "CSIM-dlib", "CSIM-arcface", "AED"))
-        device = f"device {device}"
+        info = scorers.device_info()
+        device = f"device {info['metric_device']} {info['metric_dtype']}"
 
         def text(metric: str, *parts: str) -> str:
             libraries = ", ".join(f"{name} {version}" for name, version in sorted(versions[metric].items()))
@@ -161,8 +163,8 @@ class Truth:
         missing = [s for s in starts if s not in known]
         if missing:
             length = self.scorers.config.fvd.clip_length
-            windows = np.stack([self.clip.frames[s : s + length] for s in missing])
-            known.update(zip(missing, self.scorers.i3d(windows).astype(np.float32), strict=True))
+            features = self.scorers.i3d.windows(self.clip.frames, missing, length).astype(np.float32)
+            known.update(zip(missing, features, strict=True))
             order = sorted(known)
             arrays = {"starts": np.array(order, np.int64), "features": np.stack([known[s] for s in order])}
             self.cache.write("i3d", self.clip, arrays)

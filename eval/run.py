@@ -174,9 +174,8 @@ def task_features(
     if scorers.active("FVD") and scorers.i3d is not None:
         length = config.fvd.clip_length
         starts = fvd_starts(task.task_id, len(generated), config.fvd)
-        fake = scorers.i3d(np.stack([generated[s : s + length] for s in starts])) if starts else np.zeros((0, 400))
         arrays["i3d_starts"] = np.array(starts, np.int64)
-        arrays["i3d_fake"] = fake.astype(np.float32).reshape(len(starts), -1)
+        arrays["i3d_fake"] = scorers.i3d.windows(generated, starts, length).astype(np.float32)
         arrays["i3d_real"] = driving.i3d(starts).reshape(len(starts), -1)
     return arrays
 
@@ -395,6 +394,7 @@ def run_info(
         "weights_missing": scorers.missing,
         "backends": {key: COLUMNS[key].backend for key in config.metrics},
         "versions": metric_versions(config.metrics),
+        **scorers.device_info(),
         "tasks": len(rows),
         "failed": dict(sorted(failures.items())),
         "succeeded": sum(row["status"] == "ok" for row in rows),
@@ -441,20 +441,18 @@ def evaluate(
     clip_cache: int = 2,
     resume: bool = False,
     gt_cache: Path | None = None,
-    device: str = "cpu fp32",
 ) -> RunResult:
     """The whole run (see the module docstring). `progress(description, total)` returns a tick function.
     A run folder written before is replaced (its features first, so none of the old ones is read back),
     unless `resume`: then the tasks it finished are kept (`eval.run_log`). The ground-truth side of every
-    metric is read from, or added to, the cache folder `gt_cache` (None: computed, not kept); `device`
-    says where and in what precision the metric networks run (part of the cache's key)."""
+    metric is read from, or added to, the cache folder `gt_cache` (None: computed, not kept)."""
     config = scorers.config
     out = Path(out)
     label = label or method.name
     start = progress or (lambda description, total: lambda: None)
     identity = run_identity(method, label, config, split_path, tasks, scorers)
     split_sha256 = hashlib.sha256(Path(split_path).read_bytes()).hexdigest()
-    cache = GroundTruthCache(gt_cache, split_sha256, Versions.of(scorers, device)) if gt_cache else None
+    cache = GroundTruthCache(gt_cache, split_sha256, Versions.of(scorers)) if gt_cache else None
     cache = cache or GroundTruthCache.disabled()
     if resume:
         done = run_log.resume(out, identity)

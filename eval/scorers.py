@@ -3,14 +3,19 @@
 A metric asked for explicitly (`EvalConfig.metrics` changed from its default) whose weights are missing
 stops the run with the message naming the file; with the default list, it is marked "weights missing" in
 the results and the tables, and the run goes on with the others.
+
+The networks load on the metric device in the metric dtype (`eval.compute`: fp32 unless asked), and torch
+and onnxruntime get one thread per CPU the process may use; `device_info` is what run.json records of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.columns import COLUMNS
+from eval.compute import CPU, dtype_name, use_allowed_cpus
 from eval.config import EvalConfig
 from eval.metrics.face_motion import FaceMotion
 from eval.metrics.fid import InceptionFeatures
@@ -18,6 +23,7 @@ from eval.metrics.fvd import I3DFeatures
 from eval.metrics.identity import ArcfaceIdentity, DlibIdentity
 from eval.metrics.perceptual import Lpips
 from eval.weights import LoadedWeights, WeightsMissing
+from model.precision import Precision
 from pipeline.faces import open_landmarker
 
 
@@ -31,6 +37,8 @@ class Scorers:
     arcface: ArcfaceIdentity | None = None
     face_motion: FaceMotion | None = None
     missing: dict[str, str] = field(default_factory=dict)  # metric -> the WeightsMissing message
+    precision: Precision = CPU
+    threads: int = 1
 
     def active(self, metric: str) -> bool:
         return metric in self.config.metrics and metric not in self.missing
@@ -45,17 +53,35 @@ class Scorers:
                 records += network.weights
         return records
 
+    def device_info(self) -> dict[str, object]:
+        """Where the metric networks ran: device, dtype, CPU threads, ArcFace's onnxruntime provider."""
+        info: dict[str, object] = {
+            "metric_device": str(self.precision.device),
+            "metric_dtype": dtype_name(self.precision.dtype),
+            "metric_threads": self.threads,
+        }
+        if self.arcface is not None:
+            info["arcface_provider"] = self.arcface.provider
+            if self.arcface.provider_note:
+                info["arcface_provider_note"] = self.arcface.provider_note
+        return info
 
-def load_scorers(config: EvalConfig, folder: str | Path | None, *, explicit: bool) -> Scorers:
-    """Load the networks `config.metrics` need from the weights folder `folder`."""
-    scorers = Scorers(config)
+
+def load_scorers(
+    config: EvalConfig, folder: str | Path | None, *, explicit: bool, precision: Precision = CPU
+) -> Scorers:
+    """Load the networks `config.metrics` need from the weights folder `folder`, on `precision`'s device."""
+    scorers = Scorers(config, precision=precision, threads=use_allowed_cpus())
     wanted = set(config.metrics)
-    loaders = {
-        "lpips": (("LPIPS", "tLP"), Lpips.load),
-        "inception": (("FID",), InceptionFeatures.load),
-        "i3d": (("FVD",), I3DFeatures.load),
+    loaders: dict[str, tuple[tuple[str, ...], Callable[[str | Path | None], object]]] = {
+        "lpips": (("LPIPS", "tLP"), lambda where: Lpips.load(where, precision)),
+        "inception": (("FID",), lambda where: InceptionFeatures.load(where, precision)),
+        "i3d": (("FVD",), lambda where: I3DFeatures.load(where, precision)),
         "identity": (("CSIM-dlib", "CSIM-dlib-driver", "CSIM-dlib-leak"), DlibIdentity.load),
-        "arcface": (("CSIM-arcface", "CSIM-arcface-driver", "CSIM-arcface-leak"), ArcfaceIdentity.load),
+        "arcface": (
+            ("CSIM-arcface", "CSIM-arcface-driver", "CSIM-arcface-leak"),
+            lambda where: ArcfaceIdentity.load(where, precision, scorers.threads),
+        ),
     }
     for attribute, (metrics, loader) in loaders.items():
         if not wanted & set(metrics):

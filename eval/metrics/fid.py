@@ -15,28 +15,36 @@ import numpy as np
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+from eval.compute import CPU, batches, measuring
 from eval.weights import LoadedWeights, validated_state_dict_bytes
+from model.precision import Precision
 
 BACKEND = "torch-fidelity InceptionV3 'inception-v3-compat' (as torchmetrics FID), pool3 2048-d, TF1 bilinear 299"
 
 
 class InceptionFeatures:
-    def __init__(self, network: FeatureExtractorInceptionV3, weights: LoadedWeights, batch: int = 16):
-        self.network = network
+    """Features of `batch` frames at a time (the network resizes them to 299 px, so 16 cost the same at any
+    evaluation size)."""
+
+    def __init__(
+        self, network: FeatureExtractorInceptionV3, weights: LoadedWeights, precision: Precision = CPU, batch: int = 16
+    ):
+        self.network = network.to(precision.device)
         self.weights = weights
+        self.precision = precision
         self.batch = batch
 
     @classmethod
-    def load(cls, folder: str | Path | None = None) -> InceptionFeatures:
+    def load(cls, folder: str | Path | None = None, precision: Precision = CPU) -> InceptionFeatures:
         data, record = validated_state_dict_bytes("inception", folder)
         network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=data)
-        return cls(network, record)
+        return cls(network, record, precision)
 
-    @torch.no_grad()
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """(N, 2048) float64 features of (N, H, W, 3) uint8 frames."""
         out = []
-        for start in range(0, len(frames), self.batch):
-            batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + self.batch])).permute(0, 3, 1, 2)
-            out.append(self.network(batch)[0].double())
+        with measuring(self.precision):
+            for part in batches(len(frames), self.batch):
+                pixels = torch.from_numpy(np.ascontiguousarray(frames[part])).to(self.precision.device)
+                out.append(self.network(pixels.permute(0, 3, 1, 2))[0].double().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, 2048))

@@ -12,6 +12,7 @@ The StyleGAN-V TorchScript I3D is not supported: a TorchScript file is code, not
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ import torch
 from cdfvd.third_party.i3d.pytorch_i3d import InceptionI3d
 from cdfvd.third_party.i3d.utils import preprocess_i3d
 
+from eval.compute import CPU, batches, measuring
 from eval.weights import LoadedWeights, load_state_dict
+from model.precision import Precision
 
 BACKEND = "cd-fvd InceptionI3d-400 (VideoGPT/TATS i3d_pretrained_400.pt), 224x224 bilinear, [-1,1], logits"
 
@@ -38,22 +41,37 @@ def window_starts(item: str, length: int, clip_length: int, count: int, seed: in
 
 
 class I3DFeatures:
-    def __init__(self, network: InceptionI3d, weights: LoadedWeights, batch: int = 4):
-        self.network = network.eval()
+    """Features of `batch` windows at a time. cd-fvd's preprocessing (kept as the pinned one) holds a batch
+    in float32 at the evaluation size before resizing it to 224 px: 4 windows of 16 frames at 512 px are
+    ~0.4 GB, so the default stays small."""
+
+    def __init__(self, network: InceptionI3d, weights: LoadedWeights, precision: Precision = CPU, batch: int = 4):
+        self.network = network.eval().to(precision.device)
         self.weights = weights
+        self.precision = precision
         self.batch = batch
 
     @classmethod
-    def load(cls, folder: str | Path | None = None) -> I3DFeatures:
+    def load(cls, folder: str | Path | None = None, precision: Precision = CPU) -> I3DFeatures:
         state, record = load_state_dict("i3d", folder)
         network = InceptionI3d(400, in_channels=3)
         network.load_state_dict(state)
-        return cls(network, record)
+        return cls(network, record, precision)
 
-    @torch.no_grad()
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """(N, 400) float64 features of (N, T, H, W, 3) uint8 windows."""
+        return self.features(len(windows), lambda part: windows[part])
+
+    def windows(self, frames: np.ndarray, starts: list[int], length: int) -> np.ndarray:
+        """(len(starts), 400) float64 features of the windows `frames[s : s + length]`, stacked one batch at
+        a time so that a video's windows are never all copied at once."""
+        return self.features(len(starts), lambda part: np.stack([frames[s : s + length] for s in starts[part]]))
+
+    def features(self, count: int, batch_of: Callable[[slice], np.ndarray]) -> np.ndarray:
+        """(count, 400) features of the windows `batch_of(part)` gives for each batch's slice."""
         out = []
-        for start in range(0, len(windows), self.batch):
-            out.append(self.network(preprocess_i3d(windows[start : start + self.batch])).double())
+        with measuring(self.precision):
+            for part in batches(count, self.batch):
+                clips = preprocess_i3d(batch_of(part)).to(self.precision.device)
+                out.append(self.network(clips).double().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, 400))

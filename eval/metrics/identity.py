@@ -15,7 +15,9 @@ so the measure errs towards reporting leakage, never towards hiding it.
 `CSIM-arcface` is the paper-comparable backend when `w600k_r50.onnx` (insightface's buffalo_l recognition
 model) is in the weights folder: faces are aligned to ArcFace's 112x112 five-point template with
 insightface's `norm_crop`, the five points (eye centres, nose tip, mouth corners) taken from the pipeline's
-FaceMesh landmarks, and embedded by onnxruntime (input (x - 127.5) / 127.5, RGB, as insightface feeds it).
+FaceMesh landmarks, and embedded by onnxruntime (input (x - 127.5) / 127.5, RGB, as insightface feeds it),
+a batch of aligned faces per call, on CUDA when the metric device is CUDA and onnxruntime has its CUDA
+provider (else on the CPU, which `provider_note` says). dlib runs on the CPU only.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.compute import CPU, batches
 from eval.weights import LoadedWeights, read_bytes
+from model.precision import Precision
 from pipeline.faces import LandmarkTracker, open_landmarker
 
 DLIB_BACKEND = "dlib face_recognition_resnet_model_v1 (128-d), HOG detector, 5-point alignment"
@@ -93,35 +97,74 @@ class DlibIdentity:
         return [self.embed(frame) for frame in frames]
 
 
+def onnx_providers(precision: Precision, available: list[str]) -> tuple[list[str | tuple[str, dict]], str | None]:
+    """(onnxruntime providers for the metric device, a note when CUDA was asked for but cannot be had)."""
+    if precision.device.type != "cuda":
+        return ["CPUExecutionProvider"], None
+    if "CUDAExecutionProvider" not in available:
+        return ["CPUExecutionProvider"], (
+            f"ArcFace ran on the CPU: the metric device is {precision.device}, but this onnxruntime has no "
+            f"CUDAExecutionProvider (it has {', '.join(available)}; onnxruntime-gpu provides it)"
+        )
+    cuda = ("CUDAExecutionProvider", {"device_id": precision.device.index or 0})
+    return [cuda, "CPUExecutionProvider"], None
+
+
 class ArcfaceIdentity:
-    """ArcFace embeddings of the face the pipeline's landmarker finds, or None where it finds none."""
+    """ArcFace embeddings of the face the pipeline's landmarker finds, or None where it finds none.
+
+    Faces are embedded `batch` at a time when the model takes a batch (w600k_r50.onnx's first input
+    dimension is free); a model with a fixed batch of 1 is fed one face at a time."""
 
     name = "CSIM-arcface"
 
-    def __init__(self, model: bytes, weights: LoadedWeights, landmarker: LandmarkTracker):
+    def __init__(
+        self,
+        model: bytes,
+        weights: LoadedWeights,
+        landmarker: LandmarkTracker,
+        precision: Precision = CPU,
+        threads: int = 1,
+        batch: int = 32,
+    ):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
+        options.intra_op_num_threads = threads
+        providers, self.provider_note = onnx_providers(precision, onnxruntime.get_available_providers())
+        self.session = onnxruntime.InferenceSession(model, options, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        model_input = self.session.get_inputs()[0]
+        self.input = model_input.name
+        self.batch = batch if not isinstance(model_input.shape[0], int) else 1
         self.weights = [weights]
         self.landmarker = landmarker
 
     @classmethod
-    def load(cls, folder: str | Path | None = None) -> ArcfaceIdentity:
+    def load(cls, folder: str | Path | None = None, precision: Precision = CPU, threads: int = 1) -> ArcfaceIdentity:
         data, record = read_bytes("arcface", folder)
-        return cls(data, record, open_landmarker())
+        return cls(data, record, open_landmarker(), precision, threads)
 
     def embed(self, frame: np.ndarray) -> np.ndarray | None:
+        return self.embed_all(frame[None])[0]
+
+    def embed_all(self, frames: np.ndarray) -> list[np.ndarray | None]:
+        chips = [self.aligned(frame) for frame in frames]
+        found = [index for index, chip in enumerate(chips) if chip is not None]
+        embeddings: list[np.ndarray | None] = [None] * len(frames)
+        for part in batches(len(found), self.batch):
+            blob = np.stack([chips[index] for index in found[part]])  # type: ignore[misc]
+            vectors = self.session.run(None, {self.input: blob})[0].astype(np.float64)
+            for index, vector in zip(found[part], vectors, strict=True):
+                embeddings[index] = vector
+        return embeddings
+
+    def aligned(self, frame: np.ndarray) -> np.ndarray | None:
+        """The 3x112x112 network input of the frame's face, aligned on its five FaceMesh points."""
         from insightface.utils.face_align import norm_crop
 
         points = self.landmarker.single(np.ascontiguousarray(frame))
         if points is None:
             return None
         chip = norm_crop(np.ascontiguousarray(frame), points[list(MESH_FIVE_POINTS)].astype(np.float32))
-        blob = ((chip.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)[None]
-        return self.session.run(None, {self.input: blob})[0][0].astype(np.float64)
-
-    def embed_all(self, frames: np.ndarray) -> list[np.ndarray | None]:
-        return [self.embed(frame) for frame in frames]
+        return ((chip.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)

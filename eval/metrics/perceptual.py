@@ -15,7 +15,9 @@ import lpips
 import numpy as np
 import torch
 
+from eval.compute import CPU, batches, measuring
 from eval.weights import LoadedWeights, load_state_dict
+from model.precision import Precision
 
 BACKEND = "lpips, net=alex, v0.1 linear heads (shipped), trunk alexnet-owt-7be5be79.pth"
 
@@ -36,31 +38,37 @@ def trunk_state(torchvision_alexnet: dict[str, torch.Tensor], network: lpips.LPI
 
 
 class Lpips:
-    """LPIPS per frame pair; `load` reads the trunk from the weights folder."""
+    """LPIPS per frame pair; `load` reads the trunk from the weights folder. `batch` pairs go through the
+    network at once: AlexNet keeps the full evaluation size, so the batch bounds the activations' memory."""
 
-    def __init__(self, network: lpips.LPIPS, weights: LoadedWeights, batch: int = 16):
-        self.network = network.eval()
+    def __init__(self, network: lpips.LPIPS, weights: LoadedWeights, precision: Precision = CPU, batch: int = 16):
+        self.network = network.eval().to(precision.device)
         self.weights = weights
+        self.precision = precision
         self.batch = batch
 
     @classmethod
-    def load(cls, folder: str | Path | None = None) -> Lpips:
+    def load(cls, folder: str | Path | None = None, precision: Precision = CPU) -> Lpips:
         state, record = load_state_dict("alexnet", folder)
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
             warnings.simplefilter("ignore", UserWarning)
             network = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
         network.net.load_state_dict(trunk_state(state, network))
-        return cls(network, record)
+        return cls(network, record, precision)
 
-    @torch.no_grad()
     def distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(T,) LPIPS between uint8 frames a[t] and b[t], (T, H, W, 3) each."""
         values = []
-        for start in range(0, len(a), self.batch):
-            x = torch.from_numpy(np.ascontiguousarray(a[start : start + self.batch])).permute(0, 3, 1, 2)
-            y = torch.from_numpy(np.ascontiguousarray(b[start : start + self.batch])).permute(0, 3, 1, 2)
-            values.append(self.network(x.float() / 127.5 - 1, y.float() / 127.5 - 1).flatten())
+        with measuring(self.precision):
+            for part in batches(len(a), self.batch):
+                distance = self.network(self.scaled(a[part]), self.scaled(b[part]))
+                values.append(distance.flatten().float().cpu())
         return torch.cat(values).numpy() if values else np.zeros(0)
+
+    def scaled(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> (N, 3, H, W) in [-1, 1] on the device (uint8 crosses to it: 4x less to copy)."""
+        pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(self.precision.device)
+        return pixels.permute(0, 3, 1, 2).float() / 127.5 - 1
 
     def tlp(self, generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """(T - 1,) |LPIPS(g_t, g_t-1) - LPIPS(r_t, r_t-1)|: temporal change unlike the reference's."""

@@ -8,10 +8,12 @@ other entries; I3D windows and identity frames asked for later are added to the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from eval.clips import EvalClip
 from eval.config import EvalConfig
@@ -20,6 +22,7 @@ from eval.metrics.fid import InceptionFeatures
 from eval.metrics.fvd import I3DFeatures
 from eval.metrics.identity import DlibIdentity
 from eval.scorers import Scorers
+from model.precision import Precision
 
 SPLIT_SHA = "ab" * 32
 
@@ -40,7 +43,7 @@ def clip(seed: int = 0, frames: int = 20) -> EvalClip:
 
 
 def test_a_clip_is_computed_once_and_read_back_the_same(scorers: Scorers, tmp_path: Path) -> None:
-    cache = GroundTruthCache(tmp_path, SPLIT_SHA, Versions.of(scorers, "cpu fp32"))
+    cache = GroundTruthCache(tmp_path, SPLIT_SHA, Versions.of(scorers))
     first = Truth(clip(), scorers, cache).inception()
     again = Truth(clip(), scorers, cache).inception()
     assert cache.computed["inception"] == 1 and cache.reused["inception"] == 1
@@ -52,9 +55,10 @@ def test_a_clip_is_computed_once_and_read_back_the_same(scorers: Scorers, tmp_pa
     Truth(EvalClip.of_frames("vfhq/clip", touched.frames), scorers, cache).inception()
     assert cache.computed["inception"] == 2  # other frames, another entry
 
-    elsewhere = GroundTruthCache(tmp_path, SPLIT_SHA, Versions.of(scorers, "cuda bf16"))
+    in_bf16 = replace(scorers, precision=Precision(torch.device("cpu"), torch.bfloat16))
+    elsewhere = GroundTruthCache(tmp_path, SPLIT_SHA, Versions.of(in_bf16))
     Truth(clip(), scorers, elsewhere).inception()
-    assert elsewhere.computed["inception"] == 1 and not elsewhere.reused  # another device, another entry
+    assert elsewhere.computed["inception"] == 1 and not elsewhere.reused  # another dtype, another entry
     folders = sorted(p.name for p in (tmp_path / SPLIT_SHA[:16]).iterdir())
     assert len(folders) == 2 and all(name.startswith("inception-") for name in folders)
     assert (
@@ -64,12 +68,12 @@ def test_a_clip_is_computed_once_and_read_back_the_same(scorers: Scorers, tmp_pa
 
 
 def test_windows_and_frames_asked_for_later_join_the_entry(scorers: Scorers, tmp_path: Path) -> None:
-    cache = GroundTruthCache(tmp_path, SPLIT_SHA, Versions.of(scorers, "cpu fp32"))
+    cache = GroundTruthCache(tmp_path, SPLIT_SHA, Versions.of(scorers))
     truth = Truth(clip(), scorers, cache)
     first = truth.i3d([0])
     both = Truth(clip(), scorers, cache).i3d([4, 0])
     np.testing.assert_array_equal(both[1], first[0])
-    direct = scorers.i3d(clip().frames[None, 4:20]).astype(np.float32)
+    direct = scorers.i3d.windows(clip().frames, [4], 16).astype(np.float32)
     np.testing.assert_allclose(both[0], direct[0], rtol=1e-5, atol=1e-5)
     assert Truth(clip(), scorers, cache).i3d([0, 4]).shape == (2, 400) and cache.computed["i3d"] == 2
 

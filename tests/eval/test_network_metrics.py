@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
-from evalkit import arcface_stand_in, face_frames
 from PIL import Image
 
+from eval.made_weights import arcface_stand_in, face_frames
 from eval.metrics.face_motion import FaceMotion, expression
 from eval.metrics.fid import InceptionFeatures
 from eval.metrics.frechet import frechet_between
