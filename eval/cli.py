@@ -57,12 +57,15 @@ RUN_EXAMPLE = f"""examples:
       --out out/eval/other_method
 
 Methods: ours (--checkpoint: a training export, which carries its VAE), source-copy, landmark-warp,
-driving-copy (a driver-identity leakage control: the driving clip itself), or any NAME with --outputs DIR
+driving-copy (a driver-identity leakage control: the driving clip itself; it and source-copy are marked
+as controls in the tables, never bold), or any NAME with --outputs DIR
 holding DIR/self/<clip>.mkv and DIR/cross/<source>~<driving>.mkv, FFV1 (the names in `rp-eval inputs`'
 tasks.csv); a folder of PNG frames of that name, or an .mp4, is read too (a lossy file is named in the
 table footer). A metric whose weight file is missing from --weights is reported once and left out.
 The motion ablation of Table 3 is the first command with --controlnet-scale 0 --label ours-without-motion
---out out/eval/ours-without-motion: every run of method ours is a row of Table 3, named by its --label."""
+--out out/eval/ours-without-motion: every run of method ours is a row of Table 3, named by its --label.
+Each finished task is written at once: after a crash, the same command with --resume goes on. The
+ground truth's features are kept in --gt-cache for every method's run. Exit code 1: no task succeeded."""
 
 TABLE_EXAMPLE = """example:
   rp-eval table out/eval/ours out/eval/source-copy out/eval/other_method --out out/tables

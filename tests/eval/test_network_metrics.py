@@ -100,11 +100,11 @@ def test_csim_dlib_is_a_real_identity_network() -> None:
 def test_aed_apd_are_zero_on_identical_frames_and_grow_with_motion(frames: np.ndarray) -> None:
     motion = FaceMotion(open_landmarker())
     clip = frames[:18]
-    same = motion.distances(clip, clip[0], clip, clip[0])
+    same = motion.distances(clip, motion.analyse(clip))
     assert np.nanmax(same.aed) == 0 and np.nanmax(same.aed_absolute) == 0 and np.nanmax(same.apd) == 0
     rotated = np.stack([cv2.warpAffine(f, cv2.getRotationMatrix2D((64, 64), 15, 1.0), (128, 128)) for f in clip])
-    apd_rotated = motion.distances(rotated, rotated[0], clip, clip[0]).apd
-    roll_change = motion.analyse(rotated, rotated[0]).pose[:, 2] - motion.analyse(clip, clip[0]).pose[:, 2]
+    apd_rotated = motion.distances(rotated, motion.analyse(clip)).apd
+    roll_change = motion.analyse(rotated).pose[:, 2] - motion.analyse(clip).pose[:, 2]
     assert np.nanmedian(np.abs(roll_change)) == pytest.approx(15, abs=3)  # the turn reads as roll ...
     assert np.nanmean(apd_rotated) == pytest.approx(15 / 3, abs=1.5)  # ... and APD averages yaw, pitch, roll
     measures = expression(motion.landmarker.track(clip))
