@@ -2,7 +2,8 @@
 
 A metric asked for explicitly (`EvalConfig.metrics` changed from its default) whose weights are missing
 stops the run with the message naming the file; with the default list, it is marked "weights missing" in
-the results and the tables, and the run goes on with the others.
+the results and the tables, and the run goes on with the others. A present file whose sha256 is not its
+pin stops the run before any network loads (`eval.weights.WeightsMismatch`), unless `allow_unpinned`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from eval.metrics.fid import InceptionFeatures
 from eval.metrics.fvd import I3DFeatures
 from eval.metrics.identity import ArcfaceIdentity, DlibIdentity
 from eval.metrics.perceptual import Lpips
-from eval.weights import LoadedWeights, WeightsMissing
+from eval.weights import LoadedWeights, WeightsMissing, verify
 from pipeline.faces import open_landmarker
 
 
@@ -46,10 +47,15 @@ class Scorers:
         return records
 
 
-def load_scorers(config: EvalConfig, folder: str | Path | None, *, explicit: bool) -> Scorers:
-    """Load the networks `config.metrics` need from the weights folder `folder`."""
+def load_scorers(
+    config: EvalConfig, folder: str | Path | None, *, explicit: bool, allow_unpinned: bool = False
+) -> Scorers:
+    """Load the networks `config.metrics` need from the weights folder `folder`; `allow_unpinned` loads
+    files that are not the official ones (recorded as such) instead of refusing them."""
     scorers = Scorers(config)
     wanted = set(config.metrics)
+    keys = [key for metric in config.metrics if metric in COLUMNS for key in COLUMNS[metric].weights]
+    verify(list(dict.fromkeys(keys)), folder, allow_unpinned=allow_unpinned)
     loaders = {
         "lpips": (("LPIPS", "tLP"), Lpips.load),
         "inception": (("FID",), InceptionFeatures.load),
@@ -61,7 +67,7 @@ def load_scorers(config: EvalConfig, folder: str | Path | None, *, explicit: boo
         if not wanted & set(metrics):
             continue
         try:
-            setattr(scorers, attribute, loader(folder))
+            setattr(scorers, attribute, loader(folder, allow_unpinned=allow_unpinned))
         except WeightsMissing as exc:
             if explicit:
                 raise
