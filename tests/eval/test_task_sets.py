@@ -46,7 +46,7 @@ class CopyFailingOnce(SourceCopy):
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, sample_root: Path, metric_weights: Path) -> tuple[Path, Path]:
     config = load_config(None, [*FAST, "metrics=[L1,PSNR,FID,FVD]"])
-    scorers = load_scorers(config, metric_weights, explicit=True)
+    scorers = load_scorers(config, metric_weights, explicit=True, allow_unpinned=True)
     split = load_split(SAMPLE_SPLIT)
     roots = {name: sample_root / name for name in ("vfhq", "celebvhq")}
     root = tmp_path_factory.mktemp("task_sets")
