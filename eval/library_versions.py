@@ -5,8 +5,8 @@ a table can come from environments with different libraries. So each run records
 it ran (`run.json` "versions") and the table footer prints it, flagging rows that differ.
 
 What is recorded follows the code's imports, not the project's dependency list: per metric the modules
-its scoring path imports, each named by the distribution that installed it here
-(`importlib.metadata.packages_distributions`). So `cv2` is reported as whichever of opencv-python,
+its scoring path imports, each named by the distribution that installed it here (`distributions_of`, as
+the data pipeline's fingerprint names its libraries). So `cv2` is reported as whichever of opencv-python,
 opencv-contrib-python or opencv-python-headless provides it (all of them when several do: which one's
 files won is not recorded anywhere), and `onnxruntime` as onnxruntime or onnxruntime-gpu. PyAV's entry
 adds the FFmpeg libraries it links, which decode every frame scored.
@@ -14,8 +14,9 @@ adds the FFmpeg libraries it links, which decode every frame scored.
 
 from __future__ import annotations
 
-from functools import cache
-from importlib.metadata import Distribution, distributions, packages_distributions, version
+from importlib.metadata import version
+
+from pipeline.fingerprint import distributions_of
 
 NOT_INSTALLED = "not installed"
 FFMPEG = "FFmpeg"
@@ -52,29 +53,6 @@ MODULES: dict[str, tuple[str, ...]] = {
 }
 
 
-@cache
-def _declared() -> dict[str, list[str]]:
-    return packages_distributions()
-
-
-def providers(module: str) -> list[str]:
-    """The installed distributions that provide the top-level import `module` (empty when none does).
-
-    Distributions declare their modules in top_level.txt, which is not always complete (dlib-bin declares
-    only `_dlib_pybind11` but installs `dlib/`), so an undeclared module is looked up in the files each
-    distribution installed.
-    """
-    declared = _declared().get(module)
-    if declared:
-        return sorted(set(declared))
-    return sorted({dist.metadata["Name"] for dist in distributions() if module in _top_modules(dist)})
-
-
-def _top_modules(dist: Distribution) -> set[str]:
-    """The top-level names a distribution's files occupy: `dlib` for dlib/, `_x` for _x.cpython-311-....so."""
-    return {file.parts[0].split(".", 1)[0] for file in dist.files or ()}
-
-
 def ffmpeg() -> str:
     """The version of each FFmpeg library PyAV links (a wheel bundles its own build, so PyAV's version
     alone does not say which decoder ran)."""
@@ -88,7 +66,7 @@ def module_versions(modules: tuple[str, ...]) -> dict[str, str]:
     installed distribution provides is recorded under its own name as not installed."""
     found: dict[str, str] = {}
     for module in modules:
-        names = providers(module)
+        names = distributions_of(module)
         found.update({name: version(name) for name in names} if names else {module: NOT_INSTALLED})
         if module == "av" and names:
             found[FFMPEG] = ffmpeg()

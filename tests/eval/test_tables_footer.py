@@ -15,11 +15,12 @@ from packaging.utils import canonicalize_name
 from eval.baselines import SourceCopy
 from eval.columns import COLUMNS
 from eval.config import load_config
-from eval.library_versions import FFMPEG, NOT_INSTALLED, metric_versions, module_versions, providers
+from eval.library_versions import FFMPEG, NOT_INSTALLED, metric_versions, module_versions
 from eval.run import run_info, summarise, weight_records, write_run
 from eval.scorers import Scorers
 from eval.tables import PaperTable, footer, markdown, read_run, tables_for
 from eval.weights import read_bytes
+from pipeline.fingerprint import distributions_of
 
 METRICS = "metrics=[L1,PSNR,AED]"
 
@@ -166,7 +167,7 @@ def test_each_metric_records_the_libraries_its_code_imports() -> None:
 
 
 def test_a_module_no_distribution_provides_is_recorded_as_not_installed() -> None:
-    assert providers("no_such_module_here") == []
+    assert distributions_of("no_such_module_here") == []
     assert module_versions(("no_such_module_here",)) == {"no_such_module_here": NOT_INSTALLED}
 
 
