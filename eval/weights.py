@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from pipeline.fingerprint import sha256_file
+
 ENV_VAR = "RP_WEIGHTS"
 DEFAULT_DIR = Path.home() / ".cache" / "realportrait" / "weights"
 DLIB_PACKAGE = "face_recognition_models"
@@ -171,14 +173,6 @@ def locate(key: str, folder: str | Path | None = None) -> Path:
     return path
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def pin_problem(key: str, path: Path, digest: str, *, allow_unpinned: bool) -> str | None:
     """Why the file is not known to be the official one, or None when it matches its pin.
 
@@ -231,7 +225,7 @@ def verify(keys: list[str], folder: str | Path | None = None, *, allow_unpinned:
     for key in keys:
         path = find(key, folder)
         if path is not None:
-            pin_problem(key, path, sha256(path), allow_unpinned=allow_unpinned)
+            pin_problem(key, path, sha256_file(path), allow_unpinned=allow_unpinned)
 
 
 def load_state_dict(
@@ -281,5 +275,5 @@ def status(folder: str | Path | None = None) -> list[Status]:
     rows = []
     for key, entry in REGISTRY.items():
         path = find(key, folder)
-        rows.append(Status(entry, path, sha256(path) if path is not None else None))
+        rows.append(Status(entry, path, sha256_file(path) if path is not None else None))
     return rows
