@@ -44,7 +44,7 @@ def main() -> None:
         write_sample(root / "sample")
         write_made_weights(root / "weights", face_frames(root / "sample"))
         config = load_config(None, [f"size={args.size}", f"max_frames={args.frames}"])
-        scorers = load_scorers(config, root / "weights", explicit=False)
+        scorers = load_scorers(config, root / "weights", explicit=False, allow_unpinned=True)
         split = load_split(SPLIT)
         roots = {name: root / "sample" / name for name in ("vfhq", "celebvhq")}
         tasks = split_tasks(split)

@@ -136,7 +136,7 @@ def measure(tasks: int, frames: int, size: int, fid: bool) -> dict[str, float]:
         write_random_weights(root / "weights", fid)
         metrics = "[L1,PSNR,SSIM,FVD" + (",FID]" if fid else "]")
         config = load_config(None, [f"size={size}", f"metrics={metrics}", "fvd.windows_per_video=1", "fvd.seeds=[0]"])
-        scorers = load_scorers(config, root / "weights", explicit=True)
+        scorers = load_scorers(config, root / "weights", explicit=True, allow_unpinned=True)
         split = load_split(split_path)
         ready = peak_rss_bytes()
         start = time.perf_counter()

@@ -122,7 +122,7 @@ def measure_metric_speed(precision: Precision, size: int = 512, quick: bool = Fa
         frames = face_frames(root / "sample", size)
         write_made_weights(root / "weights", frames)
         config = load_config(None, [f"size={size}", f"metrics={NETWORK_METRICS}"])
-        scorers = load_scorers(config, root / "weights", explicit=True, precision=precision)
+        scorers = load_scorers(config, root / "weights", explicit=True, precision=precision, allow_unpinned=True)
         rates, networks = {}, {}
         for key, (network, items, call) in workloads(scorers, frames).items():
             networks[key] = network

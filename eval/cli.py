@@ -36,8 +36,9 @@ SPLIT = "--split manifests/splits/paper.json --root vfhq=/data/VFHQ --root celeb
 WEIGHTS_EXAMPLE = """example:
   rp-eval weights --weights /data/weights/eval
 
-Lists which metric files are present, their sha256 and where to get each. The folder is --weights, else
-$RP_WEIGHTS, else ~/.cache/realportrait/weights."""
+Lists which metric files are present, each official file's pinned sha256, whether the present file
+matches it, and where to get each. The folder is --weights, else $RP_WEIGHTS, else
+~/.cache/realportrait/weights."""
 
 INPUTS_EXAMPLE = f"""example:
   rp-eval inputs {SPLIT} \\
@@ -61,7 +62,9 @@ driving-copy (a driver-identity leakage control: the driving clip itself; it and
 as controls in the tables, never bold), or any NAME with --outputs DIR
 holding DIR/self/<clip>.mkv and DIR/cross/<source>~<driving>.mkv, FFV1 (the names in `rp-eval inputs`'
 tasks.csv); a folder of PNG frames of that name, or an .mp4, is read too (a lossy file is named in the
-table footer). A metric whose weight file is missing from --weights is reported once and left out.
+table footer). A metric whose weight file is missing from --weights is reported once and left out; one
+whose sha256 differs from the official file's pin stops the run before any task (rp-eval weights shows
+the pins), unless --allow-unpinned-weights, which scores with it and says so in every table.
 The motion ablation of Table 3 is the first command with --controlnet-scale 0 --label ours-without-motion
 --out out/eval/ours-without-motion: every run of method ours is a row of Table 3, named by its --label.
 Each finished task is written at once: after a crash, the same command with --resume goes on. The
@@ -103,6 +106,13 @@ def warn(text: str) -> None:
     console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
+PIN_VERDICTS = {
+    True: "matches the pin",
+    False: "DIFFERS from the pin: not the official file; rp-eval run refuses it without --allow-unpinned-weights",
+    None: "no pin to compare with",
+}
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
     from eval.weights import status, weights_dir
 
@@ -113,10 +123,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"\n{row.entry.filename}  [{'present: ' + str(row.path) if row.path else 'MISSING'}]")
         print(f"  metric: {row.entry.metric}")
+        print(f"  pinned sha256 {row.entry.sha256 or '(none known: the file is not verified)'}")
         if row.sha256:
-            print(f"  sha256 {row.sha256}" + (f"  ({row.problem})" if row.problem else ""))
-        elif row.entry.sha256_prefix:
-            print(f"  official sha256 starts with {row.entry.sha256_prefix}")
+            print(f"  sha256 {row.sha256}  ({PIN_VERDICTS[row.matches]})")
         print(f"  source: {row.entry.source}")
     missing = [row.entry.filename for row in rows if row.path is None]
     print(
@@ -209,7 +218,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     protocols = ("self", "cross") if args.protocol == "both" else (args.protocol,)
     explicit = any(item.startswith("metrics=") for item in args.set or [])
-    scorers = load_scorers(config, args.weights, explicit=explicit, precision=precision)
+    scorers = load_scorers(
+        config, args.weights, explicit=explicit, precision=precision, allow_unpinned=args.allow_unpinned_weights
+    )
     print(f"metric networks on {precision} with {scorers.threads} CPU threads", flush=True)
     for message in dict.fromkeys(scorers.missing.values()):  # one per file, not one per metric it serves
         warn(f"warning: {message} Those metrics are left out of this run.")
@@ -319,6 +330,12 @@ def run_options(r: argparse.ArgumentParser) -> None:
         "~/.cache/realportrait/eval); keyed by split, clip content and metric version",
     )
     r.add_argument("--no-gt-cache", action="store_true", help="compute the ground truth's features, keep nothing")
+    r.add_argument(
+        "--allow-unpinned-weights",
+        action="store_true",
+        help="score with weight files whose sha256 differs from the official pin (test-made or re-trained "
+        "networks); every table footer then says they are not the official files",
+    )
     ours = r.add_argument_group("--method ours")
     ours.add_argument(
         "--checkpoint", type=Path, metavar="DIR", help="a training export, e.g. <output_dir>/stage2/export (required)"

@@ -57,7 +57,7 @@ from eval.task_sets import (
     without_face,
 )
 from eval.tasks import Task
-from eval.weights import LoadedWeights
+from eval.weights import REGISTRY, LoadedWeights
 from model.animate import NoFaceError
 from pipeline.decode import DecodeError
 from pipeline.faces import FaceDetector
@@ -356,6 +356,7 @@ def weight_records(weights: list[LoadedWeights], metrics: tuple[str, ...]) -> li
             "path": str(Path(w.path).resolve()),
             "file": Path(w.path).name,
             "sha256": w.sha256,
+            "pinned": REGISTRY[w.key].sha256,
             "problem": w.problem,
         }
         for w in weights

@@ -2,7 +2,8 @@
 
 A metric asked for explicitly (`EvalConfig.metrics` changed from its default) whose weights are missing
 stops the run with the message naming the file; with the default list, it is marked "weights missing" in
-the results and the tables, and the run goes on with the others.
+the results and the tables, and the run goes on with the others. A present file whose sha256 is not its
+pin stops the run before any network loads (`eval.weights.WeightsMismatch`), unless `allow_unpinned`.
 
 The networks load on the metric device in the metric dtype (`eval.compute`: fp32 unless asked), and torch
 and onnxruntime get one thread per CPU the process may use; `device_info` is what run.json records of it.
@@ -22,7 +23,7 @@ from eval.metrics.fid import InceptionFeatures
 from eval.metrics.fvd import I3DFeatures
 from eval.metrics.identity import ArcfaceIdentity, DlibIdentity
 from eval.metrics.perceptual import Lpips
-from eval.weights import LoadedWeights, WeightsMissing
+from eval.weights import LoadedWeights, WeightsMissing, verify
 from model.precision import Precision
 from pipeline.faces import open_landmarker
 
@@ -68,19 +69,31 @@ class Scorers:
 
 
 def load_scorers(
-    config: EvalConfig, folder: str | Path | None, *, explicit: bool, precision: Precision = CPU
+    config: EvalConfig,
+    folder: str | Path | None,
+    *,
+    explicit: bool,
+    precision: Precision = CPU,
+    allow_unpinned: bool = False,
 ) -> Scorers:
-    """Load the networks `config.metrics` need from the weights folder `folder`, on `precision`'s device."""
-    scorers = Scorers(config, precision=precision, threads=use_allowed_cpus())
+    """Load the networks `config.metrics` need from the weights folder `folder`, on `precision`'s device;
+    `allow_unpinned` loads files that are not the official ones (recorded as such) instead of refusing them."""
     wanted = set(config.metrics)
+    keys = [key for metric in config.metrics if metric in COLUMNS for key in COLUMNS[metric].weights]
+    verify(list(dict.fromkeys(keys)), folder, allow_unpinned=allow_unpinned)
+    scorers = Scorers(config, precision=precision, threads=use_allowed_cpus())
+    pinned = {"allow_unpinned": allow_unpinned}
     loaders: dict[str, tuple[tuple[str, ...], Callable[[str | Path | None], object]]] = {
-        "lpips": (("LPIPS", "tLP"), lambda where: Lpips.load(where, precision)),
-        "inception": (("FID",), lambda where: InceptionFeatures.load(where, precision)),
-        "i3d": (("FVD",), lambda where: I3DFeatures.load(where, precision)),
-        "identity": (("CSIM-dlib", "CSIM-dlib-driver", "CSIM-dlib-leak"), DlibIdentity.load),
+        "lpips": (("LPIPS", "tLP"), lambda where: Lpips.load(where, precision, **pinned)),
+        "inception": (("FID",), lambda where: InceptionFeatures.load(where, precision, **pinned)),
+        "i3d": (("FVD",), lambda where: I3DFeatures.load(where, precision, **pinned)),
+        "identity": (
+            ("CSIM-dlib", "CSIM-dlib-driver", "CSIM-dlib-leak"),
+            lambda where: DlibIdentity.load(where, **pinned),
+        ),
         "arcface": (
             ("CSIM-arcface", "CSIM-arcface-driver", "CSIM-arcface-leak"),
-            lambda where: ArcfaceIdentity.load(where, precision, scorers.threads),
+            lambda where: ArcfaceIdentity.load(where, precision, scorers.threads, **pinned),
         ),
     }
     for attribute, (metrics, loader) in loaders.items():

@@ -16,7 +16,7 @@ and never bold nor ranked: driving-copy is the ground truth in self-reenactment.
 were missing shows "weights missing", never a number; any other cell without a number shows "n/a", and
 the footer says why. The footer states the task sets, every
 backend with the installed versions of its libraries, the weight files by metric and path with their
-sha256, the protocol, and each row's motion mode, config fingerprint, failures and warnings; rows made
+sha256 and pin check, the protocol, and each row's motion mode, config fingerprint, failures and warnings; rows made
 under different protocol configs, splits, weights or library versions are flagged.
 """
 
@@ -307,6 +307,16 @@ def versions_lines(table: PaperTable, metrics: list[str]) -> list[str]:
     return lines
 
 
+def pin_note(record: dict) -> str:
+    """Whether a run's weight file is the official one: its recorded problem, else whether it matched a pin
+    (a run written before files were pinned recorded no pin: it was not verified)."""
+    if record.get("problem"):
+        return str(record["problem"])
+    if record.get("pinned") == record["sha256"]:
+        return "matches the pinned sha256"
+    return "not verified against a pinned sha256"
+
+
 def weights_lines(table: PaperTable, metrics: list[str]) -> list[str]:
     """Each weight file by the metrics it serves and its full path, with its sha256; a warning when one
     metric was computed from files with different hashes."""
@@ -317,9 +327,10 @@ def weights_lines(table: PaperTable, metrics: list[str]) -> list[str]:
             used = [m for m in record.get("metrics", []) if m in metrics]
             if not used:
                 continue
-            note = f" [{record['problem']}]" if record.get("problem") else ""
             key = (",".join(used), record["path"], record["sha256"])
-            lines[key] = f"weights for {', '.join(used)}: {record['path']} sha256 {record['sha256']}{note}"
+            lines[key] = (
+                f"weights for {', '.join(used)}: {record['path']} sha256 {record['sha256']} [{pin_note(record)}]"
+            )
             for metric in used:
                 hashes.setdefault((metric, str(record.get("key", ""))), set()).add(record["sha256"])
     out = list(lines.values())

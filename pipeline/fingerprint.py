@@ -11,6 +11,7 @@ build (a few MB).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -51,13 +52,39 @@ class FingerprintError(RuntimeError):
     """A file the fingerprint needs is missing (the build could not load it either)."""
 
 
+def distributions_of(module: str) -> list[str]:
+    """The installed distributions that provide the top-level import `module` (several may, e.g. the
+    opencv-python variants), or none.
+
+    Distributions declare their modules in top_level.txt, which is not always complete (dlib-bin declares
+    only `_dlib_pybind11` but installs `dlib/`), so an undeclared module is looked up in the files each
+    distribution installed.
+    """
+    names = _declared_modules().get(module) or _installed_modules().get(module, [])
+    return sorted(set(names), key=str.lower)
+
+
+@functools.cache
+def _declared_modules() -> Mapping[str, list[str]]:
+    """Read once per process: scanning every installed distribution takes about a second."""
+    return importlib.metadata.packages_distributions()
+
+
+@functools.cache
+def _installed_modules() -> Mapping[str, list[str]]:
+    """import name -> the distributions whose files occupy it: `dlib` for dlib/, `_x` for _x.cpython-311-....so."""
+    found: dict[str, list[str]] = {}
+    for dist in importlib.metadata.distributions():
+        for name in {file.parts[0].split(".", 1)[0] for file in dist.files or ()}:
+            found.setdefault(name, []).append(dist.metadata["Name"])
+    return found
+
+
 def library_versions(modules: Mapping[str, str]) -> dict[str, str]:
-    """`import name -> "distribution version"` (several distributions may provide one module, e.g. the
-    opencv-python variants; all are listed), or "absent"."""
-    providers = importlib.metadata.packages_distributions()
+    """`import name -> "distribution version"` (all the distributions providing it), or "absent"."""
     versions = {}
     for module in sorted(modules):
-        names = sorted(set(providers.get(module, [])), key=str.lower)
+        names = distributions_of(module)
         found = [f"{name} {importlib.metadata.version(name)}" for name in names]
         versions[module] = ", ".join(found) or "absent"
     return versions

@@ -35,8 +35,10 @@ class InceptionFeatures:
         self.batch = batch
 
     @classmethod
-    def load(cls, folder: str | Path | None = None, precision: Precision = CPU) -> InceptionFeatures:
-        data, record = validated_state_dict_bytes("inception", folder)
+    def load(
+        cls, folder: str | Path | None = None, precision: Precision = CPU, *, allow_unpinned: bool = False
+    ) -> InceptionFeatures:
+        data, record = validated_state_dict_bytes("inception", folder, allow_unpinned=allow_unpinned)
         network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=data)
         return cls(network, record, precision)
 

@@ -52,8 +52,10 @@ class I3DFeatures:
         self.batch = batch
 
     @classmethod
-    def load(cls, folder: str | Path | None = None, precision: Precision = CPU) -> I3DFeatures:
-        state, record = load_state_dict("i3d", folder)
+    def load(
+        cls, folder: str | Path | None = None, precision: Precision = CPU, *, allow_unpinned: bool = False
+    ) -> I3DFeatures:
+        state, record = load_state_dict("i3d", folder, allow_unpinned=allow_unpinned)
         network = InceptionI3d(400, in_channels=3)
         network.load_state_dict(state)
         return cls(network, record, precision)

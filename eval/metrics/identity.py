@@ -82,8 +82,8 @@ class DlibIdentity:
         self.weights = weights
 
     @classmethod
-    def load(cls, folder: str | Path | None = None) -> DlibIdentity:
-        return cls([read_bytes(key, folder)[1] for key in ("dlib_face", "dlib_shape5")])
+    def load(cls, folder: str | Path | None = None, *, allow_unpinned: bool = False) -> DlibIdentity:
+        return cls([read_bytes(key, folder, allow_unpinned=allow_unpinned)[1] for key in ("dlib_face", "dlib_shape5")])
 
     def embed(self, frame: np.ndarray) -> np.ndarray | None:
         image = np.ascontiguousarray(frame)
@@ -141,8 +141,15 @@ class ArcfaceIdentity:
         self.landmarker = landmarker
 
     @classmethod
-    def load(cls, folder: str | Path | None = None, precision: Precision = CPU, threads: int = 1) -> ArcfaceIdentity:
-        data, record = read_bytes("arcface", folder)
+    def load(
+        cls,
+        folder: str | Path | None = None,
+        precision: Precision = CPU,
+        threads: int = 1,
+        *,
+        allow_unpinned: bool = False,
+    ) -> ArcfaceIdentity:
+        data, record = read_bytes("arcface", folder, allow_unpinned=allow_unpinned)
         return cls(data, record, open_landmarker(), precision, threads)
 
     def embed(self, frame: np.ndarray) -> np.ndarray | None:

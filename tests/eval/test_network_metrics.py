@@ -39,7 +39,7 @@ def blurred(frames: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def test_lpips_loads_the_alexnet_trunk_and_grows_with_degradation(metric_weights: Path, frames: np.ndarray) -> None:
-    metric = Lpips.load(metric_weights)
+    metric = Lpips.load(metric_weights, allow_unpinned=True)
     trunk = torch.load(metric_weights / "alexnet-owt-7be5be79.pth", weights_only=True)
     assert torch.equal(metric.network.net.slice1[0].weight, trunk["features.0.weight"])
     clip = frames[:6]
@@ -53,7 +53,7 @@ def test_lpips_loads_the_alexnet_trunk_and_grows_with_degradation(metric_weights
 
 
 def test_fid_features_separate_real_from_degraded_frames(metric_weights: Path, frames: np.ndarray) -> None:
-    features = InceptionFeatures.load(metric_weights)
+    features = InceptionFeatures.load(metric_weights, allow_unpinned=True)
     real, other = frames[0:36:2], frames[1:36:2]  # 18 frames each, from the same clips
     real_features = features(real)
     assert real_features.shape == (18, 2048)
@@ -68,7 +68,7 @@ def test_fvd_windows_are_seeded_and_i3d_features_move_with_content(metric_weight
     assert window_starts("a", 40, 16, 4, seed=0) != window_starts("a", 40, 16, 4, seed=1)
     assert window_starts("a", 15, 16, 4, seed=0) == []
     assert window_starts("a", 17, 16, 4, seed=0) == [0, 1]
-    i3d = I3DFeatures.load(metric_weights)
+    i3d = I3DFeatures.load(metric_weights, allow_unpinned=True)
     window = frames[:16]
     still = np.repeat(frames[:1], 16, axis=0)
     features = i3d(np.stack([window, window, still]))
@@ -140,7 +140,7 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
 
 def test_csim_arcface_aligns_with_the_pipelines_landmarks(tmp_path: Path, frames: np.ndarray) -> None:
     arcface_stand_in(tmp_path / "w600k_r50.onnx")
-    identity = ArcfaceIdentity.load(tmp_path)
+    identity = ArcfaceIdentity.load(tmp_path, allow_unpinned=True)
     first = identity.embed(frames[0])
     assert first is not None and first.shape == (512,)
     assert cosine(first, identity.embed(frames[0].copy())) == pytest.approx(1.0)

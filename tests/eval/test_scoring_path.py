@@ -197,7 +197,7 @@ def test_a_method_scored_in_memory_and_from_its_files_gives_the_same_rows(
 ) -> None:
     """landmark-warp in memory, and landmark-warp run on the exported inputs as another method would be,
     its frames written as FFV1 (and one task as PNG frames): every number is equal."""
-    common, weights = common_args(sample_root), ["--weights", str(metric_weights)]
+    common, weights = common_args(sample_root), ["--weights", str(metric_weights), "--allow-unpinned-weights"]
     direct, from_files, outputs = tmp_path / "direct", tmp_path / "from_files", tmp_path / "outputs"
     assert rp_eval("run", *common, "--method", "landmark-warp", "--out", str(direct), *weights) == 0
     inputs, rows = exported

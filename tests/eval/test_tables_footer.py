@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import csv
 import json
-from importlib.metadata import version
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
+import av
 import pandas as pd
 from evalkit import SAMPLE_SPLIT
+from packaging.utils import canonicalize_name
 
 from eval.baselines import SourceCopy
+from eval.columns import COLUMNS
 from eval.config import load_config
+from eval.library_versions import FFMPEG, NOT_INSTALLED, metric_versions, module_versions
 from eval.run import run_info, summarise, weight_records, write_run
 from eval.scorers import Scorers
 from eval.tables import PaperTable, footer, markdown, read_run, tables_for, write_tables
 from eval.weights import read_bytes
+from pipeline.fingerprint import distributions_of
 
 METRICS = "metrics=[L1,PSNR,AED]"
 
@@ -103,7 +108,7 @@ def test_footer_versions_weights_and_warnings_are_exact(tmp_path: Path) -> None:
         folder = tmp_path / f"weights_{name}"
         folder.mkdir()
         (folder / "alexnet-owt-7be5be79.pth").write_bytes(content)
-        records[name] = weight_records([read_bytes("alexnet", folder)[1]], ("L1", "LPIPS", "tLP"))
+        records[name] = weight_records([read_bytes("alexnet", folder, allow_unpinned=True)[1]], ("L1", "LPIPS", "tLP"))
     for folder, name in ((a, "a"), (b, "b")):
         run = read_run(folder)
         run.info["weights"] = records[name]
@@ -165,3 +170,58 @@ def test_a_cell_without_a_number_says_why(tmp_path: Path) -> None:
     assert row_cells(text, "A")[1] == "n/a" and row_cells(text, "B")[2] == "n/a"
     assert "n/a: A, self PSNR: not computed by this run" in text
     assert "n/a: B, self AED[mp478-rel]: no face found" in text
+
+
+def test_footer_names_the_distributions_installed_here_with_their_versions(tmp_path: Path) -> None:
+    """cv2 is named by the distribution(s) that installed it on this machine, never by one that is not installed;
+    every version is the installed distribution's; FFmpeg's libraries appear with their versions."""
+    run = read_run(write_folder(tmp_path / "a", "A", task_rows([0.1, 0.2], [20.0, 21.0], [0.1, 0.2])))
+    text = markdown(tables_for([run])[0])
+    opencv = packages_distributions()["cv2"]
+    for metric, recorded in run.info["versions"].items():
+        for name in ("opencv-python", "opencv-contrib-python", "opencv-python-headless"):
+            assert (name in recorded) == (name in opencv), (metric, name)
+        libavcodec = ".".join(map(str, av.library_versions["libavcodec"]))
+        assert f"libavcodec {libavcodec}" in recorded[FFMPEG]
+        for name, installed in recorded.items():
+            assert installed == (recorded[FFMPEG] if name == FFMPEG else version(name))
+            assert f"{name} {installed}" in text
+
+
+def test_each_metric_records_the_libraries_its_code_imports() -> None:
+    versions = {
+        metric: {canonicalize_name(name) for name in found} for metric, found in metric_versions(list(COLUMNS)).items()
+    }
+    declared = {
+        module: {canonicalize_name(name) for name in names} for module, names in packages_distributions().items()
+    }
+    shared = {"numpy", "av", "pillow", "mediapipe", canonicalize_name(FFMPEG), *declared["cv2"]}
+    assert all(shared <= found for found in versions.values())
+    assert {"torch", "torchmetrics"} <= versions["SSIM"]
+    assert {"torch", "torchvision", "lpips"} <= versions["LPIPS"] and versions["LPIPS"] == versions["tLP"]
+    assert {"torch", "torch-fidelity"} <= versions["FID"] and {"cd-fvd", "torch-fidelity"} <= versions["FVD"]
+    # dlib-bin declares only `_dlib_pybind11` as its module, yet it is what `import dlib` loads
+    assert {"dlib-bin", "face-recognition-models"} <= versions["CSIM-dlib"] == versions["CSIM-dlib-leak"]
+    # the onnxruntime flavour installed here (onnxruntime or onnxruntime-gpu), insightface's norm_crop and its
+    # scikit-image transform
+    assert {*declared["onnxruntime"], "insightface", "scikit-image"} <= versions["CSIM-arcface"]
+    assert not any(NOT_INSTALLED in found.values() for found in metric_versions(list(COLUMNS)).values())
+
+
+def test_a_module_no_distribution_provides_is_recorded_as_not_installed() -> None:
+    assert distributions_of("no_such_module_here") == []
+    assert module_versions(("no_such_module_here",)) == {"no_such_module_here": NOT_INSTALLED}
+
+
+def test_footer_says_which_weight_files_are_the_pinned_ones(tmp_path: Path) -> None:
+    official = read_bytes("dlib_shape5", Path("/nonexistent"))[1]  # the real file, from its package
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "dlib_face_recognition_resnet_model_v1.dat").write_bytes(b"another network")
+    allowed = read_bytes("dlib_face", tmp_path / "weights", allow_unpinned=True)[1]
+    run = read_run(write_folder(tmp_path / "a", "A", task_rows([0.1, 0.2], [20.0, 21.0], [0.1, 0.2])))
+    run.info["weights"] = weight_records([allowed, official], ("CSIM-dlib",))
+    for record in run.info["weights"]:
+        record["metrics"] = ["L1"]  # as if L1 used them: the table's one column
+    lines = "\n".join(footer(PaperTable(1, "t", [("self", "L1")], [run])))
+    assert f"{allowed.path.resolve()} sha256 {allowed.sha256} [not the official file: its sha256 differs" in lines
+    assert f"{official.path.resolve()} sha256 {official.sha256} [matches the pinned sha256]" in lines
