@@ -18,6 +18,7 @@ Per clip and metric, one `.npz` file, written atomically (a crash leaves the old
   FID's real set all of them);
 - `i3d`: the I3D features of each window start asked for so far (each task draws its own windows);
 - `CSIM-dlib`, `CSIM-arcface`: the embeddings of each frame asked for so far, NaN where no face was found;
+- `lpips-steps`: LPIPS between consecutive frames (tLP's reference terms);
 - `motion`: the whole clip's face analysis (FaceMesh landmarks, expression measures, head pose).
 """
 
@@ -25,7 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +62,7 @@ class Versions:
     def of(cls, scorers: Scorers) -> Versions:
         """The versions of `scorers`' networks, with where and in what precision they run (features taken
         on another device or in another dtype differ in their last bits)."""
-        versions = metric_versions(("FID", "FVD", "CSIM-dlib", "CSIM-arcface", "AED"))
+        versions = metric_versions(("LPIPS", "FID", "FVD", "CSIM-dlib", "CSIM-arcface", "AED"))
         info = scorers.device_info()
         device = f"device {info['metric_device']} {info['metric_dtype']}"
 
@@ -76,6 +80,8 @@ class Versions:
             if network is not None:
                 hashes = " ".join(sorted(w.sha256 for w in network.weights))
                 kinds[network.name] = text(network.name, f"weights {hashes}")
+        if scorers.lpips is not None:
+            kinds["lpips-steps"] = text("LPIPS", f"weights {scorers.lpips.weights.sha256}")
         if scorers.face_motion is not None:
             kinds["motion"] = text("AED", "FaceMesh 478 tracked over the whole clip, frame 0 twice")
         return cls(kinds)
@@ -95,6 +101,15 @@ class GroundTruthCache:
     versions: Versions
     computed: Counter = field(default_factory=Counter)  # kind -> entries computed in this run
     reused: Counter = field(default_factory=Counter)  # kind -> entries read from the cache
+    seconds: Counter = field(default_factory=Counter)  # kind -> time spent computing them
+
+    @contextmanager
+    def timed(self, kind: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[kind] += time.perf_counter() - start
 
     def path(self, kind: str, clip: EvalClip) -> Path | None:
         if self.folder is None:
@@ -134,6 +149,7 @@ class GroundTruthCache:
             "versions": self.versions.kinds,
             "computed": dict(sorted(self.computed.items())),
             "reused": dict(sorted(self.reused.items())),
+            "seconds": {kind: round(value, 3) for kind, value in sorted(self.seconds.items())},
         }
 
 
@@ -149,7 +165,8 @@ class Truth:
         if cached is not None:
             return cached["features"]
         assert self.scorers.inception is not None
-        features = self.scorers.inception(self.clip.frames).astype(np.float32)
+        with self.cache.timed("inception"):
+            features = self.scorers.inception(self.clip.frames).astype(np.float32)
         self.cache.write("inception", self.clip, {"features": features})
         return features
 
@@ -163,7 +180,8 @@ class Truth:
         missing = [s for s in starts if s not in known]
         if missing:
             length = self.scorers.config.fvd.clip_length
-            features = self.scorers.i3d.windows(self.clip.frames, missing, length).astype(np.float32)
+            with self.cache.timed("i3d"):
+                features = self.scorers.i3d.windows(self.clip.frames, missing, length).astype(np.float32)
             known.update(zip(missing, features, strict=True))
             order = sorted(known)
             arrays = {"starts": np.array(order, np.int64), "features": np.stack([known[s] for s in order])}
@@ -179,12 +197,24 @@ class Truth:
                 known[index] = row if np.isfinite(row).all() else None
         missing = [i for i in dict.fromkeys(indices) if i not in known]
         if missing:
-            known.update(zip(missing, network.embed_all(self.clip.frames[missing]), strict=True))
+            with self.cache.timed(network.name):
+                known.update(zip(missing, network.embed_all(self.clip.frames[missing]), strict=True))
             order = sorted(known)
             width = next((len(v) for v in known.values() if v is not None), 1)
             table = np.stack([known[i] if known[i] is not None else np.full(width, np.nan) for i in order])
             self.cache.write(network.name, self.clip, {"indices": np.array(order, np.int64), "embeddings": table})
         return [known[i] for i in indices]
+
+    def lpips_steps(self) -> np.ndarray:
+        """(T - 1,) LPIPS between consecutive frames (tLP's reference terms, `Lpips.steps`)."""
+        cached = self.cache.read("lpips-steps", self.clip)
+        if cached is not None:
+            return cached["steps"]
+        assert self.scorers.lpips is not None
+        with self.cache.timed("lpips-steps"):
+            steps = self.scorers.lpips.steps(self.clip.frames).astype(np.float32)
+        self.cache.write("lpips-steps", self.clip, {"steps": steps})
+        return steps
 
     def motion(self) -> Motion:
         """The whole clip's face analysis (`FaceMotion.analyse`)."""
@@ -192,7 +222,8 @@ class Truth:
         if cached is not None:
             return Motion(cached["landmarks"], cached["expression"], cached["pose"])
         assert self.scorers.face_motion is not None
-        motion = self.scorers.face_motion.analyse(self.clip.frames)
+        with self.cache.timed("motion"):
+            motion = self.scorers.face_motion.analyse(self.clip.frames)
         arrays = {"landmarks": motion.landmarks, "expression": motion.expression, "pose": motion.pose}
         self.cache.write("motion", self.clip, arrays)
         return motion

@@ -106,7 +106,8 @@ def frame_metrics(
         if scorers.active("LPIPS") and scorers.lpips is not None:
             row["LPIPS"] = float(np.mean(scorers.lpips.distances(fake, real)))
     if scorers.active("tLP") and scorers.lpips is not None and len(fake) > 1:
-        row["tLP"] = float(np.mean(scorers.lpips.tlp(fake, real)))
+        steps = driving.lpips_steps()[window.start or 0 : len(generated) - 1]
+        row["tLP"] = float(np.mean(scorers.lpips.tlp(fake, steps)))
     for name, network in (("CSIM-dlib", scorers.identity), ("CSIM-arcface", scorers.arcface)):
         leaks = task.protocol == "cross" and any(scorers.active(f"{name}-{kind}") for kind in ("driver", "leak"))
         if network is not None and (scorers.active(name) or leaks):

@@ -72,10 +72,11 @@ class Lpips:
         pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(self.precision.device)
         return pixels.permute(0, 3, 1, 2).float() / 127.5 - 1
 
-    def tlp(self, generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        """(T - 1,) |LPIPS(g_t, g_t-1) - LPIPS(r_t, r_t-1)|: temporal change unlike the reference's."""
-        if len(generated) < 2:
-            return np.zeros(0)
-        own = self.distances(generated[1:], generated[:-1])
-        ref = self.distances(reference[1:], reference[:-1])
-        return np.abs(own - ref)
+    def steps(self, frames: np.ndarray) -> np.ndarray:
+        """(T - 1,) LPIPS(f_t, f_t-1): how much a video changes from frame to frame (tLP's terms)."""
+        return self.distances(frames[1:], frames[:-1]) if len(frames) > 1 else np.zeros(0)
+
+    def tlp(self, generated: np.ndarray, reference_steps: np.ndarray) -> np.ndarray:
+        """(T - 1,) |LPIPS(g_t, g_t-1) - LPIPS(r_t, r_t-1)|: temporal change unlike the reference's, given the
+        reference's `steps` (computed once per clip for every method: `eval.ground_truth`)."""
+        return np.abs(self.steps(generated) - reference_steps)

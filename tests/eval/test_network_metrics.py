@@ -47,8 +47,8 @@ def test_lpips_loads_the_alexnet_trunk_and_grows_with_degradation(metric_weights
     mild, strong = metric.distances(blurred(clip, 1.0), clip).mean(), metric.distances(blurred(clip, 3.0), clip).mean()
     assert 0 < mild < strong
     still = np.repeat(clip[:1], 6, axis=0)
-    assert metric.tlp(clip, clip).max() < 1e-6  # the same motion as the reference
-    assert metric.tlp(still, clip).mean() > 0  # no motion where the reference moves
+    assert metric.tlp(clip, metric.steps(clip)).max() < 1e-6  # the same motion as the reference
+    assert metric.tlp(still, metric.steps(clip)).mean() > 0  # no motion where the reference moves
     assert metric.weights.problem is not None  # a test-made trunk is flagged as not the official file
 
 
