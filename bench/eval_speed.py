@@ -131,26 +131,32 @@ def measure_metric_speed(precision: Precision, size: int = 512, quick: bool = Fa
         return MetricSpeed(rates, networks, precision, scorers.threads, size, scorers.arcface.provider)
 
 
-def network_items(config: EvalConfig, clips: int, frames: int) -> dict[str, int]:
+def network_items(config: EvalConfig, clips: int, frames: int, *, ground_truth: bool) -> dict[str, int]:
     """Items each network is given in one method's run over `clips` clips of `frames` frames, as
     `eval.run` calls them: one self task per clip and one cross pair per clip (rp-data split draws the
-    pairs as a derangement of the clips: every clip is a source once and a driver once)."""
+    pairs as a derangement of the clips: every clip is a source once and a driver once). With
+    `ground_truth`, also the real side, computed once per clip by the first method's run
+    (`eval.ground_truth`); every later run reads it from the cache."""
     own = frames - (0 if config.score_first_frame else 1)  # self: frame 0 is the source, not scored
     step = config.identity_every
-    windows = sum(len(fvd_starts(f"self{i}", own, config.fvd)) for i in range(clips))
+    # FVD's windows are drawn from whole videos, frame 0 included, in both protocols
+    windows = sum(len(fvd_starts(f"self{i}", frames, config.fvd)) for i in range(clips))
     windows += sum(len(fvd_starts(f"cross{i}", frames, config.fvd)) for i in range(clips))
-    return {
-        # self LPIPS, tLP's generated and reference pairs in both protocols
-        "LPIPS": clips * (own + 2 * max(own - 1, 0) + 2 * (frames - 1)),
-        # self: generated and real; cross: generated, and every frame of every clip once (cross FID's real set)
-        "Inception": clips * (2 * own + frames + frames),
-        "I3D": 2 * windows,  # generated and real windows
-        # self: generated and real faces; cross: generated, driving (leakage) and the source image
-        "ArcFace": clips * (2 * math.ceil(own / step) + 2 * math.ceil(frames / step) + 1),
-        "dlib": clips * (2 * math.ceil(own / step) + 2 * math.ceil(frames / step) + 1),
-        # each video and its anchor (fed twice), generated and reference, in both protocols
-        "FaceMesh": clips * (2 * (own + 2) + 2 * (frames + 2)),
+    faces = math.ceil(own / step) + math.ceil(frames / step)
+    items = {
+        "LPIPS": clips * (own + max(own - 1, 0) + frames - 1),  # self LPIPS, tLP's generated steps
+        "Inception": clips * (own + frames),
+        "I3D": windows,
+        "ArcFace": clips * faces,
+        "dlib": clips * faces,
+        "FaceMesh": clips * 2 * (frames + 1),  # each whole video, its frame 0 fed twice
     }
+    if ground_truth:
+        every = len(set(range(1, frames, step)) | set(range(0, frames, step)))  # self, leakage and source frames
+        truth = {"LPIPS": frames - 1, "Inception": frames, "ArcFace": every, "dlib": every, "FaceMesh": frames + 1}
+        items = {key: value + clips * truth.get(key, 0) for key, value in items.items()}
+        items["I3D"] += windows  # the real windows of every task
+    return items
 
 
 def duration(seconds: float) -> str:
@@ -178,15 +184,19 @@ def metric_speed_lines(speed: MetricSpeed, config: EvalConfig | None = None) -> 
         "  projected metric cost of one method's run, self + cross, with one cross pair per clip (rp-data split",
         f"  draws the pairs as a derangement of the clips) and cross FID's real set; identity_every="
         f"{config.identity_every}, FVD {config.fvd.windows_per_video} windows x {len(config.fvd.seeds)} seeds "
-        "(a 16-frame self task scores 15 frames: no window);",
+        "over whole videos;",
+        "  the first method's run also computes the ground truth once per clip, every later method's run reads",
+        "  it from the cache (eval.ground_truth);",
         "  ArcFace's figure is the stand-in's (landmarks and alignment included), the real ResNet-50 costs more:",
     ]
-    lines.append("  " + f"{'clips x frames':<16}" + "".join(f"{key:>11}" for key in speed.rates) + f"{'total':>11}")
+    header = "".join(f"{key:>11}" for key in speed.rates)
+    lines.append("  " + f"{'clips x frames, run':<26}" + header + f"{'total':>11}")
     for clips, frames in SCALES:
-        items = network_items(config, clips, frames)
-        seconds = {key: items[key] / rate for key, rate in speed.rates.items()}
-        cells = "".join(f"{duration(value):>11}" for value in seconds.values())
-        lines.append(f"  {f'{clips} x {frames}':<16}{cells}{duration(sum(seconds.values())):>11}")
+        for first, which in ((True, "first"), (False, "later")):
+            items = network_items(config, clips, frames, ground_truth=first)
+            seconds = {key: items[key] / rate for key, rate in speed.rates.items()}
+            cells = "".join(f"{duration(value):>11}" for value in seconds.values())
+            lines.append(f"  {f'{clips} x {frames}, {which}':<26}{cells}{duration(sum(seconds.values())):>11}")
     return lines
 
 
