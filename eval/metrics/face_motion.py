@@ -37,8 +37,9 @@ driver's from the driver's frame 0.
 - `APD[pnp-deg]`: head-pose distance. The pipeline's perspective-n-point head pose (`head_pose`); the mean
   absolute difference of yaw, pitch and roll in degrees. Translation is excluded (it measures framing).
 The reference is the ground truth in self-reenactment and the driving frame in cross-reenactment; a frame
-pair counts only when the landmarker finds the face in both (and in both frames 0), and the frames without
-are counted. APD against the driver is meaningful for absolute motion only (eval.md §3): the run records
+pair counts only when the landmarker finds the face in both, and the frames without are counted. Where a
+frame 0 shows no face, AED anchors both videos on the first frame where both show one (the frames before
+it count as without a face). APD against the driver is meaningful for absolute motion only (eval.md §3): the run records
 each method's motion mode.
 """
 
@@ -159,8 +160,19 @@ def expression_distance(generated: np.ndarray, reference: np.ndarray) -> np.ndar
 
 def anchored_expression_distance(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """(T,) AED[mp478-rel] of two whole landmark videos (T, 478, 2), each anchored on its own frame 0
-    (see the module docstring for why); NaN where either video, or either frame 0, has no face."""
-    return expression_distance(relative_motion(generated, generated[0]), relative_motion(reference, reference[0]))
+    (see the module docstring for why); NaN where either video has no face.
+
+    When either frame 0 shows no face (a model's first frame can be unrecognisable), both videos are
+    anchored on the first frame where both show one, so one bad frame does not cost the whole video;
+    the frames before it have no value. Perfect transfer still scores 0 from any common anchor."""
+    both = np.flatnonzero(np.isfinite(generated).all(axis=(1, 2)) & np.isfinite(reference).all(axis=(1, 2)))
+    out = np.full(len(generated), np.nan)
+    if len(both):
+        k = int(both[0])
+        out[k:] = expression_distance(
+            relative_motion(generated[k:], generated[k]), relative_motion(reference[k:], reference[k])
+        )
+    return out
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,11 @@ def test_perfect_absolute_and_perfect_relative_transfer_both_score_zero(landmark
     assert np.abs(anchored_expression_distance(absolute, driver)).max() < 1e-6
     assert np.abs(anchored_expression_distance(relative, driver)).max() < 1e-6
     # the driver does move its expression: a method that holds its first frame scores far from 0
+    # a generated frame 0 without a face: both videos are anchored on frame 1, the first with both faces
+    blind = absolute.copy()
+    blind[0] = np.nan
+    late = anchored_expression_distance(blind, driver)
+    assert np.isnan(late[0]) and np.abs(late[1:]).max() < 1e-6
     held = video(source_face, np.full(24, amount[0]))
     assert anchored_expression_distance(held, driver)[1:].mean() > 0.1
 
