@@ -51,6 +51,7 @@ class Header:
     size: tuple[int, int]  # (width, height) as displayed
     frames: int
     fps: float | None  # the mean rate; None for a PNG folder
+    video: VideoFile | None = None  # the video, its timeline read: decoding it does not demux it again
 
 
 def read_header(path: Path) -> Header:
@@ -66,13 +67,14 @@ def read_header(path: Path) -> Header:
         except (OSError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{files[0]}: {exc}") from exc
     video = VideoFile(path)
-    return Header(video.size, len(video), video.fps)
+    return Header(video.size, len(video), video.fps, video)
 
 
-def read_video(path: Path) -> DecodedFrames:
-    """Every frame of a video file as upright RGB, with its codec and pixel format. Raises
-    `pipeline.video_file.DecodeError` (a ValueError naming the file) when the file cannot be decoded."""
-    video = VideoFile(path)
+def read_video(source: Path | VideoFile) -> DecodedFrames:
+    """Every frame of a video file (or of one already opened, `read_header`'s) as upright RGB, with its
+    codec and pixel format. Raises `pipeline.video_file.DecodeError` (a ValueError naming the file) when
+    the file cannot be decoded."""
+    video = source if isinstance(source, VideoFile) else VideoFile(source)
     width, height = video.size
     whole = (0, 0, width, height)
     frames = [video.convert(frame, whole, width, height) for _, frame in video.decode(range(len(video)))]

@@ -28,7 +28,7 @@ import hashlib
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,16 +159,21 @@ class Truth:
     def __init__(self, clip: EvalClip, scorers: Scorers, cache: GroundTruthCache):
         self.clip, self.scorers, self.cache = clip, scorers, cache
 
+    def whole(self, kind: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """A value of the whole clip: read from the cache, else computed (timed) and kept."""
+        cached = self.cache.read(kind, self.clip)
+        if cached is not None:
+            return cached
+        with self.cache.timed(kind):
+            arrays = compute()
+        self.cache.write(kind, self.clip, arrays)
+        return arrays
+
     def inception(self) -> np.ndarray:
         """(T, 2048) float32 Inception features of every frame."""
-        cached = self.cache.read("inception", self.clip)
-        if cached is not None:
-            return cached["features"]
         assert self.scorers.inception is not None
-        with self.cache.timed("inception"):
-            features = self.scorers.inception(self.clip.frames).astype(np.float32)
-        self.cache.write("inception", self.clip, {"features": features})
-        return features
+        network = self.scorers.inception
+        return self.whole("inception", lambda: {"features": network(self.clip.frames).astype(np.float32)})["features"]
 
     def i3d(self, starts: list[int]) -> np.ndarray:
         """(len(starts), 400) float32 I3D features of the windows starting at `starts`."""
@@ -207,26 +212,21 @@ class Truth:
 
     def lpips_steps(self) -> np.ndarray:
         """(T - 1,) LPIPS between consecutive frames (tLP's reference terms, `Lpips.steps`)."""
-        cached = self.cache.read("lpips-steps", self.clip)
-        if cached is not None:
-            return cached["steps"]
         assert self.scorers.lpips is not None
-        with self.cache.timed("lpips-steps"):
-            steps = self.scorers.lpips.steps(self.clip.frames).astype(np.float32)
-        self.cache.write("lpips-steps", self.clip, {"steps": steps})
-        return steps
+        network = self.scorers.lpips
+        return self.whole("lpips-steps", lambda: {"steps": network.steps(self.clip.frames).astype(np.float32)})["steps"]
 
     def motion(self) -> Motion:
         """The whole clip's face analysis (`FaceMotion.analyse`)."""
-        cached = self.cache.read("motion", self.clip)
-        if cached is not None:
-            return Motion(cached["landmarks"], cached["expression"], cached["pose"])
         assert self.scorers.face_motion is not None
-        with self.cache.timed("motion"):
-            motion = self.scorers.face_motion.analyse(self.clip.frames)
-        arrays = {"landmarks": motion.landmarks, "expression": motion.expression, "pose": motion.pose}
-        self.cache.write("motion", self.clip, arrays)
-        return motion
+        analyser = self.scorers.face_motion
+
+        def analyse() -> dict[str, np.ndarray]:
+            motion = analyser.analyse(self.clip.frames)
+            return {"landmarks": motion.landmarks, "expression": motion.expression, "pose": motion.pose}
+
+        arrays = self.whole("motion", analyse)
+        return Motion(arrays["landmarks"], arrays["expression"], arrays["pose"])
 
 
 def cache_folder(path: str | Path | None) -> Path:

@@ -7,6 +7,8 @@ cannot be scored raises `TaskFailed` with a reason code; the run records it for 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -14,7 +16,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from eval.frame_files import DecodedFrames, FrameSizeError, read_header, read_png_folder, read_video
+from eval.frame_files import FrameSizeError, Header, read_header, read_png_folder, read_video
 from eval.tasks import Task
 from model.animate import Animator, SamplingOptions, resize_square
 
@@ -151,15 +153,12 @@ class OutputsFolder:
             raise TaskFailed("ambiguous_output", f"{' and '.join(map(str, present))} all exist: keep one")
         return present[0]
 
-    def check_header(self, path: Path, size: int, length: int, fps: float | None) -> None:
+    def check_header(self, path: Path, size: int, length: int, fps: float | None) -> Header:
         """Size, length and frame rate from the file's header and timeline, before a frame is decoded: a
-        wrong file costs a moment, not its decoding (and a huge one cannot take the run's memory)."""
-        try:
+        wrong file costs a moment, not its decoding (and a huge one cannot take the run's memory). The
+        decoders then give exactly the header's size and count (a PNG frame of another size is refused)."""
+        with reading(path):
             header = read_header(path)
-        except FrameSizeError as exc:
-            raise TaskFailed("wrong_resolution", str(exc)) from exc
-        except (av.FFmpegError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise TaskFailed("unreadable_output", named(path, exc)) from exc
         width, height = header.size
         if height != width or (height != size and not self.resize):
             raise TaskFailed("wrong_resolution", f"{path}: {width}x{height}, expected {size}x{size}")
@@ -169,27 +168,17 @@ class OutputsFolder:
             raise TaskFailed(
                 "wrong_frame_rate", f"{path}: {header.fps:.3f} frames/s, the driving clip has {fps:.3f} frames/s"
             )
-
-    def decode(self, path: Path) -> DecodedFrames:
-        try:
-            return read_png_folder(path) if path.is_dir() else read_video(path)
-        except FrameSizeError as exc:  # names the frame file
-            raise TaskFailed("wrong_resolution", str(exc)) from exc
-        except (av.FFmpegError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise TaskFailed("unreadable_output", named(path, exc)) from exc
+        return header
 
     def read(self, task: Task, size: int, length: int, fps: float | None = None) -> np.ndarray:
         """The task's frames at the evaluation size; `fps`, the driving clip's rate, is checked against a
         video's (a PNG folder has none)."""
         path = self.find(task)
-        self.check_header(path, size, length, fps)
-        decoded = self.decode(path)
+        header = self.check_header(path, size, length, fps)
+        with reading(path):
+            decoded = read_png_folder(path) if header.video is None else read_video(header.video)
         frames = decoded.frames
-        height, width = frames.shape[1:3]
-        if height != width or (height != size and not self.resize):  # a header that lied
-            raise TaskFailed("wrong_resolution", f"{path}: {width}x{height}, expected {size}x{size}")
-        if len(frames) != length and not (self.allow_longer and len(frames) > length):
-            raise TaskFailed("wrong_length", f"{path}: {len(frames)} frames, the driving clip has {length}")
+        width, height = header.size
         relative = path.relative_to(self.folder).as_posix()
         self.read_count += 1
         if not decoded.lossless:
@@ -198,6 +187,17 @@ class OutputsFolder:
             self.resized[relative] = f"{width}x{height}"
         frames = frames[:length]
         return resize_square(frames, size) if height != size else frames
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """An output that cannot be read fails its task with the reason, naming the file."""
+    try:
+        yield
+    except FrameSizeError as exc:  # names the frame file
+        raise TaskFailed("wrong_resolution", str(exc)) from exc
+    except (av.FFmpegError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise TaskFailed("unreadable_output", named(path, exc)) from exc
 
 
 def named(path: Path, exc: BaseException) -> str:

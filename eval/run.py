@@ -413,7 +413,7 @@ def run_info(
 
 
 def run_identity(
-    method: Method, label: str, config: EvalConfig, split_path: Path, tasks: list[Task], scorers: Scorers
+    method: Method, label: str, config: EvalConfig, split_sha256: str, tasks: list[Task], scorers: Scorers
 ) -> dict[str, object]:
     """What a resumed run must have been started with (`eval.run_log.resume`)."""
     return {
@@ -422,7 +422,7 @@ def run_identity(
         "label": label,
         "description": method.description,
         "config_fingerprint": config.fingerprint(),
-        "split_sha256": hashlib.sha256(Path(split_path).read_bytes()).hexdigest(),
+        "split_sha256": split_sha256,
         "tasks_sha256": hashlib.sha256("\n".join(map(task_key, tasks)).encode()).hexdigest(),
         "weights_sha256": sorted(f"{w.key} {w.sha256}" for w in scorers.weights()),
     }
@@ -452,8 +452,8 @@ def evaluate(
     out = Path(out)
     label = label or method.name
     start = progress or (lambda description, total: lambda: None)
-    identity = run_identity(method, label, config, split_path, tasks, scorers)
     split_sha256 = hashlib.sha256(Path(split_path).read_bytes()).hexdigest()
+    identity = run_identity(method, label, config, split_sha256, tasks, scorers)
     cache = GroundTruthCache(gt_cache, split_sha256, Versions.of(scorers)) if gt_cache else None
     cache = cache or GroundTruthCache.disabled()
     if resume:
