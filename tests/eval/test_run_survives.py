@@ -27,6 +27,7 @@ from eval.scorers import load_scorers
 from eval.tasks import Task, split_tasks
 from pipeline.encode import encode_ffv1
 from pipeline.faces import open_detector
+from pipeline.sample.recording import Recording, variable_times, write_recording
 from pipeline.split import load_split
 
 SMALL = ["size=64", "max_frames=8", "metrics=[L1,PSNR]"]
@@ -160,6 +161,32 @@ def test_outputs_are_checked_from_their_headers(tmp_path: Path) -> None:
         method.read(task, 64, 8, fps=25.0)
     assert caught.value.reason == "unreadable_output" and "000000.png" in caught.value.detail
     assert "decompression bomb" in caught.value.detail.lower()
+
+
+def test_a_phones_output_is_read_upright_at_its_mean_rate(tmp_path: Path) -> None:
+    """Another method's .mp4 written as a phone writes: stored sideways with a rotation tag, BT.709, frames
+    at uneven times. Its top-left quadrant is painted white as displayed; the header gives the displayed
+    size and the mean rate, so the file passes at its own rate, fails at twice it, and reads upright."""
+    task = Task("self", "vfhq/clip", "vfhq/clip")
+    shown = np.full((12, 64, 64, 3), 40, np.uint8)
+    shown[:, :32, :32] = 255
+    times = variable_times(12, 25.0, seed=3)
+    target = tmp_path / "self" / "vfhq@clip.mp4"
+    write_recording(target, shown, 25.0, Recording(rotation=90, times=times, crf=10))
+    method = OutputsFolder(tmp_path, "phone")
+    mean_rate = (len(times) - 1) / times[-1]
+    frames = method.read(task, 64, 12, fps=mean_rate)
+    assert frames[:, :24, :24].mean() > 230 and frames[:, 40:, 40:].mean() < 60  # upright, not turned
+    assert method.lossy == {"self/vfhq@clip.mp4": "h264 yuv420p"}
+    with pytest.raises(TaskFailed) as caught:
+        method.read(task, 64, 12, fps=2 * mean_rate)
+    assert caught.value.reason == "wrong_frame_rate"
+
+    sideways = np.full((12, 48, 64, 3), 40, np.uint8)  # displayed 64 wide, 48 high: stored 48x64
+    write_recording(target, sideways, 25.0, Recording(rotation=90))
+    with pytest.raises(TaskFailed) as caught:
+        method.read(task, 64, 12, fps=25.0)
+    assert caught.value.reason == "wrong_resolution" and "64x48, expected 64x64" in caught.value.detail
 
 
 def test_a_run_where_nothing_succeeded_exits_1_and_names_print_literally(
