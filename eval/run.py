@@ -40,7 +40,7 @@ from eval.config import EvalConfig, Protocol
 from eval.ground_truth import GroundTruthCache, Truth, Versions
 from eval.library_versions import metric_versions
 from eval.methods import Method, OutputsFolder, TaskFailed
-from eval.metrics import pixel
+from eval.metrics import perceptual, pixel
 from eval.metrics.identity import ArcfaceIdentity, DlibIdentity, cosine
 from eval.metrics.identity import leakage as identity_leakage
 from eval.run_log import Journal
@@ -103,11 +103,15 @@ def frame_metrics(
         ):
             if scorers.active(name):
                 row[name] = float(np.mean(function(fake, real)))
-        if scorers.active("LPIPS") and scorers.lpips is not None:
-            row["LPIPS"] = float(np.mean(scorers.lpips.distances(fake, real)))
-    if scorers.active("tLP") and scorers.lpips is not None and len(fake) > 1:
-        steps = driving.lpips_steps()[window.start or 0 : len(generated) - 1]
-        row["tLP"] = float(np.mean(scorers.lpips.tlp(fake, steps)))
+    paired = task.protocol == "self" and scorers.active("LPIPS")
+    temporal = scorers.active("tLP") and len(fake) > 1
+    if scorers.lpips is not None and (paired or temporal):
+        measured = scorers.lpips.measure(fake, real if paired else None)  # one pass per generated frame
+        if measured.distances is not None:
+            row["LPIPS"] = float(np.mean(measured.distances))
+        if temporal:
+            reference_steps = driving.lpips_steps()[window.start or 0 : len(generated) - 1]
+            row["tLP"] = float(np.mean(perceptual.tlp(measured.steps, reference_steps)))
     for name, network in (("CSIM-dlib", scorers.identity), ("CSIM-arcface", scorers.arcface)):
         leaks = task.protocol == "cross" and any(scorers.active(f"{name}-{kind}") for kind in ("driver", "leak"))
         if network is not None and (scorers.active(name) or leaks):

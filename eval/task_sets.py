@@ -24,7 +24,7 @@ import pandas as pd
 
 from eval.columns import COLUMNS
 from eval.config import FVDConfig
-from eval.metrics.frechet import frechet_between, frechet_distance
+from eval.metrics.frechet import Moments, frechet, frechet_between
 from eval.metrics.fvd import window_starts
 from eval.tasks import file_stem
 
@@ -61,34 +61,6 @@ def load_features(path: Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-class Moments:
-    """Count, sum and sum of outer products of feature vectors: a Gaussian fitted without holding the set,
-    so FID's memory does not grow with the number of frames (torchmetrics' FID accumulates the same)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.total: np.ndarray | None = None
-        self.outer: np.ndarray | None = None
-
-    def add(self, features: np.ndarray) -> None:
-        values = np.asarray(features, np.float64)
-        if len(values) == 0:
-            return
-        if self.total is None or self.outer is None:
-            self.total = np.zeros(values.shape[1])
-            self.outer = np.zeros((values.shape[1], values.shape[1]))
-        self.count += len(values)
-        self.total += values.sum(axis=0)
-        self.outer += values.T @ values
-
-    def gaussian(self) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, unbiased covariance), as `eval.metrics.frechet.gaussian` gives for the whole set."""
-        if self.count < 2 or self.total is None or self.outer is None:
-            raise ValueError(f"need at least 2 feature vectors, got {self.count}")
-        mean = self.total / self.count
-        return mean, (self.outer - self.count * np.outer(mean, mean)) / (self.count - 1)
-
-
 def fid(real: Iterable[np.ndarray], fake: Iterable[np.ndarray]) -> float:
     """FID between two streams of (N, 2048) feature blocks."""
     moments = []
@@ -96,8 +68,8 @@ def fid(real: Iterable[np.ndarray], fake: Iterable[np.ndarray]) -> float:
         accumulated = Moments()
         for block in blocks:
             accumulated.add(block)
-        moments.append(accumulated.gaussian())
-    return frechet_distance(*moments[0], *moments[1])
+        moments.append(accumulated)
+    return frechet(*moments)
 
 
 def fid_values(

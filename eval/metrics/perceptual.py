@@ -9,6 +9,7 @@ to [-1, 1] as the package expects.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import lpips
@@ -37,6 +38,15 @@ def trunk_state(torchvision_alexnet: dict[str, torch.Tensor], network: lpips.LPI
     return state
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What one pass over a video gives: LPIPS to a reference frame by frame (None without one) and
+    the steps between its consecutive frames."""
+
+    distances: np.ndarray | None
+    steps: np.ndarray
+
+
 class Lpips:
     """LPIPS per frame pair; `load` reads the trunk from the weights folder. `batch` pairs go through the
     network at once: AlexNet keeps the full evaluation size, so the batch bounds the activations' memory."""
@@ -58,14 +68,41 @@ class Lpips:
         network.net.load_state_dict(trunk_state(state, network))
         return cls(network, record, precision)
 
+    def features(self, frames: np.ndarray) -> list[torch.Tensor]:
+        """Each layer's unit-normalised activations of uint8 frames (N, H, W, 3), the package's own steps.
+        Kept apart from the distance so that a frame's features serve every pair it is in: tLP's
+        consecutive pairs and LPIPS against the ground truth share the generated frames' pass."""
+        outputs = self.network.net(self.network.scaling_layer(self.scaled(frames)))
+        return [lpips.normalize_tensor(output) for output in outputs]
+
+    def between(self, a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+        """(N,) LPIPS between two sets of `features`: each layer's linear head on the squared difference,
+        averaged over space, summed over layers (as `lpips.LPIPS.forward`)."""
+        layers = [head((fa - fb) ** 2).mean(dim=(2, 3)) for head, fa, fb in zip(self.network.lins, a, b, strict=True)]
+        return torch.stack(layers).sum(dim=0).flatten()
+
+    def measure(self, frames: np.ndarray, reference: np.ndarray | None = None) -> Measured:
+        """LPIPS(frames[t], reference[t]) (when a reference is given) and the steps LPIPS(frames[t],
+        frames[t - 1]), with one network pass per frame: batches overlap by the previous batch's last
+        frame's features, so a whole clip never sits in memory."""
+        distances, steps = [], []
+        previous: list[torch.Tensor] | None = None
+        with measuring(self.precision):
+            for part in batches(len(frames), self.batch):
+                current = self.features(frames[part])
+                if reference is not None:
+                    distances.append(self.between(current, self.features(reference[part])).float().cpu())
+                joined = current if previous is None else [torch.cat(p) for p in zip(previous, current, strict=True)]
+                if len(joined[0]) > 1:
+                    steps.append(self.between([f[1:] for f in joined], [f[:-1] for f in joined]).float().cpu())
+                previous = [f[-1:] for f in current]
+        return Measured(concatenated(distances) if reference is not None else None, concatenated(steps))
+
     def distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(T,) LPIPS between uint8 frames a[t] and b[t], (T, H, W, 3) each."""
-        values = []
-        with measuring(self.precision):
-            for part in batches(len(a), self.batch):
-                distance = self.network(self.scaled(a[part]), self.scaled(b[part]))
-                values.append(distance.flatten().float().cpu())
-        return torch.cat(values).numpy() if values else np.zeros(0)
+        measured = self.measure(a, b)
+        assert measured.distances is not None
+        return measured.distances
 
     def scaled(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> (N, 3, H, W) in [-1, 1] on the device (uint8 crosses to it: 4x less to copy)."""
@@ -74,9 +111,14 @@ class Lpips:
 
     def steps(self, frames: np.ndarray) -> np.ndarray:
         """(T - 1,) LPIPS(f_t, f_t-1): how much a video changes from frame to frame (tLP's terms)."""
-        return self.distances(frames[1:], frames[:-1]) if len(frames) > 1 else np.zeros(0)
+        return self.measure(frames).steps
 
-    def tlp(self, generated: np.ndarray, reference_steps: np.ndarray) -> np.ndarray:
-        """(T - 1,) |LPIPS(g_t, g_t-1) - LPIPS(r_t, r_t-1)|: temporal change unlike the reference's, given the
-        reference's `steps` (computed once per clip for every method: `eval.ground_truth`)."""
-        return np.abs(self.steps(generated) - reference_steps)
+
+def concatenated(values: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat(values).numpy() if values else np.zeros(0, np.float32)
+
+
+def tlp(steps: np.ndarray, reference_steps: np.ndarray) -> np.ndarray:
+    """(T - 1,) |LPIPS(g_t, g_t-1) - LPIPS(r_t, r_t-1)|: temporal change unlike the reference's, given both
+    videos' `Lpips.steps` (the reference's computed once per clip for every method: `eval.ground_truth`)."""
+    return np.abs(steps - reference_steps)

@@ -22,7 +22,7 @@ from eval.metrics.fid import InceptionFeatures
 from eval.metrics.frechet import frechet_between
 from eval.metrics.fvd import I3DFeatures, window_starts
 from eval.metrics.identity import ArcfaceIdentity, DlibIdentity, cosine
-from eval.metrics.perceptual import Lpips
+from eval.metrics.perceptual import Lpips, tlp
 from eval.weights import WeightsMissing, find, load_state_dict, locate, status
 from pipeline.faces import open_landmarker
 
@@ -47,9 +47,27 @@ def test_lpips_loads_the_alexnet_trunk_and_grows_with_degradation(metric_weights
     mild, strong = metric.distances(blurred(clip, 1.0), clip).mean(), metric.distances(blurred(clip, 3.0), clip).mean()
     assert 0 < mild < strong
     still = np.repeat(clip[:1], 6, axis=0)
-    assert metric.tlp(clip, metric.steps(clip)).max() < 1e-6  # the same motion as the reference
-    assert metric.tlp(still, metric.steps(clip)).mean() > 0  # no motion where the reference moves
+    assert tlp(metric.steps(clip), metric.steps(clip)).max() < 1e-6  # the same motion as the reference
+    assert tlp(metric.steps(still), metric.steps(clip)).mean() > 0  # no motion where the reference moves
     assert metric.weights.problem is not None  # a test-made trunk is flagged as not the official file
+
+
+def test_one_pass_per_frame_gives_the_packages_lpips_across_batch_boundaries(
+    metric_weights: Path, frames: np.ndarray
+) -> None:
+    """`measure` reuses each frame's features for its pairs; its values are what `lpips.LPIPS` gives
+    pair by pair, also for the steps that straddle two batches (batch 5 over 12 frames)."""
+    metric = Lpips.load(metric_weights, allow_unpinned=True)
+    metric.batch = 5
+    clip, other = frames[:12], frames[20:32]
+    with torch.no_grad():
+        pairs = metric.network(metric.scaled(clip), metric.scaled(other)).flatten().numpy()
+        steps = metric.network(metric.scaled(clip[1:]), metric.scaled(clip[:-1])).flatten().numpy()
+    measured = metric.measure(clip, other)
+    assert measured.distances is not None and len(measured.steps) == 11
+    assert np.allclose(measured.distances, pairs, atol=1e-6) and pairs.min() > 0.001
+    assert np.allclose(measured.steps, steps, atol=1e-6) and steps.min() > 0
+    assert metric.measure(clip[:1]).steps.shape == (0,) and metric.measure(clip).distances is None
 
 
 def test_fid_features_separate_real_from_degraded_frames(metric_weights: Path, frames: np.ndarray) -> None:

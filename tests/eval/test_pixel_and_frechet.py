@@ -10,7 +10,7 @@ import skimage.metrics
 from scipy import linalg
 
 from eval.metrics import pixel
-from eval.metrics.frechet import frechet_between, frechet_distance, gaussian
+from eval.metrics.frechet import Moments, frechet, frechet_between, frechet_distance, gaussian
 
 
 def degraded_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -65,3 +65,27 @@ def test_frechet_distance_on_rank_deficient_covariances_matches_scipy() -> None:
     root = linalg.sqrtm(cov_a @ cov_b).real
     direct = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
     assert frechet_distance(mu_a, cov_a, mu_b, cov_b) == pytest.approx(direct, rel=1e-4)
+
+
+def test_the_low_rank_route_matches_scipy_when_a_set_is_smaller_than_its_dimension() -> None:
+    """The sample's and a 100-clip split's case: fewer vectors than dimensions on one side or both, added
+    in blocks as runs stream them. The small side's n x n route gives what `sqrtm` of the full product
+    does, and the same as torch-fidelity's route."""
+    rng = np.random.default_rng(3)
+    mixing = rng.normal(size=(64, 64))
+    small, other_small = rng.normal(size=(20, 64)) @ mixing, rng.normal(0.4, 1.1, size=(30, 64)) @ mixing
+    large = rng.normal(0.2, 0.9, size=(200, 64)) @ mixing
+    for a, b in ((small, other_small), (small, large), (large, small)):
+        (mu_a, cov_a), (mu_b, cov_b) = gaussian(a), gaussian(b)
+        root = linalg.sqrtm(cov_a @ cov_b).real
+        direct = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+        streamed_a, streamed_b = Moments(), Moments()
+        for block in np.array_split(a, 3):
+            streamed_a.add(block)
+        for block in np.array_split(b, 4):
+            streamed_b.add(block)
+        assert streamed_a.small() == (len(a) < 64) and streamed_b.small() == (len(b) < 64)
+        assert frechet(streamed_a, streamed_b) == pytest.approx(direct, rel=1e-6)
+        assert frechet_distance(mu_a, cov_a, mu_b, cov_b) == pytest.approx(direct, rel=1e-4)
+    assert frechet_between(small, small) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_between(small, small + 1.0) == pytest.approx(64.0, rel=1e-6)  # a shift of 1 in 64 dimensions
