@@ -234,6 +234,7 @@ class Animator:
         vae_path = resolve_vae(checkpoint, Path(vae) if vae else None)
         model = RealPortrait.from_pretrained(checkpoint, low_cpu_mem_usage=False)
         frame_vae = FrameVAE.from_path(vae_path, chunk_size=chunk_size)
+        frame_vae.check_matches(model.config.vae_scale_factor, vae_path)
         landmarker = open_landmarker() if model.config.motion_input == "landmarks" else None
         return cls(model, frame_vae, landmarker, precision or Precision.resolve())
 

@@ -77,6 +77,20 @@ class FrameVAE(nn.Module):
     def from_path(cls, path: str | Path, *, chunk_size: int = 4, config: dict[str, Any] | None = None) -> FrameVAE:
         return cls(load_vae(path, config=config), chunk_size)
 
+    @property
+    def factor(self) -> int:
+        """How much the VAE downsamples each side: one halving per encoder block after the first (SD1.5: 8)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def check_matches(self, model_factor: int, path: str | Path) -> None:
+        """A model built for another factor fails deep in its forward with a shape error; say it first."""
+        if self.factor != model_factor:
+            raise ValueError(
+                f"the VAE at {path} downsamples {self.factor}x, but the model expects {model_factor}x: set the "
+                f"model's vae_scale_factor to {self.factor} (and motion_encoder_channels to one entry per halving "
+                f"plus one), or use a {model_factor}x VAE"
+            )
+
     def train(self, mode: bool = True) -> FrameVAE:
         """Stay in eval mode: the VAE is frozen during training."""
         return super().train(False)

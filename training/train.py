@@ -172,6 +172,7 @@ class StageRun:
         torch.manual_seed(derive_seed(config.seed, index))  # the same new weights on every rank, run after run
         starting = build_model(config, stage)
         model, origin = starting.model, starting.origin
+        context.vae.check_matches(model.config.vae_scale_factor, config.vae.path)
         self.model: RealPortrait = model
         trainable = select_trainable(model, stage)
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)  # before ZeRO-3 partitions them

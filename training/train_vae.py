@@ -3,8 +3,8 @@
 The paper's model encodes frames with the SD1.5 VAE (`stabilityai/sd-vae-ft-ema`), and training uses it
 whenever `vae.path` points to one. It cannot be downloaded here, and a randomly initialised VAE makes
 the demo meaningless (`rp-animate` shows noise, `rp-eval` finds no face). This script trains a diffusers
-`AutoencoderKL` of the same architecture (SD1.5 blocks, 8x downsampling, 4 latent channels) at narrow
-widths, on the frames of an `rp-data build --sample` build, in minutes on a CPU:
+`AutoencoderKL` of the same architecture (SD1.5 blocks, 4 latent channels; 8x downsampling, or 4x with
+three blocks) at narrow widths, on the frames of an `rp-data build --sample` build, in minutes on a CPU:
 
 - frames: every frame of the build's clips and a few random face crops of its images, decoded once at
   `resolution`; the samples of the evaluation split (`heldout_split`, matched against the build by
@@ -76,9 +76,13 @@ class VAETrainConfig(BaseModel):
         description="share of the trainable clips (by a hash of their key) set aside and scored as validation "
         "PSNR: settings are chosen on it, never on the held-out split",
     )
-    resolution: int = Field(64, ge=8, description="frame side in pixels (a multiple of 8); the demo's resolution")
+    resolution: int = Field(64, ge=8, description="frame side in pixels, a multiple of the VAE's factor (the demo's)")
     block_out_channels: list[int] = Field(
-        default_factory=lambda: [16, 32, 64, 64], min_length=4, max_length=4, description="SD1.5: 128, 256, 512, 512"
+        default_factory=lambda: [16, 32, 64, 64],
+        min_length=2,
+        max_length=4,
+        description="one encoder block per width, each after the first halving the side: 4 widths downsample 8x "
+        "(SD1.5: 128, 256, 512, 512), 3 widths 4x",
     )
     layers_per_block: int = Field(2, ge=1, description="resnet layers per encoder block (SD1.5: 2)")
     norm_num_groups: int = Field(8, ge=1, description="GroupNorm groups; divides every width (SD1.5: 32)")
@@ -92,19 +96,28 @@ class VAETrainConfig(BaseModel):
     crop_scale: tuple[float, float] = Field((0.8, 1.2), description="crop side / the json crop_side, as training")
     seed: int = 0
 
+    @property
+    def factor(self) -> int:
+        """How much the VAE downsamples each side (the model's `vae_scale_factor`)."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
     @model_validator(mode="after")
     def _shapes(self) -> VAETrainConfig:
-        if self.resolution % 8:
-            raise ValueError(f"resolution must be a multiple of 8 (the VAE's factor), got {self.resolution}")
+        if self.resolution % self.factor:
+            raise ValueError(f"resolution must be a multiple of the VAE's factor {self.factor}, got {self.resolution}")
         bad = [width for width in self.block_out_channels if width % self.norm_num_groups]
         if bad:
             raise ValueError(f"block_out_channels {bad} are not multiples of norm_num_groups {self.norm_num_groups}")
         return self
 
     def vae_config(self) -> dict[str, object]:
-        """SD1.5's AutoencoderKL configuration at these widths (same blocks, factor 8, 4 latent channels)."""
+        """SD1.5's AutoencoderKL configuration at these widths (same blocks and 4 latent channels; factor 8 with
+        SD1.5's four widths)."""
+        blocks = len(self.block_out_channels)
         return {
             **SD15_VAE_CONFIG,
+            "down_block_types": ["DownEncoderBlock2D"] * blocks,
+            "up_block_types": ["UpDecoderBlock2D"] * blocks,
             "block_out_channels": list(self.block_out_channels),
             "layers_per_block": self.layers_per_block,
             "norm_num_groups": self.norm_num_groups,

@@ -87,3 +87,21 @@ def test_loads_a_single_safetensors_file(small_vae, tmp_path, layout):
 def test_missing_vae_names_the_path_and_the_source(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nowhere.*sd-vae-ft-ema"):
         load_vae(tmp_path / "nowhere")
+
+
+def test_a_three_block_vae_is_4x_and_a_model_of_another_factor_is_refused_by_name(tmp_path):
+    """The demo's 4x stand-in: three SD1.5 blocks halve the side twice, and a model built for 8x is
+    stopped before its first step with what to change, not by a shape error inside its forward."""
+    torch.manual_seed(0)
+    blocks = {"down_block_types": ["DownEncoderBlock2D"] * 3, "up_block_types": ["UpDecoderBlock2D"] * 3}
+    AutoencoderKL(
+        **{**SD15_VAE_CONFIG, **blocks, "block_out_channels": [16, 16, 32], "norm_num_groups": 8}
+    ).save_pretrained(tmp_path / "vae4x")
+    vae = FrameVAE.from_path(tmp_path / "vae4x")
+    assert vae.factor == 4
+    assert vae.encode(torch.rand(1, 3, 2, 64, 64) * 2 - 1, sample=False).shape == (1, 4, 2, 16, 16)
+    vae.check_matches(4, tmp_path / "vae4x")
+    with pytest.raises(
+        ValueError, match=re.escape(f"the VAE at {tmp_path / 'vae4x'} downsamples 4x, but the model expects 8x")
+    ):
+        vae.check_matches(8, tmp_path / "vae4x")
