@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from model.diffusion import ddim_sample
 from model.export_folder import require_export, resolve_vae
@@ -40,6 +41,7 @@ from model.precision import Precision, running_on
 from model.realportrait import RealPortrait, SamplingCache
 from model.sampling_options import SamplingOptions
 from model.vae import FrameVAE
+from model.views import ViewOptions, contact_sheet, side_by_side
 from pipeline.crops import BUILD, Box, NoFaceError, crop_resize, read_driving
 from pipeline.decode import read_image
 from pipeline.encode import encode_h264
@@ -290,13 +292,6 @@ class Animator:
         return result
 
 
-def side_by_side(source: np.ndarray, driving: np.ndarray, result: np.ndarray) -> np.ndarray:
-    """(T, N, 3N, 3): source | driving | result, each resized to the result's side."""
-    size = result.shape[1]
-    still = np.repeat(resize_square(source[None], size), len(result), axis=0)
-    return np.concatenate([still, resize_square(driving, size), result], axis=2)
-
-
 # -- files -----------------------------------------------------------------------------------------
 
 
@@ -318,11 +313,15 @@ def animate_files(
     *,
     options: SamplingOptions | None = None,
     side_by_side_out: str | Path | None = None,
+    contact_sheet_out: str | Path | None = None,
+    views: ViewOptions | None = None,
     max_frames: int | None = None,
     on_window: Callable[[int, int], None] | None = None,
     detector: FaceDetector | None = None,
 ) -> AnimateResult:
-    """Crop the source face and the driving faces, generate, and write an H.264 mp4 of the driving's length."""
+    """Crop the source face and the driving faces, generate, and write an H.264 mp4 of the driving's length;
+    with `side_by_side_out` also the labelled source | driving | result video, with `contact_sheet_out` the
+    contact sheet PNG (`model.views`, drawn as `views` says)."""
     image = read_image(Path(source))
     detector = detector or open_detector()
     source_box = source_crop_box(image, detector)
@@ -332,9 +331,15 @@ def animate_files(
     result = animator.generate(source_face, driving_faces.frames, options, on_window, fps)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_bytes(encode_h264(result, fps))
+    views = views or ViewOptions()
+    panel = views.panel or animator.size
     if side_by_side_out is not None:
         Path(side_by_side_out).parent.mkdir(parents=True, exist_ok=True)
-        sbs = side_by_side(source_face, driving_faces.frames, result)
+        sbs = side_by_side(source_face, driving_faces.frames, result, panel, views.labels)
         Path(side_by_side_out).write_bytes(encode_h264(sbs, fps))
+    if contact_sheet_out is not None:
+        Path(contact_sheet_out).parent.mkdir(parents=True, exist_ok=True)
+        sheet = contact_sheet(source_face, driving_faces.frames, result, panel, views.labels, views.sheet_frames)
+        Image.fromarray(sheet).save(contact_sheet_out, format="PNG")
     box, missed = driving_faces.box, driving_faces.sampled_without_face
     return AnimateResult(len(result), fps, animator.size, source_box, box, missed)

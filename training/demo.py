@@ -7,8 +7,9 @@ together on frames the model never saw. One command, in about 20 minutes on 2 co
    paper's SD1.5 VAE, which training uses whenever `vae.path` points to it);
 2. trains the tiny model through both stages with `deepspeed --num_gpus 2` (training/configs/demo.yaml),
    holding out the sample's evaluation split (manifests/splits/sample.json);
-3. animates a held-out cross-reenactment task with `rp-animate` and writes the side-by-side video
-   (source | driving | result);
+3. animates a held-out self-reenactment task and a held-out cross-reenactment task with `rp-animate`,
+   each into a labelled side-by-side video (source | driving | ours, every panel enlarged to 256 px from
+   the model's 64) and a contact sheet, then puts both sheets in one picture, contact_sheet.png;
 4. evaluates ours, source-copy and landmark-warp with `rp-eval run` on that split at the demo's
    resolution (training/configs/demo_eval.yaml), then writes the tables with `rp-eval table`;
 5. plots the loss curves of both stages, and prints where everything is.
@@ -33,6 +34,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from model.views import titled_stack
 from training.config import CONFIG_DIR
 from training.loss_curves import plot_loss_curves
 
@@ -46,6 +51,10 @@ BASELINES = ("source-copy", "landmark-warp")
 # The animation's inputs are exported at this size so that rp-animate finds and crops the face itself, as
 # it does for a user's photo; the model then works at its own 64 px.
 ANIMATION_INPUT_SIZE = 256
+# The animations are for a person to judge: a 64 px frame is too small to see, so every panel is enlarged.
+PANEL_SIZE = 256
+LABELS = "source,driving,ours"
+PROTOCOLS = ("self", "cross")  # one held-out task of each, animated in this order and stacked so in the sheet
 # Seconds-long versions of each step, for the test suite: same commands, same files, tiny sizes.
 SMOKE = {
     "vae": ["steps=4", "batch_size=2", "crops_per_image=1"],
@@ -83,13 +92,18 @@ class DemoPaths:
     def inputs(self) -> Path:
         return self.out / "animation_inputs"
 
-    @property
-    def animation(self) -> Path:
-        return self.out / "animation.mp4"
+    def animation(self, protocol: str) -> Path:
+        return self.out / f"animation_{protocol}.mp4"
+
+    def side_by_side(self, protocol: str) -> Path:
+        return self.out / f"animation_{protocol}_side_by_side.mp4"
+
+    def task_sheet(self, protocol: str) -> Path:
+        return self.out / f"contact_sheet_{protocol}.png"
 
     @property
-    def side_by_side(self) -> Path:
-        return self.out / "animation_side_by_side.mp4"
+    def contact_sheet(self) -> Path:
+        return self.out / "contact_sheet.png"
 
     def eval_run(self, name: str) -> Path:
         return self.out / "eval" / name
@@ -164,13 +178,24 @@ def deepspeed_env() -> dict[str, str]:
     return env
 
 
-def cross_task(inputs: Path) -> dict[str, str]:
-    """The first cross-reenactment task of `rp-eval inputs`' tasks.csv: a held-out source, another held-out driver."""
+def held_out_task(inputs: Path, protocol: str) -> dict[str, str]:
+    """The first usable task of `protocol` in `rp-eval inputs`' tasks.csv: for "self" a held-out clip driving
+    its own first frame (the driver is the ground truth), for "cross" a held-out source and another
+    held-out driver (identity has to be kept, not copied)."""
     with open(inputs / "tasks.csv", encoding="utf-8") as handle:
-        tasks = [row for row in csv.DictReader(handle) if row["protocol"] == "cross" and not row["problem"]]
+        tasks = [row for row in csv.DictReader(handle) if row["protocol"] == protocol and not row["problem"]]
     if not tasks:
-        raise StepFailed(f"{inputs / 'tasks.csv'}: no cross-reenactment task to animate")
+        raise StepFailed(f"{inputs / 'tasks.csv'}: no {protocol}-reenactment task to animate")
     return tasks[0]
+
+
+def combine_sheets(paths: DemoPaths, tasks: dict[str, dict[str, str]]) -> None:
+    """One picture of every task's contact sheet, each under its protocol and task id, to judge both at once."""
+    sheets = []
+    for protocol, task in tasks.items():
+        with Image.open(paths.task_sheet(protocol)) as sheet:
+            sheets.append((f"{protocol}-reenactment: {task['task_id']}", np.asarray(sheet.convert("RGB"))))
+    Image.fromarray(titled_stack(sheets, PANEL_SIZE)).save(paths.contact_sheet, format="PNG")
 
 
 def eval_arguments(build_sample: Path, paths: DemoPaths, smoke: bool) -> list[str]:
@@ -226,7 +251,7 @@ def run_demo(build: Path, sample: Path, out: Path, *, smoke: bool = False, maste
     )
     step(
         3,
-        "exporting a held-out cross-reenactment task (rp-eval inputs)",
+        "exporting the held-out tasks' inputs (rp-eval inputs)",
         [
             str(BIN / "rp-eval"),
             "inputs",
@@ -239,28 +264,36 @@ def run_demo(build: Path, sample: Path, out: Path, *, smoke: bool = False, maste
         ],
         "inputs.log",
     )
-    task = cross_task(paths.inputs)
-    step(
-        4,
-        f"animating {task['task_id']} (rp-animate, side by side: source | driving | result)",
-        [
-            str(BIN / "rp-animate"),
-            "--checkpoint",
-            str(paths.checkpoint),
-            "--vae",
-            str(paths.vae),
-            "--source",
-            str(paths.inputs / task["source_png"]),
-            "--driving",
-            str(paths.inputs / task["driving"]),
-            "--out",
-            str(paths.animation),
-            "--side-by-side",
-            str(paths.side_by_side),
-            *steps_flag,
-        ],
-        "animate.log",
-    )
+    tasks = {protocol: held_out_task(paths.inputs, protocol) for protocol in PROTOCOLS}
+    for protocol, task in tasks.items():
+        step(
+            4,
+            f"animating {protocol}-reenactment task {task['task_id']} (rp-animate: side by side, contact sheet)",
+            [
+                str(BIN / "rp-animate"),
+                "--checkpoint",
+                str(paths.checkpoint),
+                "--vae",
+                str(paths.vae),
+                "--source",
+                str(paths.inputs / task["source_png"]),
+                "--driving",
+                str(paths.inputs / task["driving"]),
+                "--out",
+                str(paths.animation(protocol)),
+                "--side-by-side",
+                str(paths.side_by_side(protocol)),
+                "--contact-sheet",
+                str(paths.task_sheet(protocol)),
+                "--panel-size",
+                str(PANEL_SIZE),
+                "--labels",
+                LABELS,
+                *steps_flag,
+            ],
+            f"animate_{protocol}.log",
+        )
+    combine_sheets(paths, tasks)
     ours = ["--checkpoint", str(paths.checkpoint), "--vae", str(paths.vae), *steps_flag, "--label", "ours (demo)"]
     for name, extra in (("ours", ours), *((baseline, []) for baseline in BASELINES)):
         step(
@@ -300,12 +333,14 @@ def report(paths: DemoPaths, timings: dict[str, float]) -> None:
     table = paths.tables / "table1.md"
     if table.exists():
         print("\nSelf-reenactment on the held-out split (" + str(table) + "):\n" + table.read_text())
+    panels = f"{LABELS.replace(',', ' | ')}, {PANEL_SIZE} px panels"
     print(
         "\n".join(
             [
                 f"demo done in {sum(timings.values()) / 60:.1f} min; see:",
-                f"  side-by-side video   {paths.side_by_side}  (source | driving | result, 64 px)",
-                f"  animation            {paths.animation}",
+                *(f"  {name + ' side-by-side':<20} {paths.side_by_side(name)}  ({panels})" for name in PROTOCOLS),
+                f"  contact sheet        {paths.contact_sheet}  (both tasks: driving over ours, frame by frame)",
+                f"  animations           {', '.join(str(paths.animation(protocol)) for protocol in PROTOCOLS)}",
                 f"  tables               {paths.tables}/table{{1,2,3}}.{{md,tex,csv,png}}",
                 f"  loss curves          {paths.loss_curves}",
                 f"  stand-in VAE         {paths.vae}  (reconstruction.json: its PSNR)",

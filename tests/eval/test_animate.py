@@ -19,6 +19,7 @@ from model.animate import Animator, SamplingOptions, sample_windows, window_star
 from model.animate_cli import main as animate_main
 from model.animate_cli import parser as animate_parser
 from model.precision import Precision
+from model.views import strip_height
 from pipeline.video_file import VideoFile
 
 
@@ -89,7 +90,7 @@ def test_rp_animate_writes_a_video_of_the_driving_length(
     assert frames.shape == (length, 128, 128, 3)
     assert VideoFile(out).fps == pytest.approx(VideoFile(driving).fps)
     assert frames.std() > 1  # not a constant image
-    assert read_video(sbs).frames.shape[1:] == (128, 384, 3)
+    assert read_video(sbs).frames.shape[1:] == (strip_height(128) + 128, 384, 3)  # labels above 128 px panels
 
 
 def test_rp_animate_names_what_is_wrong(tiny_checkpoint: Path, sample_root: Path, tmp_path: Path, capsys) -> None:

@@ -24,6 +24,7 @@ from eval.frame_files import read_video
 from model.animate import Animator, SamplingOptions, animate_files
 from model.precision import Precision
 from model.realportrait import RealPortrait
+from model.views import strip_height
 from pipeline.faces import open_detector
 from pipeline.sample.recording import Recording, variable_times, write_recording
 from pipeline.sample.render import Actor, Shot, render_video
@@ -107,7 +108,7 @@ def test_a_variable_rate_driving_video_drives_the_animation_by_time(
     assert duration == pytest.approx(times[-1] + 1 / mean_fps, abs=2e-3)  # the driving video's duration
 
     size = animator.size
-    received = read_video(sbs).frames[:, :, size : 2 * size]  # source | driving | result
+    received = read_video(sbs).frames[:, strip_height(size) :, size : 2 * size]  # source | driving | result
     assert numbers(received, result.driving_box, blocks) == shown
 
 

@@ -1,7 +1,7 @@
 """`make demo-train` in seconds (`python -m training.demo --smoke`): the same commands as the real demo (the
 VAE script, `deepspeed --num_gpus 2` through both stages of training/configs/demo.yaml, rp-eval inputs,
-rp-animate, rp-eval run for three methods, rp-eval table, the loss curves), each cut to a few steps, on the
-real shards of `rp-data build --sample`."""
+rp-animate for a self- and a cross-reenactment task, rp-eval run for three methods, rp-eval table, the loss
+curves), each cut to a few steps, on the real shards of `rp-data build --sample`."""
 
 from __future__ import annotations
 
@@ -16,12 +16,24 @@ import termios
 from pathlib import Path
 
 import av
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
+from model.views import strip_height, text_cell, text_size
 from training.config import load_config
-from training.demo import REPO, TRAIN_CONFIG, VAE_CONFIG, DemoPaths, main, run_demo
+from training.demo import (
+    PANEL_SIZE,
+    PROTOCOLS,
+    REPO,
+    TRAIN_CONFIG,
+    VAE_CONFIG,
+    DemoPaths,
+    held_out_task,
+    main,
+    run_demo,
+)
 from training.train_vae import load_config as load_vae_config
 
 pytestmark = pytest.mark.slow
@@ -33,16 +45,42 @@ def smoke_demo(tmp_path_factory: pytest.TempPathFactory, build_dir: Path) -> Dem
     return run_demo(build_dir, build_dir.parent / "sample", out, smoke=True, master_port=29_600 + os.getpid() % 100)
 
 
-def test_the_side_by_side_video_plays_and_shows_source_driving_and_result(smoke_demo: DemoPaths) -> None:
-    with av.open(str(smoke_demo.side_by_side)) as container:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_each_side_by_side_plays_labelled_panels_of_256_px(smoke_demo: DemoPaths, protocol: str) -> None:
+    with av.open(str(smoke_demo.side_by_side(protocol))) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-    with av.open(str(smoke_demo.animation)) as container:
-        animated = sum(1 for _ in container.decode(video=0))
-    assert len(frames) == animated > 1
-    height, width, _ = frames[0].shape
-    assert height == 64 and width == 3 * 64, frames[0].shape  # source | driving | result at the model's 64 px
+    with av.open(str(smoke_demo.animation(protocol))) as container:
+        animated = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == len(animated) > 1
+    strip = strip_height(PANEL_SIZE)
+    assert frames[0].shape == (strip + PANEL_SIZE, 3 * PANEL_SIZE, 3)  # labels over source | driving | ours
+    assert animated[0].shape == (64, 64, 3)  # the model's own size, enlarged only in the side-by-side
+    labels = frames[0][: strip - 2]  # clear of the chroma the panels below bleed into it
+    assert (labels.max(axis=-1) > 128).any() and np.median(labels) < 40  # light text on a dark strip
+
+
+def test_the_contact_sheet_shows_the_self_task_above_the_cross_task(smoke_demo: DemoPaths) -> None:
+    sheets = {}
+    for protocol in PROTOCOLS:
+        with Image.open(smoke_demo.task_sheet(protocol)) as image:
+            sheets[protocol] = np.asarray(image.convert("RGB"))
+            assert image.height == strip_height(PANEL_SIZE) + 2 * PANEL_SIZE
+    with Image.open(smoke_demo.contact_sheet) as image:
+        assert image.format == "PNG"
+        combined = np.asarray(image.convert("RGB"))
+    title = strip_height(PANEL_SIZE)
+    self_sheet, cross_sheet = sheets["self"], sheets["cross"]
+    assert combined.shape[0] == 2 * title + self_sheet.shape[0] + cross_sheet.shape[0]
+    below_self = title + self_sheet.shape[0]
+    assert np.array_equal(combined[title:below_self, : self_sheet.shape[1]], self_sheet)
+    assert np.array_equal(combined[below_self + title :, : cross_sheet.shape[1]], cross_sheet)
+    for protocol, top in (("self", 0), ("cross", below_self)):  # each title names its protocol and task
+        task_id = held_out_task(smoke_demo.inputs, protocol)["task_id"]
+        words = f"{protocol}-reenactment: {task_id}"
+        expected = text_cell(words, combined.shape[1], title, text_size(PANEL_SIZE), centred=False)
+        assert np.array_equal(combined[top : top + title], expected)
 
 
 def test_every_method_is_evaluated_on_the_held_out_split_and_tabled(smoke_demo: DemoPaths) -> None:
