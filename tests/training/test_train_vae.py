@@ -58,12 +58,13 @@ def smoke_vae(build_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 def test_the_vae_loads_with_diffusers_and_through_the_training_loader(smoke_vae: tuple[Path, dict, str]) -> None:
     out, record, _ = smoke_vae
     vae = AutoencoderKL.from_pretrained(out, use_safetensors=True, local_files_only=True)
-    assert vae.config.latent_channels == 4 and len(vae.config.block_out_channels) == 4  # SD1.5's factor 8
+    assert vae.config.latent_channels == 4 and len(vae.config.block_out_channels) == 3  # the demo's factor 4
     frame_vae = FrameVAE.from_path(out)
+    assert frame_vae.factor == 4
     assert frame_vae.scaling_factor == pytest.approx(record["scaling_factor"])
     frames = torch.rand(1, 3, 2, 32, 32) * 2 - 1
     latents = frame_vae.encode(frames, sample=False)
-    assert latents.shape == (1, 4, 2, 4, 4)
+    assert latents.shape == (1, 4, 2, 8, 8)
     assert frame_vae.decode(latents).shape == frames.shape
 
 
@@ -134,10 +135,10 @@ def test_an_existing_output_is_not_replaced_without_overwrite(tmp_path: Path, bu
 
 def test_the_shipped_config_validates_and_a_bad_one_names_the_field(tmp_path: Path) -> None:
     config = load_config(DEFAULT_CONFIG, [])
-    assert config.resolution % 8 == 0 and config.heldout_split == Path("manifests/splits/sample.json")
+    assert config.resolution % config.factor == 0 and config.heldout_split == Path("manifests/splits/sample.json")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(DEFAULT_CONFIG.read_text() + "resolution: 60\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml.*\n.*field '<top level>'.*multiple of 8"):
+    bad.write_text(DEFAULT_CONFIG.read_text() + "resolution: 62\n")  # the demo VAE is 4x
+    with pytest.raises(ConfigError, match=r"bad.yaml.*\n.*field '<top level>'.*multiple of the VAE's factor"):
         load_config(bad, [])
 
 
@@ -155,4 +156,5 @@ def test_the_demo_training_config_uses_the_demo_vae_on_its_data_at_its_resolutio
     assert demo.vae.path == vae.out and demo.data.build_dir == vae.build_dir
     assert demo.data.heldout_split == vae.heldout_split and demo.data.exclude_splits == vae.exclude_splits
     assert [stage.resolution for stage in demo.stages] == [vae.resolution] * len(demo.stages)
+    assert demo.model.overrides["vae_scale_factor"] == vae.factor  # else training refuses the VAE by name
     assert [stage.mode for stage in demo.stages] == ["image", "video"] and demo.stages[1].init_from == "stage1"
