@@ -18,7 +18,8 @@ from PIL import Image
 
 from eval.frame_files import FrameSizeError, Header, read_header, read_png_folder, read_video
 from eval.tasks import Task
-from model.animate import Animator, SamplingOptions, resize_square
+from model.animate import Animator, SamplingOptions
+from pipeline.crops import resize_square
 
 REASONS = {
     "missing_output": "the outputs folder has no video for this task",

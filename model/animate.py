@@ -42,7 +42,7 @@ from model.realportrait import RealPortrait, SamplingCache
 from model.sampling_options import SamplingOptions
 from model.vae import FrameVAE
 from model.views import ViewOptions, contact_sheet, side_by_side
-from pipeline.crops import BUILD, Box, NoFaceError, crop_resize, read_driving
+from pipeline.crops import BUILD, Box, NoFaceError, crop_resize, read_driving, resize_square
 from pipeline.decode import read_image
 from pipeline.encode import encode_h264
 from pipeline.faces import FaceDetector, LandmarkTracker, open_detector, open_landmarker, prominent
@@ -73,13 +73,6 @@ def source_crop_box(image: np.ndarray, detector: FaceDetector) -> Box:
     face = type(face)(tuple(v / upscale for v in face.box), face.score)
     x0, y0, side, _ = image_context(face, width, height, CROP_SCALE, 1.0)
     return x0, y0, x0 + side, y0 + side
-
-
-def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
-    """Square frames (T, S, S, 3) to (T, size, size, 3) with the same rule as the crops (no copy at `size`)."""
-    if frames.shape[1:3] == (size, size):
-        return frames
-    return crop_resize(frames, (0, 0, frames.shape[2], frames.shape[1]), size)
 
 
 # -- windows ---------------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.crops import resize_square
 
 LABELS = ("source", "driving", "result")
 MIN_PANEL, MAX_PANEL = 48, 2048  # below 48 px "driving" no longer fits its panel at MIN_TEXT
@@ -93,18 +94,6 @@ def text_cell(text: str, width: int, height: int, size: int, *, centred: bool = 
     return np.asarray(image)
 
 
-def resize_panel(frame: np.ndarray, panel: int) -> np.ndarray:
-    """A square frame (S, S, 3) at (panel, panel, 3). Enlarging uses bicubic interpolation: smoother and
-    sharper than bilinear, without nearest neighbour's blocks, which a viewer would take for the model's
-    artefacts. Shrinking uses area averaging: every source pixel counts, so fine texture does not alias
-    into moire as it does when a few pixels are sampled."""
-    side = frame.shape[0]
-    if side == panel:
-        return frame
-    interpolation = cv2.INTER_CUBIC if panel > side else cv2.INTER_AREA
-    return cv2.resize(frame, (panel, panel), interpolation=interpolation)
-
-
 def label_strip(labels: Sequence[str], panel: int) -> np.ndarray:
     """(strip_height(panel), len(labels) * panel, 3): each label centred above its panel."""
     height, size = strip_height(panel), text_size(panel)
@@ -127,10 +116,9 @@ def side_by_side(
     strip = strip_height(panel)
     video = np.empty((len(result), strip + panel, 3 * panel, 3), np.uint8)
     video[:, :strip] = label_strip(labels, panel)
-    video[:, strip:, :panel] = resize_panel(source, panel)
-    for t in range(len(result)):
-        video[t, strip:, panel : 2 * panel] = resize_panel(driving[t], panel)
-        video[t, strip:, 2 * panel :] = resize_panel(result[t], panel)
+    video[:, strip:, :panel] = resize_square(source[None], panel)[0]
+    video[:, strip:, panel : 2 * panel] = resize_square(driving, panel)
+    video[:, strip:, 2 * panel :] = resize_square(result, panel)
     return video
 
 
@@ -166,7 +154,7 @@ def contact_sheet(
     margin = 2 * math.ceil((max(font(size).getlength(label) for label in labels[1:]) + 2 * MARGIN) / 2)
     columns = [label_strip([labels[0], *(f"frame {i}" for i in indices)], panel)]
     for clip in (driving, result):
-        cells = [resize_panel(source, panel), *(resize_panel(clip[i], panel) for i in indices)]
+        cells = [resize_square(source[None], panel)[0], *resize_square(clip[indices], panel)]
         columns.append(np.concatenate(cells, axis=1))
     corner = np.full((header, margin, 3), BACKGROUND, np.uint8)
     row_names = [text_cell(name, margin, panel, size) for name in labels[1:]]

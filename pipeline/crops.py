@@ -56,6 +56,13 @@ def crop_resize(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -
     return np.stack([cv2.resize(f[y0:y1, x0:x1], (size, size), interpolation=method) for f in frames])
 
 
+def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
+    """Square frames (T, S, S, 3) to (T, size, size, 3) with the same rule as the crops (no copy at `size`)."""
+    if frames.shape[1:3] == (size, size):
+        return frames
+    return crop_resize(frames, (0, 0, frames.shape[2], frames.shape[1]), size)
+
+
 def largest_face_box(
     detector: FaceDetector, image: np.ndarray, max_side: int = BUILD.detect_max_side
 ) -> tuple[float, float, float, float] | None:

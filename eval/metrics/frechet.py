@@ -54,8 +54,10 @@ class Moments:
         self.count += len(values)
         self.total += values.sum(axis=0)
         self.outer += values.T @ values
-        if self.kept is not None:
-            self.kept = [*self.kept, values] if self.count < values.shape[1] else None
+        if self.kept is not None and self.count < values.shape[1]:
+            self.kept.append(values)
+        else:
+            self.kept = None
 
     def gaussian(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, unbiased covariance) of every vector added."""

@@ -23,12 +23,12 @@ from model.views import (
     check_panel,
     contact_sheet,
     parse_labels,
-    resize_panel,
     sheet_indices,
     side_by_side,
     strip_height,
     titled_stack,
 )
+from pipeline.crops import resize_square
 from pipeline.encode import encode_h264
 from pipeline.sample.render import Actor, Shot, render_video
 
@@ -94,10 +94,11 @@ def test_shrinking_averages_fine_texture_and_enlarging_keeps_flat_areas_flat() -
     quarter of the range at 3/4); sampling it would alias into pure black and white pixels. Bicubic
     enlarging leaves a solid colour exactly that colour."""
     checker = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, axis=-1)
-    assert np.abs(resize_panel(checker, 32).astype(int) - 127.5).max() <= 1
-    assert np.abs(resize_panel(checker, 48).astype(int) - 127.5).max() <= 64
-    assert (resize_panel(solid(GREEN, 64), 256) == GREEN).all()
-    assert resize_panel(checker, 64) is checker  # the model's own size: no copy
+    batch = checker[None]
+    assert np.abs(resize_square(batch, 32).astype(int) - 127.5).max() <= 1
+    assert np.abs(resize_square(batch, 48).astype(int) - 127.5).max() <= 64
+    assert (resize_square(solid(GREEN, 64)[None], 256) == GREEN).all()
+    assert resize_square(batch, 64) is batch  # the model's own size: no copy
 
 
 def test_the_side_by_side_is_a_playable_h264_of_every_frame(tmp_path: Path) -> None:
