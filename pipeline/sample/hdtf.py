@@ -59,6 +59,28 @@ VIDEOS = {
             True,
             [Shot((Actor("hanks", (0.5, 0.45), 110),), 100, scene=33)],
         ),
+        # two more speakers whose faces the sample's evaluation split also shows (in its VFHQ and CelebV-HQ
+        # clips, under other identity labels), each in the scenery (studio) of those clips: `make demo-train`
+        # trains on them, so its held-out clips show people and places it has learnt, in motion it has not seen
+        "AnnaRoe": (
+            "Hh4-Jj5_Kk6",
+            "",
+            [(0, 2), (2, 4)],
+            [0, 1],
+            True,
+            [
+                Shot((Actor("t1_a", (0.5, 0.45), 110),), 50, scene=52),
+                Shot((Actor("t1_a", (0.5, 0.45), 110),), 50, scene=11),
+            ],
+        ),
+        "FayRoe": (
+            "Ll7_Mm8-Nn7",
+            "",
+            [(0, 2), (2, 4)],
+            [0, 1],
+            True,
+            [Shot((Actor("t1_f", (0.5, 0.45), 110),), 100, scene=15)],
+        ),
     },
 }
 NO_FACE_WINDOW = (400, 40, 560, 200)  # x0, y0, x1, y1 of Radio3's crop: scenery only

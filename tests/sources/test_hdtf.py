@@ -69,6 +69,10 @@ def test_sample_layout(sample_root: Path) -> None:
         "WDA_JaneDoe0_0",
         "WDA_JaneDoe0_1",
         "WDA_JaneDoe1_0",
+        "WRA_AnnaRoe_0",
+        "WRA_AnnaRoe_1",
+        "WRA_FayRoe_0",
+        "WRA_FayRoe_1",
         "WRA_JohnRoe_0",
         "WRA_JohnRoe_1",
     ]

@@ -14,7 +14,7 @@ from pipeline.sources.base import KeyedLookahead
 from pipeline.sources.probe import probe
 from pipeline.sources.scan import scan
 
-ITEMS = {"vggface2": 10, "celeba": 8, "ffhq": 4, "celebvhq": 5, "talkinghead_1kh": 3, "hdtf": 6, "mead": 23, "vfhq": 3}
+ITEMS = {"vggface2": 10, "celeba": 8, "ffhq": 4, "celebvhq": 5, "talkinghead_1kh": 3, "hdtf": 10, "mead": 23, "vfhq": 3}
 
 
 def test_sample_scan_with_probe_writes_manifests_and_reports_every_planted_problem(
@@ -38,7 +38,7 @@ def test_sample_scan_with_probe_writes_manifests_and_reports_every_planted_probl
     assert len(items) == sum(ITEMS.values()) and items.item_id.is_unique
     assert set(items.root) == {str((sample_root / name).resolve()) for name in ITEMS}
     statuses = Counter(items.media_status)
-    assert statuses == {"ok": 57, "missing": 3, "unreadable": 1, "empty": 1}
+    assert statuses == {"ok": 61, "missing": 3, "unreadable": 1, "empty": 1}
     truncated = items.set_index("item_id").loc["celebvhq/Yk7_pQ3vW1s_0"]
     assert truncated.media_status == "unreadable"
     vfhq = items.set_index("item_id").loc["vfhq/Clip+Zz9-yX_8wVu+P0+C2+F10-50"]
