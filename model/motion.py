@@ -45,6 +45,10 @@ class MotionAugmentation:
     saturation: float = 0.5  # chroma factor, U(1 - x, 1 + x)
     hue: float = 0.05  # chroma rotation, U(-x, x) turns
     grayscale_probability: float = 0.2
+    # share of clips whose RGB channels are put in another order. 0 by default, as the paper describes
+    # none; a build whose examples have their colours permuted (DataConfig.color_permutation) needs it, or the
+    # driving frames, which are the target frames, tell the model the target's colours
+    channel_shuffle_probability: float = 0.0
     blur_probability: float = 0.3
     blur_sigma: tuple[float, float] = (0.5, 2.0)  # pixels at 512 px width, scaled with the width
     aspect_jitter: float = 0.08  # per-axis scale about the centre, U(1 - x, 1 + x): face proportions
@@ -132,7 +136,7 @@ def warp_clips(frames: torch.Tensor, aug: MotionAugmentation, generator: torch.G
 def jitter_colours(frames: torch.Tensor, aug: MotionAugmentation, generator: torch.Generator | None) -> torch.Tensor:
     """Hue, saturation (0 when grayscale is drawn), contrast and brightness per clip; returns [0, 1]."""
     batch = frames.shape[0]
-    rgb = (frames + 1) / 2
+    rgb = shuffle_channels((frames + 1) / 2, aug.channel_shuffle_probability, generator)
     angle = _uniform(batch, -aug.hue, aug.hue, frames, generator) * 2 * math.pi
     saturation = _uniform(batch, 1 - aug.saturation, 1 + aug.saturation, frames, generator)
     gray = torch.rand(batch, device=frames.device, generator=generator) < aug.grayscale_probability
@@ -148,6 +152,22 @@ def jitter_colours(frames: torch.Tensor, aug: MotionAugmentation, generator: tor
     brightness = _uniform(batch, -aug.brightness, aug.brightness, frames, generator)[:, None, None, None, None]
     mean_grey = torch.einsum("c,bclhw->blhw", to_yiq[0], rgb).mean(dim=(1, 2, 3))[:, None, None, None, None]
     return ((rgb - mean_grey) * contrast + mean_grey + brightness).clamp(0, 1)
+
+
+# the five orders of (R, G, B) other than the identity
+_SHUFFLES = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+
+
+def shuffle_channels(frames: torch.Tensor, probability: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Each clip's RGB channels in another order with `probability` (one order for all its frames), so that
+    the colours of the motion input say nothing about the colours of the target."""
+    batch = frames.shape[0]
+    shuffles = _SHUFFLES.to(frames.device)
+    drawn = shuffles[torch.randint(len(shuffles), (batch,), device=frames.device, generator=generator)]
+    chosen = torch.rand(batch, device=frames.device, generator=generator) < probability
+    order = torch.where(chosen[:, None], drawn, torch.arange(3, device=frames.device))
+    index = order[:, :, None, None, None].expand_as(frames)
+    return frames.gather(1, index)
 
 
 def blur_clips(frames: torch.Tensor, aug: MotionAugmentation, generator: torch.Generator | None) -> torch.Tensor:

@@ -17,7 +17,7 @@ of `__init__`) and `diffusion_pytorch_model.safetensors`; `from_pretrained(dir)`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from model.controlnet import MotionControlNet
 from model.diffusion import PREDICTION_TYPES, NoiseSchedule, PredictionType, ddim_sample, diffusion_loss
-from model.motion import MotionEncoder, MotionInput
+from model.motion import MotionAugmentation, MotionEncoder, MotionInput
 from model.opensora_import import ImportReport, import_opensora_stdit2
 from model.stdit2 import Conditioning, ContextCache, ReferenceCache, STDiT2
 
@@ -90,6 +90,15 @@ class SamplingCache:
     controlnet_context: ContextCache
 
 
+def motion_augmentation_from(ranges: dict[str, Any] | None) -> MotionAugmentation:
+    """The motion input's training augmentation: the defaults, with the ranges a config names over them."""
+    known = {entry.name for entry in fields(MotionAugmentation)}
+    unknown = sorted(set(ranges or {}) - known)
+    if unknown:
+        raise ValueError(f"motion_augmentation: unknown range(s) {unknown}; known: {sorted(known)}")
+    return MotionAugmentation(**(ranges or {}))
+
+
 class RealPortrait(ModelMixin, ConfigMixin):
     """Portrait animation: reference frame + driving motion -> denoised latent clip."""
 
@@ -115,6 +124,7 @@ class RealPortrait(ModelMixin, ConfigMixin):
         motion_input: MotionInput = "frames",
         motion_encoder_channels: tuple[int, ...] = (32, 64, 128, 256),
         motion_channels: int = 64,
+        motion_augmentation: dict[str, Any] | None = None,
         num_train_timesteps: int = 1000,
         prediction_type: PredictionType = "epsilon",
         min_snr_gamma: float | None = None,
@@ -164,6 +174,7 @@ class RealPortrait(ModelMixin, ConfigMixin):
             input_kind=motion_input,
             channels=tuple(motion_encoder_channels),
             out_channels=motion_channels,
+            augmentation=motion_augmentation_from(motion_augmentation),
         )
         self.schedule = NoiseSchedule(num_train_timesteps)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from model.motion import MotionAugmentation, MotionEncoder, augment_motion_input, render_landmarks
+from model.realportrait import RealPortrait
 
 
 def test_encoder_maps_frames_to_latent_resolution():
@@ -55,6 +58,32 @@ def test_grayscale_draw_removes_colour():
     augmented = augment_motion_input(clip, always_gray, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(augmented[:, 0], augmented[:, 1], atol=1e-5)
     assert torch.allclose(augmented[:, 1], augmented[:, 2], atol=1e-5)
+
+
+def test_channel_shuffle_reorders_a_clips_colours_and_nothing_else():
+    clip = smooth_clip(batch=16)
+    still = MotionAugmentation(
+        brightness=0, contrast=0, saturation=0, hue=0, grayscale_probability=0, blur_probability=0,
+        aspect_jitter=0, elastic_magnitude=0, channel_shuffle_probability=1.0,
+    )  # fmt: skip
+    shuffled = augment_motion_input(clip, still, generator=torch.Generator().manual_seed(0))
+    orders = set()
+    for original, augmented in zip(clip, shuffled, strict=True):
+        # every output channel is one input channel, over all frames: one order per clip
+        order = tuple(int((original - channel).abs().flatten(1).amax(1).argmin()) for channel in augmented)
+        assert torch.allclose(augmented, original[list(order)], atol=1e-5), order
+        orders.add(order)
+    assert (0, 1, 2) not in orders and len(orders) > 1  # always another order, not always the same one
+    kept = augment_motion_input(clip, replace(still, channel_shuffle_probability=0.0), generator=None)
+    assert torch.allclose(kept, clip, atol=1e-5)
+
+
+def test_a_config_sets_the_motion_augmentation_and_an_unknown_range_is_named():
+    model = RealPortrait.from_preset("tiny", motion_augmentation={"channel_shuffle_probability": 0.5})
+    assert model.motion_encoder.augmentation.channel_shuffle_probability == 0.5
+    assert model.motion_encoder.augmentation.grayscale_probability == MotionAugmentation().grayscale_probability
+    with pytest.raises(ValueError, match=r"unknown range\(s\) \['hue_shift'\]"):
+        RealPortrait.from_preset("tiny", motion_augmentation={"hue_shift": 0.1})
 
 
 def test_rendered_landmarks_feed_the_landmark_encoder():
