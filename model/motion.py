@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,16 @@ class MotionAugmentation:
     aspect_jitter: float = 0.08  # per-axis scale about the centre, U(1 - x, 1 + x): face proportions
     elastic_magnitude: float = 0.03  # peak displacement of the smooth warp, fraction of the image side
     elastic_grid: int = 4  # control points per side of the smooth displacement field
+
+    @classmethod
+    def from_config(cls, ranges: dict[str, Any] | None) -> MotionAugmentation:
+        """The defaults with the ranges a config names over them (`RealPortrait(motion_augmentation=...)`);
+        an unknown name is refused with the known ones, since a misspelt range would silently do nothing."""
+        known = {entry.name for entry in fields(cls)}
+        unknown = sorted(set(ranges or {}) - known)
+        if unknown:
+            raise ValueError(f"motion_augmentation: unknown range(s) {unknown}; known: {sorted(known)}")
+        return cls(**(ranges or {}))
 
 
 class MotionEncoder(nn.Module):
@@ -160,7 +170,10 @@ _SHUFFLES = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]]
 
 def shuffle_channels(frames: torch.Tensor, probability: float, generator: torch.Generator | None) -> torch.Tensor:
     """Each clip's RGB channels in another order with `probability` (one order for all its frames), so that
-    the colours of the motion input say nothing about the colours of the target."""
+    the colours of the motion input say nothing about the colours of the target. At 0 it draws nothing, so
+    the other augmentations draw what they drew before the shuffle existed."""
+    if probability == 0:
+        return frames
     batch = frames.shape[0]
     shuffles = _SHUFFLES.to(frames.device)
     drawn = shuffles[torch.randint(len(shuffles), (batch,), device=frames.device, generator=generator)]

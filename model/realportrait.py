@@ -17,7 +17,7 @@ of `__init__`) and `diffusion_pytorch_model.safetensors`; `from_pretrained(dir)`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +88,6 @@ class SamplingCache:
     reference: ReferenceCache
     backbone_context: ContextCache
     controlnet_context: ContextCache
-
-
-def motion_augmentation_from(ranges: dict[str, Any] | None) -> MotionAugmentation:
-    """The motion input's training augmentation: the defaults, with the ranges a config names over them."""
-    known = {entry.name for entry in fields(MotionAugmentation)}
-    unknown = sorted(set(ranges or {}) - known)
-    if unknown:
-        raise ValueError(f"motion_augmentation: unknown range(s) {unknown}; known: {sorted(known)}")
-    return MotionAugmentation(**(ranges or {}))
 
 
 class RealPortrait(ModelMixin, ConfigMixin):
@@ -174,7 +165,7 @@ class RealPortrait(ModelMixin, ConfigMixin):
             input_kind=motion_input,
             channels=tuple(motion_encoder_channels),
             out_channels=motion_channels,
-            augmentation=motion_augmentation_from(motion_augmentation),
+            augmentation=MotionAugmentation.from_config(motion_augmentation),
         )
         self.schedule = NoiseSchedule(num_train_timesteps)
 

@@ -71,9 +71,17 @@ class Progress:
     frames: int = 0
     clips: int = 0
     failures: Counter[str] = field(default_factory=Counter)
-    workers_lost: int = 0  # actors that died (and were replaced)
-    retried: int = 0  # work shards sent again because their worker died
+    workers_lost: int = 0  # started actors that died (and were replaced)
+    # replacements that died before they started: one placed on a lost node before Ray marks it dead never
+    # comes up, which is the same loss again, not another worker lost
+    failed_starts: int = 0
     started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def retried(self) -> int:
+        """Work shards sent again because their worker died: one per worker lost, since a started worker's
+        death is seen only through the call of the shard it holds."""
+        return self.workers_lost
 
     def add(self, summary: dict[str, object]) -> None:
         self.done += 1
@@ -364,14 +372,14 @@ class Runner:
             try:
                 summary = ray.get(ref)
             except deaths as exc:
-                progress.workers_lost += 1
                 if call.shard is None:
+                    progress.failed_starts += 1
                     failed_starts += 1
                     if getattr(exc, "actor_init_failed", False) or failed_starts >= self.max_attempts:
                         raise WorkerError(f"build workers cannot start ({failed_starts} tried): {exc}") from exc
                 else:
+                    progress.workers_lost += 1
                     retries.append(self._retry(call.shard, exc, ledger))  # next, on the first free worker
-                    progress.retried += 1
                 fresh = self._replace(call.actor)
                 calls[fresh.__ray_ready__.remote()] = _Call(fresh)
             else:

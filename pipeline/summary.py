@@ -128,5 +128,7 @@ def build_table(counts: pd.DataFrame) -> Table:
 
 
 def recovery_line(progress: Progress) -> str:
-    """How many workers died during the build and how many work shards were built again for it."""
-    return f"{progress.workers_lost} worker(s) lost, {progress.retried} work shard(s) retried"
+    """How many workers died during the build, how many work shards were built again for it, and how many
+    replacements never started (said only when some did not)."""
+    line = f"{progress.workers_lost} worker(s) lost, {progress.retried} work shard(s) retried"
+    return line + (f", {progress.failed_starts} replacement(s) never started" if progress.failed_starts else "")

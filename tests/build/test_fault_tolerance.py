@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -208,9 +207,7 @@ def test_a_lost_node_is_the_same_case(sample_build: tuple[Path, str], tmp_path: 
         os.killpg(host, signal.SIGKILL)
         assert build.wait(timeout=900) == 0, log.read_text()[-3000:]
     text = log.read_text()
-    # the replacement worker may be placed on the lost node before Ray marks it dead (its heartbeats are
-    # missed for a while): it then never starts and is a second worker lost, but no second shard is retried
-    assert re.search(r"[12] worker\(s\) lost, 1 work shard\(s\) retried", text) and "8 work shard(s) built" in text
+    assert "1 worker(s) lost, 1 work shard(s) retried" in text and "8 work shard(s) built" in text
     undisturbed, rebuilt = samples(sample_build[0]), samples(out)
     assert sorted(rebuilt) == sorted(undisturbed) and all(rebuilt[key] == undisturbed[key] for key in undisturbed)
     assert _left_behind(out) == []
