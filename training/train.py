@@ -74,6 +74,7 @@ from training.validation import (
     score_share,
     source_copy_mse,
 )
+from training.validation_picks import ReadCost
 
 # In <output_dir>/<stage>/: the STDiT2 import report (loaded, adapted, initialised keys).
 IMPORT_REPORT = "stdit2_import.json"
@@ -229,16 +230,22 @@ class StageRun:
         settings = self.config.validation
         if settings.pairs == 0:
             return []
+        cost = ReadCost()
         clips = load_clips(
             settings.build_dir or self.config.data.build_dir,
             settings,
             frames=settings.frames,
             stride=self.stage.frame_stride,
             resolution=self.stage.resolution,
+            cost=cost,
         )
-        if not clips and self.context.rank == 0:
+        if self.context.rank == 0:
             print(
-                f"[{self.stage.name}] no clip of splits {settings.splits} for validation: validation is off", flush=True
+                f"[{self.stage.name}] validation clips {[clip.key for clip in clips]}: {len(cost.tars)} tar(s) "
+                f"opened, {cost.bytes / 1e6:.1f} MB read"
+                if clips
+                else f"[{self.stage.name}] no clip of splits {settings.splits} for validation: validation is off",
+                flush=True,
             )
         return clips
 

@@ -2,10 +2,10 @@
 own frames as the driving motion (self-reenactment), so the driving frames are also the ground truth.
 
 The clips are the first `pairs` clips of the validation splits in the build's committed tars, in
-tar order, decoded once per stage on every rank before the first step; the sampler's noise is seeded
-the same at every validation, so the images of two steps differ only by the weights. In image mode
-(stage 1) each driving frame is animated on its own (L = 1, as a batch), in video mode the frames form
-one clip.
+tar order, chosen from the build's parquet record (not by scanning tars) and decoded once per stage on
+every rank before the first step; the sampler's noise is seeded the same at every validation, so the
+images of two steps differ only by the weights. In image mode (stage 1) each driving frame is animated
+on its own (L = 1, as a batch), in video mode the frames form one clip.
 
 Validation must not stall training: its cost (clips x frames x steps) is bounded by
 `validation.budget`, the clips are dealt round-robin to the ranks (each samples its share, rank 0
@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
 
 from model.realportrait import RealPortrait
 from model.vae import FrameVAE
 from pipeline.video_file import VideoFile
 from training.config import StageConfig, ValidationConfig
-from training.data import read_index
 from training.monitor import Monitor
+from training.validation_picks import ReadCost, pick_clips, read_picks
 
 GRID_FRAMES = 4
 
@@ -46,23 +45,25 @@ class ValidationClip:
 
 
 def load_clips(
-    build_dir: Path, settings: ValidationConfig, *, frames: int, stride: int, resolution: int
+    build_dir: Path,
+    settings: ValidationConfig,
+    *,
+    frames: int,
+    stride: int,
+    resolution: int,
+    cost: ReadCost | None = None,
 ) -> list[ValidationClip]:
-    """The first `settings.pairs` clips of the validation splits long enough for `frames` frames."""
-    clips: list[ValidationClip] = []
+    """The first `settings.pairs` clips of the validation splits long enough for `frames` frames, chosen from
+    the build's record and read from their tars alone (`training.validation_picks`); `cost` hears the reads."""
     span = (frames - 1) * stride + 1
-    for entry in read_index(build_dir):
-        if entry.clips == 0:
-            continue
-        for sample in wds.DataPipeline(wds.SimpleShardList([str(entry.path)]), wds.tarfile_to_samples()):
-            meta = json.loads(sample["json"])
-            if meta["kind"] != "clip" or meta["split"] not in settings.splits or meta["frames"] < span:
-                continue
-            video = VideoFile(sample["mp4"], name=meta["key"])
-            driving = video.frames(range(0, span, stride), resolution, resolution)
-            clips.append(ValidationClip(meta["key"], driving[0], driving, float(meta["fps"]) / stride))
-            if len(clips) == settings.pairs:
-                return clips
+    picks = pick_clips(build_dir, settings.splits, span=span, count=settings.pairs)
+    samples = read_picks(picks, ReadCost() if cost is None else cost)
+    clips = []
+    for pick in picks:
+        sample = samples[pick.key]
+        meta = json.loads(sample["json"])
+        driving = VideoFile(sample["mp4"], name=pick.key).frames(range(0, span, stride), resolution, resolution)
+        clips.append(ValidationClip(pick.key, driving[0], driving, float(meta["fps"]) / stride))
     return clips
 
 

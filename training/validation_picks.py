@@ -1,0 +1,136 @@
+"""Which clips validate a stage, chosen from the build's record, and reading only those samples.
+
+A build's tars hold datasets in name order, and some datasets have no split at all (CelebV-HQ and HDTF
+are entirely `unsplit`), so scanning tars for `val`/`test` clips can read whole datasets before the
+first one turns up, on every rank at the start of every stage. The build already records everything
+needed to choose without opening a tar: each item's `split` in its source manifests (`sources/*.parquet`,
+the column the samples' json copy), and each committed sample's item, frame count and tar in its work
+shard's parquet. The choice is made from those, in the build's tar order, so every rank makes the same
+one; then only the tars that hold the chosen clips are opened, and in them only the chosen samples'
+bytes are read (tar headers are walked with seeks, the other members' data skipped).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from training.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One chosen clip: the tar that holds it and its sample key."""
+
+    tar: Path
+    key: str
+
+
+@dataclass
+class ReadCost:
+    """What reading the chosen samples cost: the tars opened, in order, and the bytes read from them."""
+
+    tars: list[Path] = field(default_factory=list)
+    bytes: int = 0
+
+
+def split_items(build_dir: Path, splits: Sequence[str]) -> pa.Array:
+    """The item_ids whose `split` is one of `splits`, from the build's source manifests."""
+    manifests = sorted((Path(build_dir) / "sources").glob("*.parquet"))
+    manifests = [path for path in manifests if not path.name.endswith(".problems.parquet")]
+    if not manifests:
+        raise ConfigError(
+            f"validation: {build_dir}/sources/ has no source manifest (*.parquet, written by rp-data build): "
+            f"the build's splits are unknown, so no {list(splits)} clip can be chosen"
+        )
+    wanted = pa.array(sorted(splits), pa.string())
+    items = [
+        pq.read_table(path, columns=["item_id", "split"], filters=pc.is_in(pc.field("split"), wanted))["item_id"]
+        for path in manifests
+    ]
+    return pc.unique(pa.chunked_array(items, pa.string()).combine_chunks())
+
+
+def pick_clips(build_dir: Path, splits: Sequence[str], *, span: int, count: int) -> list[Pick]:
+    """The first `count` committed clips of `splits` with at least `span` frames, in the build's tar order
+    (work shards by name, their tars in write order, samples in row order)."""
+    if count == 0:
+        return []
+    items = split_items(build_dir, splits)
+    picks: list[Pick] = []
+    shard_dir = Path(build_dir) / "shards"
+    columns = ["kind", "status", "tar", "key", "item_id", "frames"]
+    for marker in sorted(shard_dir.glob("*.stats.json")):
+        stats = json.loads(marker.read_text())
+        rows = pq.read_table(shard_dir / f"{stats['work']}.parquet", columns=columns)
+        fit = pc.and_(
+            pc.and_(pc.equal(rows["kind"], "sample"), pc.equal(rows["status"], "ok")),
+            pc.and_(pc.greater(rows["frames"], 1), pc.greater_equal(rows["frames"], span)),
+        )
+        rows = rows.filter(pc.and_(fit, pc.is_in(rows["item_id"], items))).to_pylist()
+        order = {name: index for index, name in enumerate(stats["tars"])}
+        rows = [row for row in rows if Path(row["tar"]).name in order]  # only tars the stats file commits
+        rows.sort(key=lambda row: order[Path(row["tar"]).name])  # stable: row order within a tar
+        picks += [Pick(shard_dir / Path(row["tar"]).name, row["key"]) for row in rows[: count - len(picks)]]
+        if len(picks) == count:
+            break
+    return picks
+
+
+class _CountingFile(io.FileIO):
+    """A file that adds every byte read to a ReadCost (tarfile seeks over the members it does not extract)."""
+
+    def __init__(self, path: Path, cost: ReadCost) -> None:
+        super().__init__(path, "rb")
+        self.cost = cost
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self.cost.bytes += len(data)
+        return data
+
+
+def _sample_key(name: str) -> tuple[str, str]:
+    """A member name's sample key and extension, split as webdataset splits them (at the first dot of the
+    last path component)."""
+    folder, _, leaf = name.rpartition("/")
+    stem, _, extension = leaf.partition(".")
+    return f"{folder}/{stem}" if folder else stem, extension
+
+
+def read_picks(picks: Sequence[Pick], cost: ReadCost) -> dict[str, dict[str, bytes]]:
+    """key -> {extension: bytes} of each pick, opening each tar once and stopping in it after its last pick."""
+    by_tar: dict[Path, set[str]] = {}
+    for pick in picks:
+        by_tar.setdefault(pick.tar, set()).add(pick.key)
+    samples: dict[str, dict[str, bytes]] = {}
+    for tar, keys in by_tar.items():
+        cost.tars.append(tar)
+        try:
+            with _CountingFile(tar, cost) as raw, tarfile.open(fileobj=raw, mode="r:") as archive:
+                for member in archive:
+                    key, extension = _sample_key(member.name)
+                    if key not in keys:
+                        if keys <= samples.keys():
+                            break  # every pick of this tar is whole: the members of a sample are contiguous
+                        continue
+                    data = archive.extractfile(member)
+                    if data is not None:
+                        samples.setdefault(key, {})[extension] = data.read()
+        except (OSError, tarfile.TarError) as error:
+            raise ConfigError(f"validation: cannot read {tar}: {error}") from error
+        missing = sorted(keys - samples.keys())
+        if missing:
+            raise ConfigError(
+                f"validation: {tar} lacks the sample(s) {missing} its work shard's parquet places there: "
+                "the tar changed after the build committed it; rebuild, or set validation.build_dir to another build"
+            )
+    return samples
