@@ -64,6 +64,7 @@ from training.engine import (
 )
 from training.heldout import plan_heldout, stage_record
 from training.monitor import Monitor, Window
+from training.shared_output import SharedOutputError, check_shared_output
 from training.validation import (
     SharedResult,
     ValidationClip,
@@ -373,6 +374,13 @@ def train(config: TrainConfig) -> None:
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local))
     else:
         accelerator.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    try:
+        check_shared_output(config.output_dir, rank, world)  # before any work: a node-local output_dir would hang
+    except SharedOutputError:
+        dist.destroy_process_group()
+        if device.type == "cpu":
+            release_shm_buffer(rank)
+        raise
     bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
     vae = FrameVAE.from_path(config.vae.path, chunk_size=config.vae.chunk_size)
     vae = vae.to(device=device, dtype=torch.bfloat16 if bf16 else torch.float32)
