@@ -44,16 +44,22 @@ def check_shared_output(output_dir: Path, rank: int, world: int) -> None:
     raises SharedOutputError on every rank, naming the ranks, their hosts and the path."""
     marker = Path(output_dir) / MARKER
     host = socket.gethostname()
-    token: list[str | None] = [None]
+    sent: list[str | None] = [None, None]  # rank 0's token, or why it could not write the marker
     if rank == 0:
-        token = [f"{host} pid {os.getpid()} {uuid.uuid4().hex}"]
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        partial = marker.with_name(f"{MARKER}.partial")
-        partial.write_text(str(token[0]))
-        partial.replace(marker)
-    dist.broadcast_object_list(token, src=0)
+        sent = [f"{host} pid {os.getpid()} {uuid.uuid4().hex}", None]
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            partial = marker.with_name(f"{MARKER}.partial")
+            partial.write_text(str(sent[0]))
+            partial.replace(marker)
+        except OSError as error:
+            sent = [None, str(error)]
+    dist.broadcast_object_list(sent, src=0)  # a rank 0 that cannot write must not leave the others waiting
+    token, unwritable = sent
+    if unwritable is not None:
+        raise SharedOutputError(f"output_dir {output_dir}: rank 0 cannot write {marker}: {unwritable}")
     outcomes: list[Any] = [None] * world  # (rank, host, problem or None) of every rank
-    dist.all_gather_object(outcomes, (rank, host, _problem(marker, str(token[0]))))
+    dist.all_gather_object(outcomes, (rank, host, _problem(marker, str(token))))
     if rank == 0:
         marker.unlink()  # every rank has read it: the gather comes after the reads
     failed = [outcome for outcome in outcomes if outcome[2] is not None]
@@ -63,5 +69,5 @@ def check_shared_output(output_dir: Path, rank: int, world: int) -> None:
             f"output_dir {output_dir}: the marker rank 0 (on {outcomes[0][1]}) wrote at "
             f"{marker} is not seen by {where}. Every node must mount output_dir on one shared filesystem (NFS, "
             "Lustre, ...) at the same path: rank 0 alone writes the checkpoints, `latest`, trainer_state.json "
-            "and ema/, and every rank reads them to resume (see the README's multi-node section)"
+            "and ema/, and every rank reads them to resume (see the README's two-node launch)"
         )

@@ -60,8 +60,12 @@ def test_only_a_shared_output_dir_passes_and_a_node_local_one_stops_every_rank(t
     stale = (tmp_path / "node0" / "again", tmp_path / "node1" / "again")
     stale[1].mkdir(parents=True)
     (stale[1] / MARKER).write_text("another host pid 1 0123")  # node 1's disk holds an earlier launch's marker
-    outcomes = run_ranks([(shared, shared), missing, stale, (shared, shared)])
+    (tmp_path / "a_file").write_text("")
+    unwritable = tmp_path / "a_file" / "run"  # rank 0 cannot create it: the others must not wait for it
+    outcomes = run_ranks([(shared, shared), missing, stale, (shared, shared), (unwritable, unwritable)])
     assert outcomes[0] == outcomes[3] == ("ok", "ok")
+    assert outcomes[4][0] == outcomes[4][1]
+    assert outcomes[4][0].startswith(f"error: output_dir {unwritable}: rank 0 cannot write {unwritable / MARKER}: ")
     assert shared.is_dir() and not (shared / MARKER).exists()
     for (rank0, rank1), (message, other), problem in zip(
         (missing, stale),
