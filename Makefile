@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/model.py
 	$(BIN)/python bench/loader.py
+	$(BIN)/python bench/validation_startup.py
 
 lint: setup
 	$(BIN)/ruff check .
