@@ -189,13 +189,15 @@ def train(out: Path, config: Path, device: torch.device) -> int:
     return code
 
 
-def train_largest_fitting(out: Path, build: Path, vae: Path, dtype: str, steps: int, plan: Plan) -> tuple[Plan, Path]:
+def train_largest_fitting(
+    out: Path, build: Path, vae: Path, dtype: str, steps: int, plan: Plan, device: torch.device
+) -> tuple[Plan, Path]:
     """Trains at the plan's micro-batches; when stage 1 runs out of device memory, halves its micro-batch
     and tries again, down to 1. Returns the plan that ran and its config."""
     device_plan = plan
     while True:
         config = training_config(out, build, vae, dtype, steps, device_plan)
-        code = train(out, config, torch.device("cuda" if plan.paper else "cpu"))
+        code = train(out, config, device)
         if code == 0:
             return device_plan, config
         log = out / "train.log"
@@ -350,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     build, sample = sample_build(args.out, args.build)
     vae = args.vae if args.vae is not None else stand_in_vae(args.out)
     print(f"[2/4] training both stages, {args.steps} steps each (deepspeed --num_gpus 1, ZeRO-2)", flush=True)
-    ran, config = train_largest_fitting(args.out, build, vae, dtype, args.steps, plan)
+    ran, config = train_largest_fitting(args.out, build, vae, dtype, args.steps, plan, precision.device)
     name = torch.cuda.get_device_name(precision.device) if cuda else "cpu"
     peak_plan = plan_for(precision.device)
     peaks = {
