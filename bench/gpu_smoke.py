@@ -141,13 +141,14 @@ def stand_in_vae(out: Path) -> Path:
 
 
 def training_config(out: Path, build: Path, vae: Path, dtype: str, steps: int, plan: Plan) -> Path:
-    """The shipped tiny config's structure (stage 1's frozen temporal layers included) with the plan's
-    model, sizes and micro-batches, on one GPU: both stages, a few steps."""
+    """The shipped tiny config's structure with the plan's model, sizes and micro-batches, on one GPU: both
+    stages, a few steps, stage 1 with stage1.yaml's frozen layers (a stage list replaces the base's whole)."""
     precision = {"bf16": "bf16", "fp32": "fp32"}.get(dtype)
     if precision is None:
         raise SystemExit(f"gpu_smoke: training runs in bf16 or fp32 (DeepSpeed's mixed precision), not {dtype}")
     stage = {"resolution": plan.resolution, "optimizer": {"warmup_steps": 0}}
-    one = {"global_batch": plan.stage1_batch, "micro_batch": plan.stage1_batch}
+    paper_stage1 = yaml.safe_load((REPO / "training" / "configs" / "stage1.yaml").read_text())["stages"][0]
+    one = {"global_batch": plan.stage1_batch, "micro_batch": plan.stage1_batch, "frozen": paper_stage1["frozen"]}
     two = {"global_batch": plan.stage2_batch, "micro_batch": plan.stage2_batch, "num_frames": plan.stage2_frames}
     settings = {
         "base": str(REPO / "training" / "configs" / "tiny.yaml"),
