@@ -217,10 +217,16 @@ def train_largest_fitting(
         device_plan = Plan(**{**device_plan.__dict__, "stage1_batch": smaller})
 
 
+def flop_text(flops: float, per_second: bool = False) -> str:
+    """TFLOP on a GPU's scale, GFLOP on the CPU's, so that neither prints as 0.000."""
+    unit, scale = ("TFLOP", 1e12) if flops >= 1e11 else ("GFLOP", 1e9)
+    return f"{flops / scale:.3f} {unit}{'/s' if per_second else ''}"
+
+
 def median_rate(rates: list[float]) -> tuple[float, str]:
     """The steady samples/s (the first step, which includes warm-up, left out) and what it is."""
     if len(rates) > 1:
-        return statistics.median(rates[1:]), f"median of {len(rates) - 1} steps after the first"
+        return statistics.median(rates[1:]), f"median of {len(rates) - 1} step(s) after the first"
     return rates[0], "the only step, warm-up included (run --steps 2 or more for a steady figure)"
 
 
@@ -245,8 +251,8 @@ def training_report(out: Path, config_path: Path, plan: Plan, peaks: dict[str, f
         shares = ", ".join(f"{achieved / peak:.1%} of {label}" for label, peak in peaks.items())
         lines.append(
             f"  training {stage.name} (micro-batch {batch}, L={frames}, {plan.resolution} px): {rate:.2f} samples/s "
-            f"({which}), peak memory {max(memory):.2f} GiB; step {(model + vae) / 1e12:.3f} TFLOP "
-            f"(denoiser {model / 1e12:.3f} + VAE encode {vae / 1e12:.3f}), {achieved / 1e12:.3f} TFLOP/s = MFU {shares}"
+            f"({which}), peak memory {max(memory):.2f} GiB; step {flop_text(model + vae)} "
+            f"(denoiser {flop_text(model)} + VAE encode {flop_text(vae)}), {flop_text(achieved, True)} = MFU {shares}"
         )
     return lines
 
@@ -364,9 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     datasheet = datasheet_for(name) if cuda else None
     if datasheet is not None:
         peaks = {f"the {datasheet.name} datasheet's dense bf16 peak": datasheet.bf16_flops, **peaks}
-    report = [
-        f"  bf16 peak: measured {value / 1e12:.1f} TFLOP/s" for label, value in peaks.items() if "measured" in label
-    ]
+    report = [f"  bf16 peak: {label[4:]}: {flop_text(value, True)}" for label, value in peaks.items()]
     if cuda and datasheet is None:
         report.append(f"  (no datasheet entry for {name!r}: MFU is over the measured peak only)")
     if ran.paper and ran != plan:
