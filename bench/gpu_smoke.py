@@ -1,11 +1,16 @@
 """One command for a user with one GPU: does the whole model stack run there, and how well?
 
-    python bench/gpu_smoke.py                 # CUDA in bf16 when present
-    python bench/gpu_smoke.py --device cpu    # the same code on the CPU (CI runs this; a few minutes)
+    python bench/gpu_smoke.py                 # needs CUDA: it refuses to fall back to the CPU
+    python bench/gpu_smoke.py --device cpu    # the same code on the CPU, on purpose (CI runs this)
 
-It runs, on the `small` preset (8 blocks of width 576, 256 px, 4-frame clips):
-1. training: `deepspeed --num_gpus 1 training/train.py` for a few steps of stage 1 (image mode) and
-   stage 2 (video mode) in `--dtype` (bf16 by default on CUDA), ZeRO-2, on the sample build;
+On a GPU it runs the `paper` preset at the paper's per-GPU micro-batch: stage 1 (image mode, 512 px) at
+8 clips (batch 32 over 4 A100s) and stage 2 (video mode, L=16, 512 px) at 1 clip (batch 4 over 4), with
+gradient checkpointing as stage1.yaml has it. When stage 1's 8 does not fit, it halves the micro-batch
+until it does and says so. On the CPU it runs the `tiny` preset (128 px, L=4, micro-batch 1) so that CI
+stays fast; its figures are labelled as not the paper's. The parts:
+1. training: `deepspeed --num_gpus 1 training/train.py` for a few steps of stage 1 (image mode, its
+   temporal layers frozen as in stage1.yaml) and stage 2 (video mode) in `--dtype` (bf16 by default),
+   ZeRO-2, on the sample build;
 2. cached sampling: the trained model's guided DDIM steps with and without the reference and
    null-condition caches, under autocast on the device, and the largest difference between the two;
 3. `rp-animate` on a sample clip (its first 16 frames on a GPU, 8 on the CPU) with the trained model, in
@@ -13,10 +18,14 @@ It runs, on the `small` preset (8 blocks of width 576, 256 px, 4-frame clips):
 4. on a GPU only, the metric networks' speed and a run's projected metric cost (`bench/eval_speed.py`).
 
 and prints, per part: peak memory (CUDA's peak allocation on a GPU, the peak RSS of the process doing
-the work on the CPU), throughput (training samples/s, sampling s/step, animated frames/s) and the share
-of the device's bf16 peak that the training step reaches. The bf16 peak is a large bf16 matmul timed on
-the device in this run (and, for an A100 or H100, the datasheet figure as well), so the share is a ratio
-of two measurements on the same device, not of a measurement and a guess.
+the work on the CPU), throughput (training samples/s, sampling s/step, animated frames/s) and the model
+FLOP utilisation (MFU) of the training step: the FLOPs the step needs (`bench/model_flops.py`: a frozen
+layer's backward is its input gradient only; checkpointing's recomputation is not counted) at the
+measured samples/s, over the datasheet's dense bf16 peak (A100, H100, H200, L40S: `bench/bf16_peak.py`)
+and over a bf16 matmul peak measured on the device in this run.
+
+Without a usable GPU it stops and says why (torch's CUDA build against the NVIDIA driver's version), unless
+`--device cpu` asks for the CPU.
 
 The inputs are real: the sample dataset built by `rp-data build --sample` (or `--build`, a build of
 yours), and the VAE given by `--vae` (the SD1.5 VAE on a real machine). Without `--vae` a stand-in
@@ -35,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -45,30 +55,63 @@ from diffusers import AutoencoderKL
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.bf16_peak import datasheet_for, measured_bf16_peak, plan_for  # noqa: E402
+from bench.cuda_setup import driver_version, no_cuda_reason  # noqa: E402
+from bench.model_flops import denoiser_step_flops, vae_encode_flops  # noqa: E402
 from bench.sampling_cache import measure_mode  # noqa: E402
-from model.costs import ClipShape, ModelSizes, training_step_flops  # noqa: E402
 from model.precision import Precision, add_precision_arguments, peak_memory_bytes  # noqa: E402
 from model.realportrait import PRESETS, RealPortrait  # noqa: E402
 from model.vae import SD15_VAE_CONFIG  # noqa: E402
+from training.config import load_config  # noqa: E402
 from training.loss_curves import logged_scalars  # noqa: E402
 
-PRESET = "small"
 BIN = Path(sys.executable).parent
 GIB = 2**30
-DATASHEET_BF16 = {"A100": 312e12, "H100": 989e12}  # dense bf16 tensor-core peaks, FLOP/s
 DRIVING_CLIP = Path("celebvhq/downloaded_celebvhq/processed/-xU_9kQ2mZ0_1.mp4")  # in the embedded sample
 SOURCE_IMAGE = Path("celeba/Img/img_celeba/000001.jpg")
-MATMUL = 2048
+OUT_OF_MEMORY = ("OutOfMemoryError", "out of memory")  # torch's CUDA OOM, as it lands in the training log
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the training part runs: a preset at a resolution, per stage a micro-batch and a clip length."""
+
+    preset: str
+    resolution: int
+    stage1_batch: int
+    stage2_batch: int
+    stage2_frames: int
+    checkpointing: bool
+
+    @property
+    def paper(self) -> bool:
+        return self.preset == "paper"
+
+
+# the paper's per-GPU micro-batches (stage1.yaml: 32 over 4 A100s; stage2.yaml: 4 over 4, L=16), at 512 px
+PAPER_PLAN = Plan("paper", 512, stage1_batch=8, stage2_batch=1, stage2_frames=16, checkpointing=True)
+CPU_PLAN = Plan(
+    "tiny", 8 * PRESETS["tiny"].latent_size, stage1_batch=1, stage2_batch=1, stage2_frames=4, checkpointing=False
+)
+
+
+def launch(command: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Runs `command`, its output to `log`; returns its exit code."""
+    with log.open("w") as out:
+        return subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def failed(command: list[str], code: int, log: Path) -> SystemExit:
+    tail = log.read_text(errors="replace")[-4000:]
+    return SystemExit(f"gpu_smoke: `{' '.join(command[:3])} ...` failed (exit {code}); {log}:\n{tail}")
 
 
 def run(command: list[str], log: Path, env: dict[str, str] | None = None) -> float:
     """Runs `command`, its output to `log`; returns its wall seconds. A failure shows the log's end."""
     start = time.perf_counter()
-    with log.open("w") as out:
-        result = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
-    if result.returncode != 0:
-        tail = log.read_text(errors="replace")[-4000:]
-        raise SystemExit(f"gpu_smoke: `{' '.join(command[:3])} ...` failed (exit {result.returncode}); {log}:\n{tail}")
+    code = launch(command, log, env)
+    if code != 0:
+        raise failed(command, code, log)
     return time.perf_counter() - start
 
 
@@ -97,33 +140,28 @@ def stand_in_vae(out: Path) -> Path:
     return path
 
 
-def training_config(out: Path, build: Path, vae: Path, dtype: str, steps: int) -> Path:
-    """The shipped tiny config's structure with the `small` model at its size: both stages, a few steps."""
+def training_config(out: Path, build: Path, vae: Path, dtype: str, steps: int, plan: Plan) -> Path:
+    """The shipped tiny config's structure with the plan's model, sizes and micro-batches, on one GPU: both
+    stages, a few steps, stage 1 with stage1.yaml's frozen layers (a stage list replaces the base's whole)."""
     precision = {"bf16": "bf16", "fp32": "fp32"}.get(dtype)
     if precision is None:
         raise SystemExit(f"gpu_smoke: training runs in bf16 or fp32 (DeepSpeed's mixed precision), not {dtype}")
-    spec = PRESETS[PRESET]
-    resolution = spec.latent_size * 8
-    stage = {"resolution": resolution, "global_batch": 1, "micro_batch": 1, "optimizer": {"warmup_steps": 0}}
+    stage = {"resolution": plan.resolution, "optimizer": {"warmup_steps": 0}}
+    paper_stage1 = yaml.safe_load((REPO / "training" / "configs" / "stage1.yaml").read_text())["stages"][0]
+    one = {"global_batch": plan.stage1_batch, "micro_batch": plan.stage1_batch, "frozen": paper_stage1["frozen"]}
+    two = {"global_batch": plan.stage2_batch, "micro_batch": plan.stage2_batch, "num_frames": plan.stage2_frames}
     settings = {
         "base": str(REPO / "training" / "configs" / "tiny.yaml"),
         "output_dir": str(out / "run"),
         "precision": precision,
         "data": {"build_dir": str(build), "heldout_split": None},
         "vae": {"path": str(vae)},
-        "model": {"preset": PRESET},
+        "model": {"preset": plan.preset, "gradient_checkpointing": plan.checkpointing},
         "checkpoint": {"every": 1000},
         "validation": {"pairs": 0},
         "stages": [
-            {**stage, "name": "stage1", "mode": "image", "steps": steps},
-            {
-                **stage,
-                "name": "stage2",
-                "mode": "video",
-                "init_from": "stage1",
-                "steps": steps,
-                "num_frames": spec.num_frames,
-            },
+            {**stage, **one, "name": "stage1", "mode": "image", "steps": steps},
+            {**stage, **two, "name": "stage2", "mode": "video", "init_from": "stage1", "steps": steps},
         ],
     }
     path = out / "smoke.yaml"
@@ -131,7 +169,8 @@ def training_config(out: Path, build: Path, vae: Path, dtype: str, steps: int) -
     return path
 
 
-def train(out: Path, config: Path, device: torch.device) -> None:
+def train(out: Path, config: Path, device: torch.device) -> int:
+    """Both stages in one DeepSpeed launch; returns its exit code (the log is out/train.log)."""
     shutil.rmtree(out / "run", ignore_errors=True)
     env = {
         **os.environ,
@@ -142,60 +181,92 @@ def train(out: Path, config: Path, device: torch.device) -> None:
     if device.type == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
     launcher = [str(BIN / "deepspeed"), "--num_gpus", "1", "--master_port", str(29_500 + os.getpid() % 1000)]
-    seconds = run([*launcher, str(REPO / "training" / "train.py"), "--config", str(config)], out / "train.log", env)
-    print(f"      trained both stages in {seconds:.0f} s (log: {out / 'train.log'})", flush=True)
+    start = time.perf_counter()
+    code = launch([*launcher, str(REPO / "training" / "train.py"), "--config", str(config)], out / "train.log", env)
+    if code == 0:
+        print(
+            f"      trained both stages in {time.perf_counter() - start:.0f} s (log: {out / 'train.log'})", flush=True
+        )
+    return code
 
 
-def bf16_matmul_peak(device: torch.device) -> float:
-    """FLOP/s of a large bf16 matmul on `device`: the achievable bf16 peak the training share is taken of."""
-    a = torch.randn(MATMUL, MATMUL, device=device, dtype=torch.bfloat16)
-    b = torch.randn(MATMUL, MATMUL, device=device, dtype=torch.bfloat16)
-    times = []
-    for _ in range(8):
-        start = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return 2 * MATMUL**3 / statistics.median(times[1:])
+def train_largest_fitting(
+    out: Path, build: Path, vae: Path, dtype: str, steps: int, plan: Plan, device: torch.device
+) -> tuple[Plan, Path]:
+    """Trains at the plan's micro-batches; when stage 1 runs out of device memory, halves its micro-batch
+    and tries again, down to 1. Returns the plan that ran and its config."""
+    device_plan = plan
+    while True:
+        config = training_config(out, build, vae, dtype, steps, device_plan)
+        code = train(out, config, device)
+        if code == 0:
+            return device_plan, config
+        log = out / "train.log"
+        text = log.read_text(errors="replace")
+        stage1_done = (out / "run" / "stage1" / "export").exists()
+        if not any(marker in text for marker in OUT_OF_MEMORY) or stage1_done or device_plan.stage1_batch == 1:
+            if any(marker in text for marker in OUT_OF_MEMORY):
+                stage = "stage 2" if stage1_done else "stage 1"
+                print(f"      {stage} does not fit on this device even at micro-batch 1", flush=True)
+            raise failed(["deepspeed", "training/train.py", "--config"], code, log)
+        smaller = device_plan.stage1_batch // 2
+        print(
+            f"      stage 1 at micro-batch {device_plan.stage1_batch} ran out of device memory; trying {smaller}",
+            flush=True,
+        )
+        device_plan = Plan(**{**device_plan.__dict__, "stage1_batch": smaller})
 
 
-def training_report(out: Path, peak: float, datasheet: float | None) -> list[str]:
-    with torch.device("meta"):
-        sizes = ModelSizes.from_config(RealPortrait.from_preset(PRESET).config)
-    spec = PRESETS[PRESET]
+def flop_text(flops: float, per_second: bool = False) -> str:
+    """TFLOP on a GPU's scale, GFLOP on the CPU's, so that neither prints as 0.000."""
+    unit, scale = ("TFLOP", 1e12) if flops >= 1e11 else ("GFLOP", 1e9)
+    return f"{flops / scale:.3f} {unit}{'/s' if per_second else ''}"
+
+
+def median_rate(rates: list[float]) -> tuple[float, str]:
+    """The steady samples/s (the first step, which includes warm-up, left out) and what it is."""
+    if len(rates) > 1:
+        return statistics.median(rates[1:]), f"median of {len(rates) - 1} step(s) after the first"
+    return rates[0], "the only step, warm-up included (run --steps 2 or more for a steady figure)"
+
+
+def training_report(out: Path, config_path: Path, plan: Plan, peaks: dict[str, float]) -> list[str]:
+    """Per stage: samples/s, peak memory and MFU over each peak in `peaks` (label -> FLOP/s)."""
+    config = load_config(config_path)
+    latent = plan.resolution // 8
     lines = []
-    for name, frames in (("stage1", 1), ("stage2", spec.num_frames)):
-        logs = out / "run" / "tensorboard" / name
-        rates = logged_scalars(logs, "train/samples_per_second")[1][1:]  # the first step includes warm-up
+    for stage, batch, frames in (
+        (config.stages[0], plan.stage1_batch, 1),
+        (config.stages[1], plan.stage2_batch, plan.stage2_frames),
+    ):
+        logs = out / "run" / "tensorboard" / stage.name
+        rates = logged_scalars(logs, "train/samples_per_second")[1]
         memory = logged_scalars(logs, "train/peak_memory_gib")[1]
         if not rates or not memory:
             raise SystemExit(f"gpu_smoke: {logs} has no train/samples_per_second or train/peak_memory_gib")
-        per_sample = training_step_flops(
-            sizes, ClipShape(1, frames, spec.latent_size, spec.latent_size), checkpointing=False
-        )
-        achieved = statistics.median(rates) * per_sample
-        share = f"{achieved / peak:.1%} of the measured bf16 matmul peak"
-        if datasheet is not None:
-            share += f", {achieved / datasheet:.1%} of the datasheet"
+        rate, which = median_rate(rates)
+        model = denoiser_step_flops(plan.preset, stage, batch, frames, latent)
+        vae = vae_encode_flops(config.vae.path, batch * (frames + 1), plan.resolution)
+        achieved = rate * (model + vae) / batch
+        shares = ", ".join(f"{achieved / peak:.1%} of {label}" for label, peak in peaks.items())
         lines.append(
-            f"  training {name} (L={frames}): {statistics.median(rates):.2f} samples/s, peak memory "
-            f"{max(memory):.2f} GiB, {achieved / 1e12:.3f} TFLOP/s = {share}"
+            f"  training {stage.name} (micro-batch {batch}, L={frames}, {plan.resolution} px): {rate:.2f} samples/s "
+            f"({which}), peak memory {max(memory):.2f} GiB; step {flop_text(model + vae)} "
+            f"(denoiser {flop_text(model)} + VAE encode {flop_text(vae)}), {flop_text(achieved, True)} = MFU {shares}"
         )
     return lines
 
 
-def sampling_report(out: Path, precision: Precision) -> list[str]:
+def sampling_report(out: Path, precision: Precision, plan: Plan) -> list[str]:
     """Cached against uncached guided steps of the trained model, on the device: image mode (where the
     caches save most), and on a GPU video mode too (on the CPU it would cost minutes of CI for a figure
     `bench/sampling_cache.py` already gives)."""
     model = RealPortrait.from_pretrained(out / "run" / "stage2" / "export", low_cpu_mem_usage=False)
     model = model.to(precision.device).eval()
-    spec = PRESETS[PRESET]
-    lengths = (1, spec.num_frames) if precision.device.type == "cuda" else (1,)
+    lengths = (1, plan.stage2_frames) if precision.device.type == "cuda" else (1,)
     lines = []
     for frames in lengths:
-        timings = measure_mode(model, frames, spec.latent_size, steps=2, repeats=1, precision=precision)
+        timings = measure_mode(model, frames, plan.resolution // 8, steps=2, repeats=1, precision=precision)
         lines.append(
             f"  cached sampling (L={frames}, guidance 2/1, 3 passes a step): {timings.cached_step:.3f} s/step "
             f"cached, {timings.uncached_step:.3f} uncached ({timings.speedup_at_paper_steps:.2f}x at 50 steps, "
@@ -247,43 +318,84 @@ def metric_report(device: str | None, dtype: str | None) -> list[str]:
     return metric_speed_lines(measure_metric_speed(metric_precision(device, dtype), quick=True))
 
 
+def resolve_precision(parser: argparse.ArgumentParser, device: str | None, dtype: str | None) -> Precision:
+    """`--device`/`--dtype`, with no silent CPU fallback: without a usable GPU only `--device cpu` runs."""
+    wants_cuda = device is None or device.startswith("cuda")
+    if wants_cuda and not torch.cuda.is_available():
+        reason = no_cuda_reason(torch.version.cuda, driver_version())
+        raise SystemExit(
+            f"gpu_smoke: torch sees no CUDA device: {reason}. This smoke test measures a GPU and does not fall "
+            "back to the CPU; pass --device cpu to run it on the CPU on purpose."
+        )
+    try:
+        precision = Precision.resolve(device, dtype)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if dtype is None and precision.device.type == "cpu":
+        precision = Precision(precision.device, torch.bfloat16)  # the point is the bf16 path: the CPU runs it too
+    return precision
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_precision_arguments(parser)
     parser.add_argument("--out", type=Path, default=REPO / ".cache" / "gpu_smoke", help="work folder (reused)")
     parser.add_argument("--build", type=Path, help="a build folder (default: the sample, built into --out)")
     parser.add_argument("--vae", type=Path, help="SD1.5 VAE folder (default: a stand-in with random weights)")
-    parser.add_argument("--steps", type=int, default=2, help="training steps per stage (the first is warm-up)")
+    parser.add_argument(
+        "--steps", type=int, default=2, help="training steps per stage; the first includes warm-up (default 2)"
+    )
     parser.add_argument("--frames", type=int, help="driving frames rp-animate animates (default: 16 on CUDA, 8 on CPU)")
     args = parser.parse_args(argv)
-    try:
-        precision = Precision.resolve(args.device, args.dtype)
-    except ValueError as exc:
-        parser.error(str(exc))
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    precision = resolve_precision(parser, args.device, args.dtype)
     dtype = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[precision.dtype]
-    if args.dtype is None and precision.device.type == "cpu":
-        dtype = "bf16"  # the point is the bf16 path: run it on the CPU too (autocast)
-        precision = Precision(precision.device, torch.bfloat16)
+    cuda = precision.device.type == "cuda"
+    plan = PAPER_PLAN if cuda else CPU_PLAN
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    print(f"gpu_smoke: `{PRESET}` on {precision.device} in {dtype}, work folder {args.out}", flush=True)
+    print(f"gpu_smoke: `{plan.preset}` on {precision.device} in {dtype}, work folder {args.out}", flush=True)
     build, sample = sample_build(args.out, args.build)
     vae = args.vae if args.vae is not None else stand_in_vae(args.out)
     print(f"[2/4] training both stages, {args.steps} steps each (deepspeed --num_gpus 1, ZeRO-2)", flush=True)
-    train(args.out, training_config(args.out, build, vae, dtype, args.steps), precision.device)
-    name = torch.cuda.get_device_name(precision.device) if precision.device.type == "cuda" else "cpu"
-    datasheet = next((flops for key, flops in DATASHEET_BF16.items() if key in name), None)
-    report = training_report(args.out, bf16_matmul_peak(precision.device), datasheet)
-    if precision.device.type == "cpu":
-        report.append("  (a CPU without native bf16 emulates the model and the matmul alike: the share means little)")
+    ran, config = train_largest_fitting(args.out, build, vae, dtype, args.steps, plan, precision.device)
+    name = torch.cuda.get_device_name(precision.device) if cuda else "cpu"
+    peak_plan = plan_for(precision.device)
+    peaks = {
+        f"the measured bf16 peak ({peak_plan.describe(precision.device)})": measured_bf16_peak(
+            precision.device, peak_plan
+        )
+    }
+    datasheet = datasheet_for(name) if cuda else None
+    if datasheet is not None:
+        peaks = {f"the {datasheet.name} datasheet's dense bf16 peak": datasheet.bf16_flops, **peaks}
+    report = [f"  bf16 peak: {label[4:]}: {flop_text(value, True)}" for label, value in peaks.items()]
+    if cuda and datasheet is None:
+        report.append(f"  (no datasheet entry for {name!r}: MFU is over the measured peak only)")
+    if ran.paper and ran != plan:
+        report.append(
+            f"  stage 1 did not fit at the paper's micro-batch {plan.stage1_batch}: measured at "
+            f"{ran.stage1_batch}, the largest that fits on this device"
+        )
+    if not ran.paper:
+        report.append(
+            f"  (the CPU runs the `{ran.preset}` preset at {ran.resolution} px, stage 2 at L={ran.stage2_frames}, "
+            "micro-batch 1, to keep CI fast: NOT the paper's figure; a GPU runs the `paper` preset at 512 px, "
+            "micro-batches 8 and 1, L=16)"
+        )
+        report.append("  (a CPU without native bf16 emulates the model and the matmul alike: the shares mean little)")
+    report += training_report(args.out, config, ran, peaks)
     print("[3/4] cached sampling", flush=True)
-    report += sampling_report(args.out, precision)
+    report += sampling_report(args.out, precision, ran)
     print(f"[4/4] rp-animate on {DRIVING_CLIP.name}", flush=True)
-    frames = args.frames or (16 if precision.device.type == "cuda" else 8)
+    frames = args.frames or (16 if cuda else 8)
     report += animate_report(args.out, sample, vae, precision, dtype, frames)
-    if precision.device.type == "cuda":
+    if cuda:
         print("[+] metric networks (bench/eval_speed.py)", flush=True)
         report += metric_report(args.device, args.dtype)
+    else:
+        report.append("  (metric network speed: GPU only here; `python bench/eval_speed.py` measures it on the CPU)")
     print(f"\ngpu_smoke on {name} ({dtype}), {time.perf_counter() - began:.0f} s in all:")
     print("\n".join(report))
     return 0

@@ -11,8 +11,9 @@ process's peak RSS over the built model and inputs; the activations autograd kep
 printed beside the analytic estimate.
 
 Part 2 is the analytic table for the `paper` preset at the paper's two stages on 4 A100s: FLOPs per
-step, activation memory with and without checkpointing (bf16), ZeRO-2 model states per GPU, step time
-at a stated utilisation of the A100's bf16 peak, and the total training days.
+step, activation memory with and without checkpointing (bf16), ZeRO-2 model states per GPU, the EMA's fp32
+partition and DeepSpeed's communication buckets per GPU (`bench/training_memory.py`), step time at a stated
+utilisation of the A100's bf16 peak, and the total training days.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 # This file is bench/model.py: put the repository first so `model` is the package, not this script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.training_memory import bucket_bytes, ema_bytes, read_zero_section
 from model.costs import (
     A100_BF16_FLOPS,
     ClipShape,
@@ -53,6 +55,7 @@ CPU_BATCH = {"tiny": 2, "small": 1}
 MATMUL_SIZE = 2048
 GPUS = 4
 MIB, GIB = 2**20, 2**30
+ZERO_CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,8 @@ def print_paper_table(utilisation: float) -> None:
     frozen_model = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     vae_flops, vae_parameters = vae_encoder_costs(spec.latent_size * sizes.vae_scale_factor)
     states = zero2_model_state_bytes(trainable, frozen_model + vae_parameters, GPUS)
+    ema = ema_bytes(trainable, trainable + frozen_model, GPUS)
+    buckets = {stage: bucket_bytes(read_zero_section(ZERO_CONFIGS / f"zero{stage}.json")) for stage in (2, 3)}
 
     print(f"\nPaper config, analytic: {trainable:,} trainable parameters (+{vae_parameters:,} frozen VAE), ")
     print(
@@ -211,6 +216,13 @@ def print_paper_table(utilisation: float) -> None:
                     ("activations GiB/GPU, no checkpointing", f"{plain / GIB:.1f}"),
                     ("activations GiB/GPU, checkpointing", f"{checkpointed / GIB:.2f}"),
                     ("ZeRO-2 model states GiB/GPU", f"{states['total'] / GIB:.1f}"),
+                    ("EMA fp32 partition GiB/GPU", f"{ema.partition / GIB:.2f}"),
+                    ("ZeRO-2 comm. buckets GiB/GPU", f"{buckets[2].total / GIB:.2f}"),
+                    (
+                        "total GiB/GPU, checkpointing",
+                        f"{(checkpointed + states['total'] + ema.partition + buckets[2].total) / GIB:.1f}",
+                    ),
+                    ("  + whole EMA while saving/validating", f"{ema.gathered / GIB:.1f}"),
                     ("step time s (A100)", f"{seconds:.2f}"),
                     ("steps", f"{stage.steps:,}"),
                     ("stage days", f"{seconds * stage.steps / 86400:.2f}"),
@@ -227,6 +239,13 @@ def print_paper_table(utilisation: float) -> None:
         f"gradients {states['gradients'] / GIB:.2f} GiB + fp32 master/Adam {states['optimizer'] / GIB:.2f} GiB "
         "(partitioned)"
     )
+    print(
+        f"EMA per GPU: each rank averages its own fp32 partition ({ema.partition / GIB:.2f} GiB = 4 B x trainable / "
+        f"{GPUS}); the whole fp32 model ({ema.gathered / GIB:.2f} GiB) is gathered only to save, export or validate"
+    )
+    for stage, bucket in buckets.items():
+        parts = ", ".join(f"{name} {size / GIB:.2f}" for name, size in bucket.buffers)
+        print(f"ZeRO-{stage} comm. buffers/GPU (zero{stage}.json, bf16): {parts} = {bucket.total / GIB:.2f} GiB")
     print(f"total training: {total_seconds / 86400:.2f} days at {utilisation:.0%} utilisation")
     implied = total_flops / (7 * 86400 * GPUS * A100_BF16_FLOPS)
     print(f"the paper's 'about one week' would mean {implied:.1%} average utilisation of the 4 A100s")
