@@ -7,7 +7,8 @@ names the newest complete one and is written last, after every rank has saved: a
 leaves `latest` on a complete checkpoint, and folders newer than it are leftovers, removed on resume.
 
 Resuming restores DeepSpeed's state (step, optimizer, LR schedule), the EMA from safetensors (never
-unpickled) and the trainer state; DeepSpeed's own files are ours and loaded by DeepSpeed.
+unpickled) and the trainer state; DeepSpeed's own files are ours and loaded by DeepSpeed. The EMA is saved
+whole (gathered from the ranks' partitions); every rank loads it and averages its own part from there.
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ class Checkpoints:
     def save(self, engine: Any, ema: EMA, state: dict[str, Any]) -> str:
         tag = f"step_{state['step']:08d}"
         engine.save_checkpoint(str(self.dir), tag=tag, save_latest=False)
+        average = ema.gathered()  # collective: every rank assembles it, rank 0 writes it
         if self.rank == 0:
-            export_model(ema.model, self.dir / tag / EMA_DIR, self.heldout)
+            export_model(average, self.dir / tag / EMA_DIR, self.heldout)
             _atomic_text(self.dir / tag / STATE_FILE, json.dumps({**state, "ema_updates": ema.updates}, indent=1))
         dist.barrier()
         if self.rank == 0:
@@ -112,8 +114,7 @@ class Checkpoints:
         )
         if path is None:
             raise RuntimeError(f"DeepSpeed could not load the checkpoint {self.dir / tag}")
-        ema.model.load_state_dict(load_file(self.dir / tag / EMA_DIR / WEIGHTS))
         state = json.loads((self.dir / tag / STATE_FILE).read_text())
-        ema.updates = state["ema_updates"]
+        ema.load(load_file(self.dir / tag / EMA_DIR / WEIGHTS), state["ema_updates"])
         dist.barrier()
         return state

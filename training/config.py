@@ -229,6 +229,12 @@ class TrainConfig(_Strict):
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
     deepspeed: Path = Field(CONFIG_DIR / "zero2.json", description="DeepSpeed JSON: ZeRO stage and its knobs")
+    compile: bool = Field(
+        False,
+        description="torch.compile every transformer block of the backbone and the ControlNet, and the final layer "
+        "(regional compilation: one compiled graph serves every block); not with ZeRO-3, whose parameter hooks "
+        "run inside each block",
+    )
     collective_timeout_minutes: float = Field(
         30, gt=0, description="how long a rank waits in a collective (all-reduce, barrier) before the job fails"
     )

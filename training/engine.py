@@ -50,11 +50,18 @@ def batch_split(stage: StageConfig, world: int) -> tuple[int, int]:
     return micro, stage.global_batch // (micro * world)
 
 
-def deepspeed_config(path: Path, stage: StageConfig, *, world: int, bf16: bool) -> dict[str, Any]:
+def deepspeed_config(
+    path: Path, stage: StageConfig, *, world: int, bf16: bool, compiled: bool = False
+) -> dict[str, Any]:
     try:
         config = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"deepspeed: cannot read the DeepSpeed config {path}: {exc}") from exc
+    if compiled and config.get("zero_optimization", {}).get("stage", 0) == 3:
+        raise ConfigError(
+            f"compile: true cannot run with {path} (ZeRO stage 3): its parameter-gathering hooks fire inside the "
+            "compiled blocks; use a ZeRO-2 config (training/configs/zero2.json) or compile: false"
+        )
     owned = sorted(set(config) & set(OWNED_KEYS))
     if owned:
         raise ConfigError(f"{path}: sets {owned}, which the training config owns (stage batch, clipping, precision)")
@@ -191,6 +198,16 @@ def rotary_restorer(model: nn.Module) -> Callable[[], None]:
             module.freqs.data = exact.to(module.freqs.device)
 
     return restore
+
+
+def compile_networks(model: RealPortrait) -> None:
+    """Compiles, in place, the modules that hold nearly all of the backbone's and the ControlNet's compute: their
+    transformer blocks and the backbone's final layer. Block by block rather than whole, so that one graph,
+    compiled once, serves every block of a stack, gradient checkpointing still wraps each block, and the host
+    branches of `STDiT2.denoise` stay outside the compiled graphs. Parameter names are unchanged (no
+    `_orig_mod.` wrapper), so checkpoints and the EMA see the same model."""
+    for module in (*model.backbone.blocks, *model.controlnet.blocks, model.backbone.final_layer):
+        module.compile()
 
 
 def ema_for_stage(model: RealPortrait, names: list[str], stage: StageConfig, device: torch.device) -> EMA:

@@ -54,6 +54,7 @@ from training.engine import (
     Objective,
     batch_split,
     build_model,
+    compile_networks,
     deepspeed_config,
     ema_for_stage,
     make_optimizer,
@@ -182,8 +183,12 @@ class StageRun:
             f"{stage.mode} mode, {trained:,} of {sum(p.numel() for p in model.parameters()):,} parameters trained"
         )
         self.ema = ema_for_stage(model, trainable, stage, context.device)
+        if config.compile:  # after the EMA's copy: the copy validates and exports uncompiled
+            compile_networks(model)
         optimizer, scheduler = make_optimizer(model, stage)
-        ds_config = deepspeed_config(config.deepspeed, stage, world=context.world, bf16=context.bf16)
+        ds_config = deepspeed_config(
+            config.deepspeed, stage, world=context.world, bf16=context.bf16, compiled=config.compile
+        )
         restore_rotary = rotary_restorer(model)
         self.engine, *_ = deepspeed.initialize(
             model=Objective(model, autocast=torch.bfloat16 if context.bf16 else None),
@@ -273,10 +278,13 @@ class StageRun:
 
     def log(self, step: int, window: Window, lr: float) -> None:
         """Collective (every rank calls it at the same steps): the loss mean over ranks, summed skip counts."""
-        total = torch.tensor([window.loss, window.steps], dtype=torch.float64, device=self.context.device)
+        request = self.dir / "EXPORT"
+        requested = self.monitor is not None and request.exists()  # rank 0 decides; the all-reduce tells the others
+        total = torch.tensor([window.loss, window.steps, requested], dtype=torch.float64, device=self.context.device)
         dist.all_reduce(total)
         counts: list[Any] = [None] * self.context.world
         dist.all_gather_object(counts, self.state["skipped"])
+        average = self.ema.gathered() if total[2] > 0 else None  # collective: the EMA's partitions, assembled
         if self.monitor is None:
             return
         values = {
@@ -290,9 +298,8 @@ class StageRun:
         skipped = sum((Counter(c) for c in counts), Counter())
         self.monitor.scalars(step, {f"data/skipped/{reason}": n for reason, n in skipped.items()})
         self.monitor.progress(step, values)
-        request = self.dir / "EXPORT"
-        if request.exists():
-            export_model(self.ema.model, self.dir / "exports" / f"step_{step:08d}", self.heldout, self.config.vae.path)
+        if average is not None:
+            export_model(average, self.dir / "exports" / f"step_{step:08d}", self.heldout, self.config.vae.path)
             request.unlink()
             print(f"[{self.stage.name}] exported the EMA model of step {step} on request", flush=True)
 
@@ -302,10 +309,11 @@ class StageRun:
             return
         began = time.monotonic()
         mine = [self.clips[index] for index in self.share]
+        average = self.ema.gathered()  # collective: every rank, whether or not it has clips to sample
         result = SharedResult([], np.zeros((0,), np.uint8), 0.0, 0)
         if mine:
             autocast = torch.bfloat16 if self.context.bf16 else None
-            generated = generate(self.ema.model, self.context.vae, mine, self.stage, self.config.validation, autocast)
+            generated = generate(average, self.context.vae, mine, self.stage, self.config.validation, autocast)
             result = score_share(self.share, mine, generated)
         result = replace(result, seconds=time.monotonic() - began)
         shares: list[Any] | None = [None] * self.context.world if self.monitor is not None else None
@@ -353,8 +361,9 @@ class StageRun:
                     print(f"[{stage.name}] checkpoint {self.checkpoints.dir / tag}", flush=True)
             if logged:  # the next window measures training only, not this step's validation and checkpoint
                 window = Window()
+        average = self.ema.gathered()  # collective (a no-op after the last checkpoint's gather)
         if self.context.rank == 0:
-            export_model(self.ema.model, self.dir / "export", self.heldout, self.config.vae.path)
+            export_model(average, self.dir / "export", self.heldout, self.config.vae.path)
             print(f"[{stage.name}] done: EMA model exported to {self.dir / 'export'}", flush=True)
         dist.barrier()
 

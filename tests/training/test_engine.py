@@ -62,11 +62,11 @@ def test_ema_averages_the_trained_parameters_only() -> None:
             parameter.add_(1.0)
     ema.update(model)  # moves 10% of the way
     ema.update(model)  # the remaining 90% shrinks to 81%
-    averaged = dict(ema.model.named_parameters())
+    averaged = dict(ema.gathered().named_parameters())  # no ZeRO partition: nothing to gather
     for name in names:
         assert torch.allclose(averaged[name], start[name] + 1 - 0.81, atol=1e-6)
     assert torch.equal(averaged["backbone.blocks.0.attn.qkv.weight"], start["backbone.blocks.0.attn.qkv.weight"])
-    assert ema.updates == 2 and not any(p.requires_grad for p in ema.model.parameters())
+    assert ema.updates == 2 and not any(p.requires_grad for p in ema.gathered().parameters())
 
 
 def test_ema_refuses_bf16_weights_without_an_fp32_master_copy() -> None:
@@ -75,9 +75,10 @@ def test_ema_refuses_bf16_weights_without_an_fp32_master_copy() -> None:
     with torch.no_grad():
         model.backbone.final_layer.linear.weight.fill_(0.25)
     ema.update(model)  # fp32 and no DeepSpeed optimizer: the weights are their own master copy
-    assert (ema.model.backbone.final_layer.linear.weight == 0.25).all()
-    with pytest.raises(RuntimeError, match=r"fp32 master weights, but this torch.bfloat16 parameter has none"):
-        ema.update(model.bfloat16())  # rounded weights would silently pass their rounding on to the average
+    assert (ema.gathered().backbone.final_layer.linear.weight == 0.25).all()
+    rounded = EMA(model, ["backbone.final_layer.linear.weight"], decay=0.0, device=torch.device("cpu"))
+    with pytest.raises(RuntimeError, match=r"backbone.final_layer.linear.weight \(torch.bfloat16\) has none"):
+        rounded.update(model.bfloat16())  # rounded weights would silently pass their rounding on to the average
 
 
 def test_the_ema_decay_reaches_its_target_after_the_warm_up_fraction() -> None:
