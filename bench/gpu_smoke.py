@@ -362,15 +362,15 @@ def main(argv: list[str] | None = None) -> int:
     ran, config = train_largest_fitting(args.out, build, vae, dtype, args.steps, plan, precision.device)
     name = torch.cuda.get_device_name(precision.device) if cuda else "cpu"
     peak_plan = plan_for(precision.device)
-    peaks = {
-        f"the measured bf16 peak ({peak_plan.describe(precision.device)})": measured_bf16_peak(
-            precision.device, peak_plan
-        )
-    }
+    measured = measured_bf16_peak(precision.device, peak_plan)
+    peaks = {"the measured bf16 peak": measured}
+    report = [f"  bf16 peak measured ({peak_plan.describe(precision.device)}): {flop_text(measured, True)}"]
     datasheet = datasheet_for(name) if cuda else None
     if datasheet is not None:
         peaks = {f"the {datasheet.name} datasheet's dense bf16 peak": datasheet.bf16_flops, **peaks}
-    report = [f"  bf16 peak: {label[4:]}: {flop_text(value, True)}" for label, value in peaks.items()]
+        report.insert(
+            0, f"  bf16 peak of the {datasheet.name} datasheet (dense): {flop_text(datasheet.bf16_flops, True)}"
+        )
     if cuda and datasheet is None:
         report.append(f"  (no datasheet entry for {name!r}: MFU is over the measured peak only)")
     if ran.paper and ran != plan:

@@ -11,8 +11,8 @@ process's peak RSS over the built model and inputs; the activations autograd kep
 printed beside the analytic estimate.
 
 Part 2 is the analytic table for the `paper` preset at the paper's two stages on 4 A100s: FLOPs per
-step, activation memory with and without checkpointing (bf16), ZeRO-2 model states per GPU, the EMA's fp32
-partition and DeepSpeed's communication buckets per GPU (`bench/training_memory.py`), step time at a stated
+step, activation memory with and without checkpointing (bf16), ZeRO-2 model states per GPU, the EMA's whole
+fp32 copy and DeepSpeed's communication buckets per GPU (`bench/training_memory.py`), step time at a stated
 utilisation of the A100's bf16 peak, and the total training days.
 """
 
@@ -178,7 +178,7 @@ def print_paper_table(utilisation: float) -> None:
     frozen_model = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     vae_flops, vae_parameters = vae_encoder_costs(spec.latent_size * sizes.vae_scale_factor)
     states = zero2_model_state_bytes(trainable, frozen_model + vae_parameters, GPUS)
-    ema = ema_bytes(trainable, trainable + frozen_model, GPUS)
+    ema = ema_bytes(trainable + frozen_model, max(p.numel() for p in model.parameters()))
     buckets = {stage: bucket_bytes(read_zero_section(ZERO_CONFIGS / f"zero{stage}.json")) for stage in (2, 3)}
 
     print(f"\nPaper config, analytic: {trainable:,} trainable parameters (+{vae_parameters:,} frozen VAE), ")
@@ -216,13 +216,13 @@ def print_paper_table(utilisation: float) -> None:
                     ("activations GiB/GPU, no checkpointing", f"{plain / GIB:.1f}"),
                     ("activations GiB/GPU, checkpointing", f"{checkpointed / GIB:.2f}"),
                     ("ZeRO-2 model states GiB/GPU", f"{states['total'] / GIB:.1f}"),
-                    ("EMA fp32 partition GiB/GPU", f"{ema.partition / GIB:.2f}"),
+                    ("EMA fp32 copy GiB/GPU", f"{ema.held / GIB:.2f}"),
                     ("ZeRO-2 comm. buckets GiB/GPU", f"{buckets[2].total / GIB:.2f}"),
                     (
                         "total GiB/GPU, checkpointing",
-                        f"{(checkpointed + states['total'] + ema.partition + buckets[2].total) / GIB:.1f}",
+                        f"{(checkpointed + states['total'] + ema.held + buckets[2].total) / GIB:.1f}",
                     ),
-                    ("  + whole EMA while saving/validating", f"{ema.gathered / GIB:.1f}"),
+                    ("  + EMA gather bucket while saving/validating", f"{ema.gather_bucket / GIB:.2f}"),
                     ("step time s (A100)", f"{seconds:.2f}"),
                     ("steps", f"{stage.steps:,}"),
                     ("stage days", f"{seconds * stage.steps / 86400:.2f}"),
@@ -240,8 +240,9 @@ def print_paper_table(utilisation: float) -> None:
         "(partitioned)"
     )
     print(
-        f"EMA per GPU: each rank averages its own fp32 partition ({ema.partition / GIB:.2f} GiB = 4 B x trainable / "
-        f"{GPUS}); the whole fp32 model ({ema.gathered / GIB:.2f} GiB) is gathered only to save, export or validate"
+        f"EMA per GPU: a whole fp32 copy of the model ({ema.held / GIB:.2f} GiB = 4 B x every parameter) on every "
+        "rank, each averaging only its own partition in place (no collective per step); gathering it to save, "
+        f"export or validate adds a {ema.gather_bucket / GIB:.2f} GiB bucket"
     )
     for stage, bucket in buckets.items():
         parts = ", ".join(f"{name} {size / GIB:.2f}" for name, size in bucket.buffers)

@@ -1,9 +1,10 @@
 """Per-GPU memory that the ZeRO model states leave out: the EMA and DeepSpeed's communication buckets.
 
-The EMA (training/ema.py, issue 24) keeps, on each rank, the fp32 average of that rank's own partition of
-the trained parameters: 4 bytes x trainable / ranks, all the time. The whole fp32 model is gathered only to
-save, export or validate it, so that copy (4 bytes x every parameter of the model, frozen ones included:
-the export is a complete model) is a transient peak at those moments, not a steady cost.
+The EMA (training/ema.py, issue 24) lives in a whole fp32 copy of the model on every rank (4 bytes x every
+parameter, frozen ones included: the export is a complete model), all the time. Each rank averages only the
+elements of its own partition in place in that copy, which costs no collective per step but no memory
+either; gathering the whole average (to save, export or validate) adds one fp32 bucket of at most
+`GATHER_BUCKET_ELEMENTS` (or the largest parameter, if larger) for that moment.
 
 The buckets are what DeepSpeed allocates from the ZeRO section of training/configs/zero2.json or
 zero3.json, read from its source (runtime/zero/stage_1_and_2.py, stage3.py), sizes in elements:
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training.ema import GATHER_BUCKET_ELEMENTS
+
 FP32_BYTES = 4
 DEEPSPEED_DEFAULTS = {  # DeepSpeed's own defaults for the keys a config may leave out
     "reduce_bucket_size": 500_000_000,
@@ -33,18 +36,20 @@ DEEPSPEED_DEFAULTS = {  # DeepSpeed's own defaults for the keys a config may lea
 
 @dataclass(frozen=True)
 class EmaMemory:
-    """Bytes per GPU: the rank's fp32 partition (always held) and the whole fp32 model (only while saving,
-    exporting or validating)."""
+    """Bytes per GPU: the whole fp32 copy (always held) and the bucket its gather adds while saving, exporting
+    or validating."""
 
-    partition: float
-    gathered: float
+    held: float
+    gather_bucket: float
 
 
-def ema_bytes(trainable: int, model_parameters: int, gpus: int) -> EmaMemory:
-    """The partitioned EMA's cost per GPU; `model_parameters` counts the whole model, frozen ones included."""
-    if gpus < 1:
-        raise ValueError(f"gpus must be at least 1, got {gpus}")
-    return EmaMemory(partition=FP32_BYTES * trainable / gpus, gathered=float(FP32_BYTES * model_parameters))
+def ema_bytes(model_parameters: int, largest_parameter: int) -> EmaMemory:
+    """The EMA's cost per GPU, the same on every rank whatever their number; `model_parameters` counts the whole
+    model, frozen ones included."""
+    if largest_parameter > model_parameters:
+        raise ValueError(f"the largest parameter ({largest_parameter:,}) exceeds the model ({model_parameters:,})")
+    bucket = min(model_parameters, max(GATHER_BUCKET_ELEMENTS, largest_parameter))
+    return EmaMemory(held=float(FP32_BYTES * model_parameters), gather_bucket=float(FP32_BYTES * bucket))
 
 
 @dataclass(frozen=True)

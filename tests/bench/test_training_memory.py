@@ -1,4 +1,4 @@
-"""bench/model.py's per-GPU memory beyond the ZeRO states: the partitioned EMA and DeepSpeed's buckets."""
+"""bench/model.py's per-GPU memory beyond the ZeRO states: the EMA's fp32 copy and DeepSpeed's buckets."""
 
 from __future__ import annotations
 
@@ -8,17 +8,20 @@ from pathlib import Path
 import pytest
 
 from bench.training_memory import bucket_bytes, ema_bytes, read_zero_section
+from training.ema import GATHER_BUCKET_ELEMENTS
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 
 
-def test_ema_holds_its_partition_and_gathers_the_whole_model_only_to_save() -> None:
-    ema = ema_bytes(trainable=1_000, model_parameters=1_200, gpus=4)
-    assert ema.partition == 4 * 1_000 / 4  # fp32, a quarter of the trained parameters on each of 4 ranks
-    assert ema.gathered == 4 * 1_200  # the whole fp32 model, frozen parameters included
-    assert ema_bytes(1_000, 1_200, 1).partition == 4_000  # one rank holds it all
-    with pytest.raises(ValueError, match="gpus"):
-        ema_bytes(1_000, 1_200, 0)
+def test_ema_is_a_whole_fp32_copy_and_its_gather_adds_one_bucket() -> None:
+    ema = ema_bytes(model_parameters=1_200, largest_parameter=300)
+    assert ema.held == 4 * 1_200  # the whole fp32 model on every rank, frozen parameters included
+    assert ema.gather_bucket == 4 * 1_200  # a model smaller than one bucket is gathered in one
+    big = ema_bytes(model_parameters=10 * GATHER_BUCKET_ELEMENTS, largest_parameter=2 * GATHER_BUCKET_ELEMENTS)
+    assert big.gather_bucket == 4 * 2 * GATHER_BUCKET_ELEMENTS  # a parameter larger than a bucket is gathered alone
+    assert ema_bytes(10 * GATHER_BUCKET_ELEMENTS, 10).gather_bucket == 4 * GATHER_BUCKET_ELEMENTS
+    with pytest.raises(ValueError, match="exceeds the model"):
+        ema_bytes(100, 200)
 
 
 def test_shipped_zero2_config_double_buffers_its_reduce_bucket() -> None:
