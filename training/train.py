@@ -273,7 +273,7 @@ class StageRun:
         last = latest.read_text().strip() if latest.exists() else "none yet"
         advice = (
             f"Nothing after that step was checkpointed (last checkpoint: {last}). Check those clips for broken "
-            f"inputs (leave them out with data.keys or drop their tar), then resume from the last checkpoint, "
+            f"inputs (rebuild or remove them in the data build), then resume from the last checkpoint, "
             f"with a lower stages.{self.stage.name}.optimizer.lr if the loss was rising before it"
         )
         self.losses.check_finite(self.stage.name, self.context.rank, advice)
@@ -393,18 +393,27 @@ def train(config: TrainConfig) -> None:
     if rank == 0:
         config.output_dir.mkdir(parents=True, exist_ok=True)
         (config.output_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    for index, stage in enumerate(config.stages):
-        if is_exported(config.output_dir / stage.name / "export"):
-            if rank == 0:
-                print(f"[{stage.name}] already exported: skipped", flush=True)
-            continue
-        run = StageRun(config, index, stage, context)
-        run.run()
-        run.close()
-    dist.barrier()
-    dist.destroy_process_group()
-    if device.type == "cpu":
-        release_shm_buffer(rank)
+    try:
+        for index, stage in enumerate(config.stages):
+            if is_exported(config.output_dir / stage.name / "export"):
+                if rank == 0:
+                    print(f"[{stage.name}] already exported: skipped", flush=True)
+                continue
+            run = StageRun(config, index, stage, context)
+            run.run()
+            run.close()
+        dist.barrier()
+        dist.destroy_process_group()
+    except NonFiniteLoss as error:
+        # raised on every rank together; rank 0 says it before any rank exits, since the launcher stops every
+        # rank as soon as one exits non-zero (and could cut rank 0 off mid-message)
+        if rank == 0:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+        dist.barrier()
+        raise
+    finally:
+        if device.type == "cpu":
+            release_shm_buffer(rank)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,9 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {error}", file=sys.stderr)
         return 2
-    except NonFiniteLoss as error:  # raised on every rank together: one message, every rank exits
-        if os.environ.get("RANK", "0") == "0":
-            print(f"error: {error}", file=sys.stderr, flush=True)
+    except NonFiniteLoss:  # every rank stops; rank 0 has printed the one message (see `train`)
         return 3
     return 0
 

@@ -23,8 +23,8 @@ def poisoned_inputs(batch, context, sample_posterior):  # type: ignore[no-untype
     latents, reference_latents, driving, fps = clean_inputs(batch, context, sample_posterior)
     calls += 1
     if context.rank == 1 and calls == POISONED_CALL:
-        latents = latents.clone()
-        latents.view(-1)[0] = float("nan")
+        latents = latents.clone()  # keeps the batch's strides, which need not be contiguous: index, not view
+        latents[(0,) * latents.ndim] = float("nan")
     return latents, reference_latents, driving, fps
 
 
