@@ -107,12 +107,6 @@ def _from_host_data(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return device is not None and torch.device(device).type != "cpu" and not isinstance(args[0], torch.Tensor)
 
 
-def _from_host_data(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """`torch.tensor(data, device=d)` with Python data and a device: the data is copied from host memory."""
-    device = kwargs.get("device")
-    return device is not None and torch.device(device).type != "cpu" and not isinstance(args[0], torch.Tensor)
-
-
 def _has_bool_index(index: Any) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
     return any(isinstance(part, torch.Tensor) and part.dtype == torch.bool for part in parts)
