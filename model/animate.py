@@ -15,7 +15,8 @@ Why it works this way:
 - Memory does not grow with the driving video's length beyond its frames and latents: the motion
   encoder reads one window at a time (its first activations are ~16 MB per 512 px frame, so a whole
   300-frame video at once would need ~20 GB), re-encoded at every step rather than kept (about 1 % of a
-  step's cost at paper size), and the VAE decodes a few frames at a time straight into the uint8 result.
+  step's cost at paper size) from the video's uint8 frames, copied to the device once, and the VAE
+  decodes a few frames at a time straight into the uint8 result.
 - The driving video is read by presentation time (`pipeline.crops.read_driving`): frame j is the driver
   at time j / fps, fps its mean rate, so a phone's variable-rate video drives the animation with its true
   timing, and the output, written at that constant rate, lasts as long as the driving video. That rate is
@@ -191,6 +192,14 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
 
 
+def to_device_uint8(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> [1, 3, T, H, W] uint8 on `device`, in one copy (from pinned memory on CUDA)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None]
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """[1, 3, T, H, W] in [-1, 1] -> (T, H, W, 3) uint8."""
     pixels = ((frames[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round()
@@ -241,20 +250,21 @@ class Animator:
     def motion_windows(self, driving: np.ndarray) -> MotionWindow:
         """`(start, stop) -> motion features` of square driving crops (T, S, S, 3) uint8, encoded on request.
 
-        Only the asked frames are resized and encoded, so the motion encoder's activations are those of
-        one window whatever T. Landmark checkpoints track the whole video once (the tracker smooths over
-        time) and render each window's heatmaps at the model's size.
+        The crops are resized to the model's size and copied to the device once, as uint8 (a quarter of
+        their float size: 0.75 MB a 512 px frame); each request converts its window there and encodes it,
+        so the motion encoder's activations are those of one window whatever T, and no step waits for a
+        copy from host memory. Landmark checkpoints track the whole video once (the tracker smooths over
+        time), move the points to the device once and render each window's heatmaps there.
         """
         device = self.precision.device
         if self.landmarker is None:
-            return lambda start, stop: self.model.encode_motion(
-                to_tensor(resize_square(driving[start:stop], self.size)).to(device)
-            )
+            frames = to_device_uint8(resize_square(driving, self.size), device)
+            return lambda start, stop: self.model.encode_motion(frames[:, :, start:stop].float() / 127.5 - 1)
         scale = self.size / driving.shape[1]
         points = torch.from_numpy(np.nan_to_num(self.landmarker.track(driving), nan=-1.0)).float()
-        points = torch.where(points >= 0, points * scale, points)
+        points = torch.where(points >= 0, points * scale, points).to(device)
         return lambda start, stop: self.model.encode_motion(
-            render_landmarks(points[None, start:stop], (self.size, self.size)).to(device)
+            render_landmarks(points[None, start:stop], (self.size, self.size))
         )
 
     def generate(

@@ -17,25 +17,59 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+from torch import nn
 
 PredictionType = Literal["epsilon", "v_prediction"]
 PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction")
 
 
-class NoiseSchedule:
-    """The DDPM forward process: linear betas (1e-4 .. 0.02, scaled by 1000/T as in IDDPM)."""
+class NoiseSchedule(nn.Module):
+    """The DDPM forward process: linear betas (1e-4 .. 0.02, scaled by 1000/T as in IDDPM).
+
+    `alphas_cumprod` (float64, on the host) defines the schedule; what the training step and the sampler
+    read per timestep lives in float32 buffers that move with the model, computed once from the float64
+    values: a lookup is then an index on the device, never a copy to the host and back (a host sync per
+    step). They are not part of the state dict (they follow from `num_train_timesteps`), and they stay
+    float32 when the model is cast (as `RotaryEmbedding.freqs` does): bf16 would round sqrt(alpha_bar) by
+    up to 0.4 %.
+    """
+
+    signal_table: torch.Tensor
+    sigma_table: torch.Tensor
+    snr_table: torch.Tensor
 
     def __init__(self, num_train_timesteps: int = 1000) -> None:
+        super().__init__()
         scale = 1000 / num_train_timesteps
-        betas = torch.linspace(scale * 1e-4, scale * 0.02, num_train_timesteps, dtype=torch.float64)
+        betas = torch.linspace(scale * 1e-4, scale * 0.02, num_train_timesteps, dtype=torch.float64, device="cpu")
         self.num_train_timesteps = num_train_timesteps
         self.alphas_cumprod = torch.cumprod(1 - betas, dim=0)
+        for name, table in self._tables().items():
+            self.register_buffer(name, table, persistent=False)
+
+    def _tables(self) -> dict[str, torch.Tensor]:
+        """The per-timestep lookups, computed in float64 and rounded once to float32."""
+        alpha_bar = self.alphas_cumprod
+        return {
+            "signal_table": alpha_bar.sqrt().float(),
+            "sigma_table": (1 - alpha_bar).sqrt().float(),
+            "snr_table": (alpha_bar / (1 - alpha_bar)).float(),
+        }
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> NoiseSchedule:
+        """nn.Module's cast/move hook: moves apply, casts do not (a cast table is replaced by the float32 one)."""
+        super()._apply(fn, recurse)
+        for name, exact in self._tables().items():
+            table = getattr(self, name)
+            if table.dtype != torch.float32:
+                setattr(self, name, exact.to(table.device))
+        return self
 
     def _coefficients(self, timesteps: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
         """sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t) as float32, shaped to broadcast over [B, ...]."""
-        alpha_bar = self.alphas_cumprod[timesteps.cpu().long()].to(timesteps.device)
+        index = timesteps.to(self.signal_table.device).long()
         shape = (-1,) + (1,) * (ndim - 1)
-        return alpha_bar.sqrt().float().view(shape), (1 - alpha_bar).sqrt().float().view(shape)
+        return self.signal_table[index].view(shape), self.sigma_table[index].view(shape)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         signal, sigma = self._coefficients(timesteps, x0.ndim)
@@ -62,8 +96,19 @@ class NoiseSchedule:
 
     def snr(self, timesteps: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) per timestep, float32."""
-        alpha_bar = self.alphas_cumprod[timesteps.cpu().long()]
-        return (alpha_bar / (1 - alpha_bar)).float().to(timesteps.device)
+        return self.snr_table[timesteps.to(self.snr_table.device).long()]
+
+    def ddim_table(self, steps: list[int], eta: float, device: torch.device) -> torch.Tensor:
+        """[len(steps), 3] float32 on `device`: per DDIM step, the update's factors of the x0 estimate, of the
+        epsilon estimate and of fresh noise. Computed in float64 on the host once per sampling call and
+        copied in one transfer, so the steps themselves read the schedule on the device."""
+        alpha_bar = self.alphas_cumprod[steps]
+        alpha_bar_prev = torch.cat([alpha_bar[1:], torch.ones(1, dtype=torch.float64)])
+        sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
+        table = torch.stack([alpha_bar_prev.sqrt(), (1 - alpha_bar_prev - sigma**2).sqrt(), sigma], dim=1).float()
+        if device.type == "cuda":
+            table = table.pin_memory()
+        return table.to(device, non_blocking=True)
 
 
 def diffusion_loss(
@@ -111,17 +156,17 @@ def ddim_sample(
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021) from pure noise; `denoise(x_t, t[B])` returns the (guided) prediction.
 
-    The last step jumps to alpha_bar = 1 (the clean sample); eta = 0 is deterministic.
+    The last step jumps to alpha_bar = 1 (the clean sample); eta = 0 is deterministic. The step's
+    coefficients come from a table made before the loop, so no step waits for the host.
     """
     x = noise.float()
     steps = sampling_timesteps(schedule.num_train_timesteps, num_steps)
+    table = schedule.ddim_table(steps, eta, x.device)
     for index, step in enumerate(steps):
         timesteps = torch.full((x.shape[0],), step, dtype=torch.long, device=x.device)
         x0, eps = schedule.split_prediction(denoise(x, timesteps), x, timesteps, prediction_type)
-        alpha_bar = schedule.alphas_cumprod[step].item()
-        alpha_bar_prev = schedule.alphas_cumprod[steps[index + 1]].item() if index + 1 < len(steps) else 1.0
-        sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)) ** 0.5
-        x = alpha_bar_prev**0.5 * x0 + (1 - alpha_bar_prev - sigma**2) ** 0.5 * eps
-        if sigma > 0:
-            x = x + sigma * torch.randn(x.shape, device=x.device, generator=generator)
+        x0_factor, eps_factor, noise_factor = table[index]
+        x = x0_factor * x0 + eps_factor * eps
+        if eta > 0:  # the last step's noise factor is 0: its draw changes nothing
+            x = x + noise_factor * torch.randn(x.shape, device=x.device, generator=generator)
     return x

@@ -19,6 +19,7 @@ heatmaps (`render_landmarks`) instead of frames, with geometric augmentation onl
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -32,8 +33,20 @@ from torch import nn
 MotionInput = Literal["frames", "landmarks"]
 INPUT_CHANNELS: dict[str, int] = {"frames": 3, "landmarks": 1}
 
-# RGB -> YIQ: hue is a rotation and saturation a scaling of the (I, Q) chroma plane.
+# RGB -> YIQ: hue is a rotation and saturation a scaling of the (I, Q) chroma plane. The inverse is taken
+# here, once: inverting on the device at every step would check the result for singularity on the host.
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ.double()).float()
+# the five orders of (R, G, B) other than the identity
+_SHUFFLES = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+CONSTANTS = {"rgb_to_yiq": _RGB_TO_YIQ, "yiq_to_rgb": _YIQ_TO_RGB, "shuffles": _SHUFFLES}
+
+
+@functools.cache
+def on_device(name: str, device: torch.device) -> torch.Tensor:
+    """A constant of this module on `device`, copied there once: a copy per training step from host memory
+    would make the host wait for the device queue each time."""
+    return CONSTANTS[name].to(device)
 
 
 @dataclass(frozen=True)
@@ -151,21 +164,17 @@ def jitter_colours(frames: torch.Tensor, aug: MotionAugmentation, generator: tor
     saturation = _uniform(batch, 1 - aug.saturation, 1 + aug.saturation, frames, generator)
     gray = torch.rand(batch, device=frames.device, generator=generator) < aug.grayscale_probability
     saturation = torch.where(gray, torch.zeros_like(saturation), saturation)
-    to_yiq = _RGB_TO_YIQ.to(frames.device)
+    to_yiq = on_device("rgb_to_yiq", frames.device)
     chroma = torch.zeros(batch, 3, 3, device=frames.device)
     chroma[:, 0, 0] = 1
     chroma[:, 1, 1], chroma[:, 1, 2] = saturation * angle.cos(), -saturation * angle.sin()
     chroma[:, 2, 1], chroma[:, 2, 2] = saturation * angle.sin(), saturation * angle.cos()
-    colour = torch.linalg.inv(to_yiq) @ chroma @ to_yiq
+    colour = on_device("yiq_to_rgb", frames.device) @ chroma @ to_yiq
     rgb = torch.einsum("bij,bjlhw->bilhw", colour, rgb)
     contrast = _uniform(batch, 1 - aug.contrast, 1 + aug.contrast, frames, generator)[:, None, None, None, None]
     brightness = _uniform(batch, -aug.brightness, aug.brightness, frames, generator)[:, None, None, None, None]
     mean_grey = torch.einsum("c,bclhw->blhw", to_yiq[0], rgb).mean(dim=(1, 2, 3))[:, None, None, None, None]
     return ((rgb - mean_grey) * contrast + mean_grey + brightness).clamp(0, 1)
-
-
-# the five orders of (R, G, B) other than the identity
-_SHUFFLES = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
 
 
 def shuffle_channels(frames: torch.Tensor, probability: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -175,7 +184,7 @@ def shuffle_channels(frames: torch.Tensor, probability: float, generator: torch.
     if probability == 0:
         return frames
     batch = frames.shape[0]
-    shuffles = _SHUFFLES.to(frames.device)
+    shuffles = on_device("shuffles", frames.device)
     drawn = shuffles[torch.randint(len(shuffles), (batch,), device=frames.device, generator=generator)]
     chosen = torch.rand(batch, device=frames.device, generator=generator) < probability
     order = torch.where(chosen[:, None], drawn, torch.arange(3, device=frames.device))

@@ -222,10 +222,12 @@ class RealPortrait(ModelMixin, ConfigMixin):
         fps: torch.Tensor | None,
         context: torch.Tensor | None = None,
     ) -> Conditioning:
-        """The backbone's conditioning for these latents: one place for `forward` and `cached_prediction`."""
+        """The backbone's conditioning for these latents: one place for `forward` and `cached_prediction`.
+        A NaN fps (a still image's, or an unknown rate) is the default, chosen per sample on the device, so
+        that no step asks the host whether the batch has a rate."""
         batch, _, num_frames = noisy_latents.shape[:3]
-        if fps is None:
-            fps = self.default_fps(num_frames, batch, noisy_latents.device)
+        default = self.default_fps(num_frames, batch, noisy_latents.device)
+        fps = default if fps is None else torch.where(fps.isnan(), default, fps.to(default.device))
         return self.backbone.condition(
             timesteps, latent_size=tuple(noisy_latents.shape[-2:]), num_frames=num_frames, fps=fps, context=context
         )
@@ -247,7 +249,8 @@ class RealPortrait(ModelMixin, ConfigMixin):
 
         `reference_latents=None` / `motion_features=None` drop that condition for the whole batch
         (the unconditional passes of guidance, at lower cost); `reference_keep` / `motion_keep`
-        (bool [B]) drop it per sample (training dropout). `context` replaces the learned null
+        (bool [B]) drop it per sample (training dropout). `fps` [B] (NaN or None: the default rate, see
+        `default_fps`) is the clips' frame rate. `context` replaces the learned null
         condition of the cross-attention with [B, M, caption_channels] tokens.
         """
         cond = self._condition(noisy_latents, timesteps, fps, context)

@@ -300,7 +300,10 @@ class STDiT2(nn.Module):
         batch = timesteps.shape[0]
         device, dtype = self.t_block[1].weight.device, self.t_block[1].weight.dtype
         height, width = (side * self.vae_scale_factor for side in latent_size)
-        size = torch.tensor([[height, width]], dtype=torch.float32, device=device).expand(batch, 2)
+        # filled on the device: a tensor made from a Python list would be a blocking copy from host memory
+        size = torch.stack(
+            [torch.full((batch,), float(height), device=device), torch.full((batch,), float(width), device=device)], 1
+        )
         aspect = torch.full((batch,), height / width, dtype=torch.float32, device=device)
         size_info = torch.cat([self.csize_embedder(size), self.ar_embedder(aspect)], dim=1)
         frame_count = torch.full((batch,), float(num_frames), device=device)
@@ -377,8 +380,6 @@ class STDiT2(nn.Module):
         has_reference = isinstance(reference, torch.Tensor)
         if has_reference:
             x = torch.cat([self.embed(reference.to(dtype)[:, :, None], cond), x], dim=1)
-        if reference_keep is not None and bool(reference_keep.all()):
-            reference_keep = None
         for index, block in enumerate(self.blocks):
             args = (
                 x,

@@ -37,25 +37,22 @@ def format_duration(seconds: float) -> str:
 
 @dataclass
 class Window:
-    """Sums over the steps since the last log line."""
+    """Sums over the steps since the last log line (the loss is summed on the device: `training.loss_tally`)."""
 
     steps: int = 0
     samples: int = 0
-    loss: float = 0.0
     data_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
-    def add(self, loss: float, samples: int, data_seconds: float) -> None:
+    def add(self, samples: int, data_seconds: float) -> None:
         self.steps += 1
         self.samples += samples
-        self.loss += loss
         self.data_seconds += data_seconds
 
     def rates(self) -> dict[str, float]:
-        """Mean loss of this rank, global samples/s and the fraction of time spent waiting for data."""
+        """Global samples/s and the fraction of time spent waiting for data."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
         return {
-            "loss": self.loss / max(self.steps, 1),
             "samples_per_second": self.samples / elapsed,
             "data_wait_fraction": self.data_seconds / elapsed,
         }

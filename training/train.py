@@ -64,6 +64,7 @@ from training.engine import (
     select_trainable,
 )
 from training.heldout import plan_heldout, stage_record
+from training.loss_tally import LossTally, MicroStep, NonFiniteLoss
 from training.monitor import Monitor, Window
 from training.shared_output import SharedOutputError, check_shared_output
 from training.validation import (
@@ -153,16 +154,18 @@ def release_shm_buffer(rank: int) -> None:
 
 
 def model_inputs(batch: dict[str, Any], context: Context, sample_posterior: bool) -> tuple[torch.Tensor, ...]:
-    """(latents [B,4,L,h,w], reference latents [B,4,h,w], driving frames [B,3,L,H,W] in [-1,1], fps or None)."""
+    """(latents [B,4,L,h,w], reference latents [B,4,h,w], driving frames [B,3,L,H,W] in [-1,1], fps [B])."""
     device = context.device
+    # uint8 and float tensors from (pinned) host memory, copied without waiting; frames become float on the device
     driving = batch["frames"].to(device, non_blocking=True).float() / 127.5 - 1
     if "latents" in batch:
-        latents, reference_latents = batch["latents"].to(device), batch["reference_latents"].to(device)
+        latents = batch["latents"].to(device, non_blocking=True)
+        reference_latents = batch["reference_latents"].to(device, non_blocking=True)
     else:
         reference = batch["reference"].to(device, non_blocking=True).float() / 127.5 - 1
         both = context.vae.encode(torch.cat([reference[:, :, None], driving], dim=2), sample=sample_posterior)
         reference_latents, latents = both[:, :, 0], both[:, :, 1:]
-    fps = None if torch.isnan(batch["fps"]).all() else batch["fps"].to(device)
+    fps = batch["fps"].to(device, non_blocking=True)  # NaN (a still image) is the model's default rate
     return latents, reference_latents, driving, fps
 
 
@@ -208,6 +211,7 @@ class StageRun:
         if step != self.state["step"]:
             raise RuntimeError(f"DeepSpeed restored step {step}, the trainer state says {self.state['step']}")
         self.micro, self.accumulation = batch_split(stage, context.world)
+        self.losses = LossTally(context.device, self.accumulation)
         torch.manual_seed(derive_seed(config.seed, index, context.rank, step))
         self.loader = open_loader(
             config.data,
@@ -255,10 +259,14 @@ class StageRun:
             )
         return clips
 
-    def train_step(self, batches: Any) -> tuple[float, float]:
-        """One optimizer step (over the accumulation micro-steps); returns (mean loss, seconds waiting for data)."""
-        losses, waited = [], 0.0
-        for _ in range(self.accumulation):
+    def train_step(self, batches: Any) -> float:
+        """One optimizer step (over the accumulation micro-steps); returns the seconds spent waiting for data.
+
+        Nothing here makes the host wait for the device: the losses go to `self.losses` unread (see
+        `training.loss_tally`), and are read, all-reduced and checked at logging and checkpoint steps."""
+        waited = 0.0
+        step = self.engine.global_steps + 1
+        for micro in range(self.accumulation):
             began = time.monotonic()
             batch = next(batches)
             waited += time.monotonic() - began
@@ -266,22 +274,31 @@ class StageRun:
             skipped.update(batch["skipped"])
             self.state["skipped"] = dict(skipped)
             loss = self.engine(*model_inputs(batch, self.context, self.config.vae.sample_posterior))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"[{self.stage.name}] non-finite loss {loss.item()} at step {self.engine.global_steps + 1} "
-                    f"(batch {batch['keys']}); resume from the last checkpoint with a lower lr"
-                )
+            self.losses.add(loss, MicroStep(step, micro, list(batch["keys"])))
             self.engine.backward(loss)
             self.engine.step()
-            losses.append(loss.item())
-        return sum(losses) / len(losses), waited
+        return waited
+
+    def stop_if_nonfinite(self) -> None:
+        """Collective: every rank stops together, with one message, if any rank's loss was not finite since
+        the last check (called before anything logs, validates or saves the weights that loss produced)."""
+        latest = self.checkpoints.dir / "latest"
+        last = latest.read_text().strip() if latest.exists() else "none yet"
+        advice = (
+            f"Nothing after that step was checkpointed (last checkpoint: {last}). Check those clips for broken "
+            f"inputs (rebuild or remove them in the data build), then resume from the last checkpoint, "
+            f"with a lower stages.{self.stage.name}.optimizer.lr if the loss was rising before it"
+        )
+        self.losses.check_finite(self.stage.name, self.context.rank, advice)
 
     def log(self, step: int, window: Window, lr: float) -> None:
         """Collective (every rank calls it at the same steps): the loss mean over ranks, summed skip counts."""
         request = self.dir / "EXPORT"
         requested = self.monitor is not None and request.exists()  # rank 0 decides; the all-reduce tells the others
-        total = torch.tensor([window.loss, window.steps, requested], dtype=torch.float64, device=self.context.device)
+        flag = torch.full((1,), float(requested), dtype=torch.float64, device=self.context.device)
+        total = torch.cat([self.losses.sum_and_count(), flag])
         dist.all_reduce(total)
+        self.losses.reset_sum()
         counts: list[Any] = [None] * self.context.world
         dist.all_gather_object(counts, self.state["skipped"])
         average = self.ema.gathered() if total[2] > 0 else None  # collective: the EMA's partitions, assembled
@@ -344,18 +361,22 @@ class StageRun:
         step = self.engine.global_steps
         while step < stage.steps:
             lr = self.engine.get_lr()[0]
-            loss, waited = self.train_step(batches)
+            waited = self.train_step(batches)
             step = self.engine.global_steps
             self.ema.update(self.model)
             self.state.update(step=step, samples=self.state["samples"] + stage.global_batch)
-            window.add(loss, stage.global_batch, waited)
+            window.add(stage.global_batch, waited)
             last = step == stage.steps
             logged = step % config.logging.every == 0 or last
+            validating = step % config.validation.every == 0 or last
+            saving = step % config.checkpoint.every == 0 or last
+            if logged or validating or saving:  # a NaN model is never logged as fine, validated or saved
+                self.stop_if_nonfinite()
             if logged:
                 self.log(step, window, lr)
-            if step % config.validation.every == 0 or last:
+            if validating:
                 self.validate(step)
-            if step % config.checkpoint.every == 0 or last:
+            if saving:
                 tag = self.checkpoints.save(self.engine, self.ema, self.state)
                 if self.monitor is not None:
                     print(f"[{stage.name}] checkpoint {self.checkpoints.dir / tag}", flush=True)
@@ -397,18 +418,27 @@ def train(config: TrainConfig) -> None:
     if rank == 0:
         config.output_dir.mkdir(parents=True, exist_ok=True)
         (config.output_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    for index, stage in enumerate(config.stages):
-        if is_exported(config.output_dir / stage.name / "export"):
-            if rank == 0:
-                print(f"[{stage.name}] already exported: skipped", flush=True)
-            continue
-        run = StageRun(config, index, stage, context)
-        run.run()
-        run.close()
-    dist.barrier()
-    dist.destroy_process_group()
-    if device.type == "cpu":
-        release_shm_buffer(rank)
+    try:
+        for index, stage in enumerate(config.stages):
+            if is_exported(config.output_dir / stage.name / "export"):
+                if rank == 0:
+                    print(f"[{stage.name}] already exported: skipped", flush=True)
+                continue
+            run = StageRun(config, index, stage, context)
+            run.run()
+            run.close()
+        dist.barrier()
+        dist.destroy_process_group()
+    except NonFiniteLoss as error:
+        # raised on every rank together; rank 0 says it before any rank exits, since the launcher stops every
+        # rank as soon as one exits non-zero (and could cut rank 0 off mid-message)
+        if rank == 0:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+        dist.barrier()
+        raise
+    finally:
+        if device.type == "cpu":
+            release_shm_buffer(rank)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {error}", file=sys.stderr)
         return 2
+    except NonFiniteLoss:  # every rank stops; rank 0 has printed the one message (see `train`)
+        return 3
     return 0
 
 
