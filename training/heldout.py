@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from manifests.schema import SpecError
 from pipeline.split import load_split
+from training.build_record import committed_shards, source_manifests
 from training.config import ConfigError, DataConfig
 
 RECORD = "heldout_split.json"
@@ -80,13 +81,9 @@ class Leak:
 
 def _related_items(build_dir: Path, split: HeldOutSplit) -> dict[str, str]:
     """item_id -> why, for every source item of the build that is a split clip or shares its video or identity."""
-    manifests = sorted((Path(build_dir) / "sources").glob("*.parquet"))
-    manifests = [path for path in manifests if not path.name.endswith(".problems.parquet")]
-    if not manifests:
-        raise ConfigError(
-            f"data.heldout_split: {build_dir}/sources/ has no source manifest (*.parquet, written by rp-data build): "
-            "the build's videos and identities cannot be matched against the split"
-        )
+    manifests = source_manifests(
+        build_dir, "data.heldout_split: the build's videos and identities cannot be matched against the split"
+    )
     related: dict[str, str] = {}
     clips = pa.array(sorted(split.clips), pa.string())
     videos = pa.array(sorted(split.videos), pa.string())
@@ -114,9 +111,7 @@ def find_leaks(build_dir: Path, split: HeldOutSplit) -> list[Leak]:
     if not related:
         return leaks
     wanted = pa.array(sorted(related), pa.string())
-    for marker in sorted((Path(build_dir) / "shards").glob("*.stats.json")):
-        work = json.loads(marker.read_text())["work"]
-        rows = pq.read_table(marker.with_name(f"{work}.parquet"), columns=["kind", "status", "key", "item_id"])
+    for _, rows in committed_shards(build_dir, ["kind", "status", "key", "item_id"]):
         rows = rows.filter(
             pc.and_(
                 pc.and_(pc.equal(rows["kind"], "sample"), pc.equal(rows["status"], "ok")),

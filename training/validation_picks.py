@@ -13,7 +13,6 @@ bytes are read (tar headers are walked with seeks, the other members' data skipp
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from training.build_record import committed_shards, source_manifests
 from training.config import ConfigError
 
 
@@ -44,13 +44,9 @@ class ReadCost:
 
 def split_items(build_dir: Path, splits: Sequence[str]) -> pa.Array:
     """The item_ids whose `split` is one of `splits`, from the build's source manifests."""
-    manifests = sorted((Path(build_dir) / "sources").glob("*.parquet"))
-    manifests = [path for path in manifests if not path.name.endswith(".problems.parquet")]
-    if not manifests:
-        raise ConfigError(
-            f"validation: {build_dir}/sources/ has no source manifest (*.parquet, written by rp-data build): "
-            f"the build's splits are unknown, so no {list(splits)} clip can be chosen"
-        )
+    manifests = source_manifests(
+        build_dir, f"validation: the build's splits are unknown, so no {list(splits)} clip can be chosen"
+    )
     wanted = pa.array(sorted(splits), pa.string())
     items = [
         pq.read_table(path, columns=["item_id", "split"], filters=pc.is_in(pc.field("split"), wanted))["item_id"]
@@ -67,10 +63,7 @@ def pick_clips(build_dir: Path, splits: Sequence[str], *, span: int, count: int)
     items = split_items(build_dir, splits)
     picks: list[Pick] = []
     shard_dir = Path(build_dir) / "shards"
-    columns = ["kind", "status", "tar", "key", "item_id", "frames"]
-    for marker in sorted(shard_dir.glob("*.stats.json")):
-        stats = json.loads(marker.read_text())
-        rows = pq.read_table(shard_dir / f"{stats['work']}.parquet", columns=columns)
+    for stats, rows in committed_shards(build_dir, ["kind", "status", "tar", "key", "item_id", "frames"]):
         fit = pc.and_(
             pc.and_(pc.equal(rows["kind"], "sample"), pc.equal(rows["status"], "ok")),
             pc.and_(pc.greater(rows["frames"], 1), pc.greater_equal(rows["frames"], span)),

@@ -111,7 +111,9 @@ def test_ddim_runs_on_the_meta_device():
 
 
 @pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs CUDA: torch's sync debug mode counts what the driver sees"
+    not torch.cuda.is_available(),
+    reason="needs CUDA: torch's sync debug mode counts what the driver sees (the guard tests above count the "
+    "same step's syncs on the CPU)",
 )
 def test_no_sync_reaches_the_cuda_driver(tiny_model, clip):
     device = torch.device("cuda")
