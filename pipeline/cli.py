@@ -136,7 +136,7 @@ def _error(message: str) -> None:
 def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.build import BuildError, build
     from pipeline.config import load_config
-    from pipeline.recovery import WorkerError
+    from pipeline.recovery import StorageError, WorkerError
     from pipeline.summary import build_table, recovery_line
 
     sources = list(args.source or [])
@@ -181,7 +181,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         except BuildError as exc:
             _error(str(exc))
             return 2
-        except WorkerError as exc:
+        except (WorkerError, StorageError) as exc:
             _error(str(exc))
             return 1
     console.print(build_table(result.counts))
@@ -456,7 +456,8 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="a work shard whose worker dies (out of memory, crash, lost node) is rebuilt on a fresh worker; "
         "an item that was running in N dead workers is recorded failed (worker_died) and the rest of its "
-        "shard is built",
+        "shard is built. A shard whose files cannot be stored (disk full, I/O error) is retried on another "
+        "worker; after N such attempts the build stops (exit 1) and a rerun resumes",
     )
     build.add_argument(
         "--worker-memory",

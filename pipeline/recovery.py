@@ -24,6 +24,7 @@ Where the worker died decides what the death is held against:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections import Counter
@@ -36,6 +37,36 @@ MARKER_SUFFIX = ".current-item.json"
 class WorkerError(RuntimeError):
     """Build workers that cannot run: they do not fit a node, cannot start, or keep dying where no item
     can be blamed (retrying more would not help)."""
+
+
+class StorageError(RuntimeError):
+    """A work shard that could not be stored on any of its attempts (a full disk, an NFS error): the build
+    stops, with what failed and where; the shards committed so far stay, so a rerun resumes."""
+
+
+@dataclass(frozen=True)
+class StorageFault:
+    """Why one attempt of a work shard could not store its outputs: an OSError while writing or
+    committing them. A worker returns it instead of raising, so the driver sees it as a failed attempt
+    (retried on another worker) and never as a crash with a traceback."""
+
+    work: str
+    error: str  # the errno's name and text, e.g. "ENOSPC (No space left on device)"
+    path: str  # the file being written, or "" when the OS did not say
+
+    @classmethod
+    def of(cls, work: str, exc: OSError) -> StorageFault:
+        name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        return cls(work, f"{name} ({exc.strerror or exc})", str(exc.filename or ""))
+
+    def stop(self, attempts: int) -> StorageError:
+        """The build's stop when this was the last allowed attempt."""
+        where = f" at {self.path}" if self.path else ""
+        return StorageError(
+            f"work shard {self.work} could not be stored on any of its {attempts} attempt(s) (--max-attempts); "
+            f"the last failed with {self.error}{where}. Free space or repair the storage, then rerun the same "
+            "command: the work shards already committed are kept."
+        )
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,19 @@ and its work shard is built again from scratch, so the samples are those of an u
 item that kills its worker `max_attempts` times is recorded as failed (`worker_died`) and the rest of
 its shard is built without it (pipeline/recovery.py says how the item is found).
 
+Storage that fails (a full disk, an NFS error: an OSError while writing or committing a shard's files)
+fails that attempt of the shard, never one item's row and never the build at once: the worker gives the
+error back, stays in the pool, and the shard is sent again, to another worker when one is free. A shard
+that cannot be stored in `max_attempts` attempts stops the build with its name, the error and the path.
+
 Each actor declares its memory to Ray, so Ray places on a node only as many workers as fit in it.
 
-Test-only hook: when the driver's environment has RP_TEST_POISON_ITEM=<item_id>, the workers get it
-too, and the worker that reaches that item exits at once (os._exit(1)), as an OOM kill would end it.
-Nothing else sets it; the fault-tolerance tests do.
+Test-only hooks, passed from the driver's environment to the workers; nothing else sets them, the
+fault-tolerance tests do:
+- RP_TEST_POISON_ITEM=<item_id>: the worker that reaches that item exits at once (os._exit(1)), as an
+  OOM kill would end it.
+- RP_TEST_DISK_FULL=<work shard>[:<n>]: writing that work shard's first sample raises
+  OSError(ENOSPC), as a full disk would, on its first n dispatches of the run (every one without n).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from typing import Any, Protocol
 from manifests.schema import PipelineDefaults
 from pipeline.config import BuildConfig
 from pipeline.faces.threads import THREAD_ENV
-from pipeline.recovery import DeathLedger, WorkerError, clear_marker, death_site, mark
+from pipeline.recovery import DeathLedger, StorageFault, WorkerError, clear_marker, death_site, mark
 from pipeline.sources.records import USABLE_MEDIA, Refused, SourceItem
 
 MEDIA_REASONS = {
@@ -41,6 +49,7 @@ MEDIA_REASONS = {
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_WORKER_MEMORY_GIB = 1.5  # the bound a worker's peak RSS is designed to stay under
 POISON_ENV = "RP_TEST_POISON_ITEM"
+DISK_FULL_ENV = "RP_TEST_DISK_FULL"
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class WorkShard:
     # items whose worker died too often: recorded as failed with this message, not built
     isolated: dict[str, str] = field(default_factory=dict)
     token: str = ""  # this dispatch's id, written in the item marker (pipeline/recovery.py)
+    dispatch: int = 0  # how many times this run sent the shard before (its worker died, or storage failed)
 
 
 class ShardSource(Protocol):
@@ -72,6 +82,7 @@ class Progress:
     clips: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     workers_lost: int = 0  # started actors that died (and were replaced)
+    storage_faults: int = 0  # attempts whose outputs could not be stored (then retried)
     # replacements that died before they started: one placed on a lost node before Ray marks it dead never
     # comes up, which is the same loss again, not another worker lost
     failed_starts: int = 0
@@ -79,9 +90,9 @@ class Progress:
 
     @property
     def retried(self) -> int:
-        """Work shards sent again because their worker died: one per worker lost, since a started worker's
-        death is seen only through the call of the shard it holds."""
-        return self.workers_lost
+        """Work shards sent again: one per worker lost (a started worker's death is seen only through the
+        call of the shard it holds) and one per storage fault."""
+        return self.workers_lost + self.storage_faults
 
     def add(self, summary: dict[str, object]) -> None:
         self.done += 1
@@ -97,7 +108,9 @@ class Progress:
         return (
             f"work shards {self.done}/{self.total} | {self.frames / elapsed:.1f} source frames decoded/s | "
             f"{self.clips / elapsed:.2f} samples/s | failures {failures} | "
-            f"workers lost {self.workers_lost}, shards retried {self.retried} | ETA {eta_text}"
+            f"workers lost {self.workers_lost}, shards retried {self.retried}"
+            + (f", storage faults {self.storage_faults}" if self.storage_faults else "")
+            + f" | ETA {eta_text}"
         )
 
 
@@ -161,6 +174,12 @@ def _poison(item_id: str) -> None:
         os._exit(1)
 
 
+def _disk_full(shard: WorkShard) -> bool:
+    """The test-only hook of the module docstring: this dispatch of the shard finds the disk full."""
+    work, _, times = os.environ.get(DISK_FULL_ENV, "").partition(":")
+    return work == shard.work and (not times or shard.dispatch < int(times))
+
+
 class ShardWorker:
     """One per worker process: face models load once, then work shards come one at a time."""
 
@@ -176,7 +195,15 @@ class ShardWorker:
         kwargs = {"model_dir": self.cfg.face_model_dir} if self.cfg.face_backend == "insightface" else {}
         self.models = Models(open_detector(self.cfg.face_backend, **kwargs), open_landmarker("mediapipe"))
 
-    def process(self, shard: WorkShard) -> dict[str, object]:
+    def process(self, shard: WorkShard) -> dict[str, object] | StorageFault:
+        """Builds the shard; an OSError of storing it (not of reading an item) is handed back as this
+        attempt's StorageFault, for the driver to retry elsewhere."""
+        try:
+            return self._build(shard)
+        except OSError as exc:
+            return StorageFault.of(shard.work, exc)
+
+    def _build(self, shard: WorkShard) -> dict[str, object]:
         from pipeline.process import process_item
         from pipeline.shards import WorkShardWriter
 
@@ -184,7 +211,13 @@ class ShardWorker:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         mark(self.shard_dir, shard.work, shard.token, None)  # from here on a death is this shard's
         _remove_stale_parts(self.shard_dir, shard.work)
-        writer = WorkShardWriter(self.shard_dir, shard.work, self.cfg.shard_max_bytes, self.cfg.shard_max_samples)
+        writer = WorkShardWriter(
+            self.shard_dir,
+            shard.work,
+            self.cfg.shard_max_bytes,
+            self.cfg.shard_max_samples,
+            simulate_full_disk=_disk_full(shard),
+        )
         defaults = PipelineDefaults.model_validate(shard.defaults)
         rows: list[dict[str, object]] = []
         frames = 0
@@ -248,8 +281,7 @@ def _start_ray(workers: int, address: str | None) -> None:
     # workers' stderr (mediapipe/TFLite chatter on every graph start) stays in Ray's session logs;
     # what goes wrong with an item is in the manifest, and a dead worker is replaced and counted
     env_vars = {**THREAD_ENV, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if POISON_ENV in os.environ:
-        env_vars[POISON_ENV] = os.environ[POISON_ENV]
+    env_vars |= {name: os.environ[name] for name in (POISON_ENV, DISK_FULL_ENV) if name in os.environ}
     common = {"runtime_env": {"env_vars": env_vars}, "logging_level": logging.WARNING, "log_to_driver": False}
     if address:
         ray.init(address=address, **common)
@@ -287,6 +319,18 @@ class _Call:
 
     actor: Any
     shard: WorkShard | None = None
+
+
+@dataclass
+class _Retry:
+    """A work shard to send again; `avoid` is the actor whose storage failed it (a dead one is gone)."""
+
+    shard: WorkShard
+    avoid: Any = None
+
+
+def _again(shard: WorkShard) -> WorkShard:
+    return dataclasses.replace(shard, dispatch=shard.dispatch + 1)
 
 
 class Runner:
@@ -341,7 +385,20 @@ class Runner:
         (its marker says which), and the items that reached max_attempts deaths are set aside."""
         ledger.record(shard.work, death_site(self.shard_dir, shard.work, shard.token), exc)
         isolated = ledger.isolated([str(raw["item_id"]) for raw in shard.items])
-        return dataclasses.replace(shard, isolated={**shard.isolated, **isolated})
+        return dataclasses.replace(_again(shard), isolated={**shard.isolated, **isolated})
+
+    def _take(self, idle: list[Any], retries: deque[_Retry]) -> tuple[Any, WorkShard] | None:
+        """A waiting retry and a free actor for it: one other than the actor whose storage failed it,
+        unless that actor is the whole pool; None when the retries must wait for another actor."""
+        for retry in retries:
+            actor = next((a for a in reversed(idle) if a is not retry.avoid), None)
+            if actor is None and len(self.actors) == 1:
+                actor = idle[-1]
+            if actor is not None:
+                retries.remove(retry)
+                idle.remove(actor)
+                return actor, retry.shard
+        return None
 
     def run(self, shards: ShardSource, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Builds every shard; a shard is pulled from `shards` only when a worker is free and no retry
@@ -353,19 +410,21 @@ class Runner:
         deaths = (RayActorError, OutOfMemoryError, NodeDiedError, WorkerCrashedError)
         progress = Progress(total=len(shards))
         ledger = DeathLedger(self.max_attempts, len(self.actors))
+        storage_faults: Counter[str] = Counter()
         fresh_shards = iter(shards)
-        retries: deque[WorkShard] = deque()
+        retries: deque[_Retry] = deque()
         upcoming = next(fresh_shards, None)
         calls = {actor.__ray_ready__.remote(): _Call(actor) for actor in self.actors}
         idle: list[Any] = []
         failed_starts = 0
         while retries or upcoming is not None or any(call.shard for call in calls.values()):
-            while idle and (retries or upcoming is not None):
-                if retries:
-                    shard = retries.popleft()
-                else:
-                    shard, upcoming = upcoming, next(fresh_shards, None)
-                actor, shard = idle.pop(), dataclasses.replace(shard, token=uuid.uuid4().hex)  # type: ignore[arg-type]
+            while idle:
+                taken = self._take(idle, retries)
+                if taken is None and upcoming is None:
+                    break  # the retries wait for an actor other than the one that failed them
+                if taken is None:
+                    taken, upcoming = (idle.pop(), upcoming), next(fresh_shards, None)
+                actor, shard = taken[0], dataclasses.replace(taken[1], token=uuid.uuid4().hex)  # type: ignore[arg-type]
                 calls[actor.process.remote(shard)] = _Call(actor, shard)
             [ref], _ = ray.wait(list(calls), num_returns=1)
             call = calls.pop(ref)
@@ -379,14 +438,23 @@ class Runner:
                         raise WorkerError(f"build workers cannot start ({failed_starts} tried): {exc}") from exc
                 else:
                     progress.workers_lost += 1
-                    retries.append(self._retry(call.shard, exc, ledger))  # next, on the first free worker
+                    retries.append(_Retry(self._retry(call.shard, exc, ledger)))  # next, on the first free worker
                 fresh = self._replace(call.actor)
                 calls[fresh.__ray_ready__.remote()] = _Call(fresh)
+                if on_progress:
+                    on_progress(progress)
+                continue
+            idle.append(call.actor)
+            if call.shard is None:
+                failed_starts = 0
+                continue
+            if isinstance(summary, StorageFault):
+                storage_faults[summary.work] += 1
+                if storage_faults[summary.work] >= self.max_attempts:
+                    raise summary.stop(storage_faults[summary.work])
+                progress.storage_faults += 1
+                retries.append(_Retry(_again(call.shard), avoid=call.actor))
             else:
-                idle.append(call.actor)
-                if call.shard is None:
-                    failed_starts = 0
-                    continue
                 progress.add(summary)
             if on_progress:
                 on_progress(progress)

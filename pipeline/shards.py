@@ -7,8 +7,12 @@ rerun looks for. Tar members carry a fixed mtime and owner, so equal samples giv
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +74,18 @@ def is_committed(shard_dir: Path, work: str) -> bool:
     return stats_path(shard_dir, work).exists()
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError of a write names no file (ENOSPC on a stream): give it the file being written, so the
+    build's message says where storage failed."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
 @dataclass
 class WorkShardWriter:
     """The tars, parquet and stats file of one work shard (e.g. `vfhq-00003`)."""
@@ -85,6 +101,8 @@ class WorkShardWriter:
     _stream: io.BufferedWriter | None = None
     _part_bytes: int = 0
     _part_samples: int = 0
+    # test-only: the disk is full for this writer (RP_TEST_DISK_FULL, pipeline/runner.py)
+    simulate_full_disk: bool = False
 
     def __post_init__(self) -> None:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
@@ -108,10 +126,11 @@ class WorkShardWriter:
     def _close_part(self) -> None:
         if self._writer is None:
             return
-        self._writer.close()
-        self._writer = self._stream = None
         name = self.tars[-1]
-        self._tmp(name).replace(self.shard_dir / name)
+        with _naming(self._tmp(name)):
+            self._writer.close()
+            self._writer = self._stream = None
+            self._tmp(name).replace(self.shard_dir / name)
 
     def add(self, key: str, members: dict[str, bytes]) -> str:
         """Adds one sample; returns the tar (relative to the build directory) that holds it."""
@@ -123,7 +142,10 @@ class WorkShardWriter:
         if self._writer is None:
             self._open_part()
         assert self._writer is not None
-        self._writer.write({"__key__": key, **members})
+        with _naming(self._tmp(self.tars[-1])):
+            if self.simulate_full_disk:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self._writer.write({"__key__": key, **members})
         self._part_bytes += size
         self._part_samples += 1
         self.samples += 1
@@ -136,12 +158,16 @@ class WorkShardWriter:
         table = pa.Table.from_pylist(rows, schema=MANIFEST_COLUMNS)
         parquet = io.BytesIO()
         pq.write_table(table, parquet)
-        write_bytes(self.shard_dir / f"{self.work}.parquet", parquet.getvalue())
+        with _naming(self.shard_dir / f"{self.work}.parquet"):
+            write_bytes(self.shard_dir / f"{self.work}.parquet", parquet.getvalue())
         stats = {"work": self.work, "tars": self.tars, "samples": self.samples, "bytes": self.bytes, **stats}
-        write_bytes(stats_path(self.shard_dir, self.work), json.dumps(stats, indent=1, sort_keys=True).encode())
+        with _naming(stats_path(self.shard_dir, self.work)):
+            write_bytes(stats_path(self.shard_dir, self.work), json.dumps(stats, indent=1, sort_keys=True).encode())
 
     def abort(self) -> None:
+        """Drops the tar being written; on a failing disk closing it may fail too, which changes nothing."""
         if self._writer is not None:
-            self._writer.close()
+            writer, self._writer = self._writer, None
+            with suppress(OSError):
+                writer.close()
             self._tmp(self.tars[-1]).unlink(missing_ok=True)
-            self._writer = None

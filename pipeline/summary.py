@@ -128,7 +128,8 @@ def build_table(counts: pd.DataFrame) -> Table:
 
 
 def recovery_line(progress: Progress) -> str:
-    """How many workers died during the build, how many work shards were built again for it, and how many
-    replacements never started (said only when some did not)."""
+    """How many workers died during the build, how many work shards were built again for it or for a storage
+    fault, and how many replacements never started (the last two said only when some did)."""
     line = f"{progress.workers_lost} worker(s) lost, {progress.retried} work shard(s) retried"
+    line += f", {progress.storage_faults} storage fault(s)" if progress.storage_faults else ""
     return line + (f", {progress.failed_starts} replacement(s) never started" if progress.failed_starts else "")
