@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from manifests.schema import DatasetSpec, PipelineDefaults, SpecError, load_registry
 from pipeline import atomic
+from pipeline.build_lock import FolderLocked, build_lock
 from pipeline.config import BuildConfig
 from pipeline.fingerprint import FingerprintError, build_inputs, changed_inputs
 from pipeline.manifest_merge import write_manifest
@@ -235,11 +236,13 @@ def build(
     retry_failed: bool = False,
     exclude_split: Path | None = None,
     allow_fingerprint_change: bool = False,
+    force_unlock: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     on_status: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Builds `sources` into `out`, or resumes it; `on_status` hears what the driver is doing (checking,
-    scanning, planning, merging), `on_progress` how the work shards run."""
+    scanning, planning, merging), `on_progress` how the work shards run. Another build running on `out`
+    is refused (pipeline/build_lock.py); `force_unlock` takes over the lock of one that died."""
     out = Path(out)
     status = on_status or (lambda text: None)
     registry = load_registry()
@@ -251,6 +254,44 @@ def build(
     status("checking the sources")
     refuse_empty_sources(sources, out, registry)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        with build_lock(out, force_unlock):
+            return _locked_build(
+                sources,
+                out,
+                cfg,
+                registry,
+                workers=workers,
+                ray_address=ray_address,
+                max_attempts=max_attempts,
+                worker_memory_gib=worker_memory_gib,
+                retry_failed=retry_failed,
+                exclude_split=exclude_split,
+                allow_fingerprint_change=allow_fingerprint_change,
+                on_progress=on_progress,
+                status=status,
+            )
+    except FolderLocked as exc:  # raised on entering: the block never ran
+        raise BuildError(str(exc)) from exc
+
+
+def _locked_build(
+    sources: Sequence[tuple[str, Path]],
+    out: Path,
+    cfg: BuildConfig,
+    registry: dict[str, DatasetSpec],
+    *,
+    workers: int | None,
+    ray_address: str | None,
+    max_attempts: int,
+    worker_memory_gib: float,
+    retry_failed: bool,
+    exclude_split: Path | None,
+    allow_fingerprint_change: bool,
+    on_progress: Callable[[Progress], None] | None,
+    status: Callable[[str], None],
+) -> BuildResult:
+    """The build, once this process holds the folder's lock: only now may a killed run's temporaries go."""
     for folder in BUILD_FOLDERS:
         atomic.remove_stale(out / folder)
     defaults = {

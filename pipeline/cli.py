@@ -17,6 +17,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from manifests.schema import DATASETS_DIR, DatasetSpec, SpecError, load_registry
+from pipeline.build_lock import STALE_AFTER_S
 from pipeline.cli_help import HelpFormatter
 from pipeline.faces.quiet import add_verbose_argument, quiet_native_logs
 from pipeline.runner import DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKER_MEMORY_GIB
@@ -175,6 +176,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 retry_failed=args.retry_failed,
                 exclude_split=args.exclude_split,
                 allow_fingerprint_change=args.allow_fingerprint_change,
+                force_unlock=args.force_unlock,
                 on_progress=on_progress,
                 on_status=status.update,
             )
@@ -482,6 +484,13 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
         "--allow-fingerprint-change",
         action="store_true",
         help="resume a build folder made with another config or pipeline version (mixes their outputs)",
+    )
+    build.add_argument(
+        "--force-unlock",
+        action="store_true",
+        help="take over the --out lock of a build that died: its process is gone from this host, or its lock "
+        f"has had no heartbeat for {STALE_AFTER_S / 60:.0f} min; a live build's lock is never taken "
+        "(one build per --out; a second is refused)",
     )
     build.set_defaults(run=_cmd_build)
 
