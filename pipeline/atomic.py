@@ -2,9 +2,11 @@
 
 Every file of a build (metadata, manifests, tars, stats) is written under a temporary name in its own
 folder and renamed into place when complete: a rename within one filesystem is atomic, so a reader (or a
-rerun) sees either nothing or a whole file. Temporaries are named `.<name>.<pid>.tmp`: hidden, told
-apart per process (a rerun beside a worker orphaned by a kill), and matched exactly by `is_temporary`,
-so a resume deletes what a killed run left and nothing else.
+rerun) sees either nothing or a whole file. Temporaries are named `.<name>.<tag>.tmp`: hidden, told
+apart per writer, and matched exactly by `is_temporary`, so a resume deletes what a killed run left and
+nothing else. The tag is the writing process's pid, or for a work shard's files the token of the
+dispatch that writes them (hex): pids repeat across nodes, and a shard may have a stale writer beside
+the current one (pipeline/shards.py).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_TEMPORARY = re.compile(r"^\..+\.\d+\.tmp$")
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]+\.tmp$")
 
 
-def temporary(path: Path) -> Path:
-    """The temporary name this process writes `path` under (beside it: the rename stays atomic)."""
+def temporary(path: Path, tag: str | None = None) -> Path:
+    """The temporary name `path` is written under (beside it: the rename stays atomic), tagged with this
+    process's pid or the given hex tag."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{tag or os.getpid()}.tmp")
 
 
 def is_temporary(path: Path) -> bool:

@@ -7,8 +7,9 @@ before each item (naming the item), and again before the commit, and it is remov
 committed. Each write goes to a temporary name that is then renamed, so a reader sees the old marker
 or the new one, never half of one. The directory lies on the filesystem every node shares, so the
 marker outlives the worker and its node, and the driver can read it. Each dispatch of a work shard
-carries a fresh token, and a marker counts only if it carries the token of the dispatch that died. A
-marker left by an earlier run or an earlier attempt blames nobody.
+carries a fresh token, and the marker and its temporary are named by it: a stale worker of an earlier
+dispatch still running (a node that stalled, then came back) writes its own marker and never the
+current one's, and a marker of an earlier run or attempt blames nobody.
 
 Where the worker died decides what the death is held against:
 - in an item: the item. An item whose worker died `max_attempts` times is skipped by the next retry
@@ -77,31 +78,23 @@ class DeathSite:
     item_id: str | None = None
 
 
-def marker_path(shard_dir: Path, work: str) -> Path:
-    return shard_dir / f".{work}{MARKER_SUFFIX}"
+def marker_path(shard_dir: Path, work: str, token: str) -> Path:
+    return shard_dir / f".{work}.{token}{MARKER_SUFFIX}"
 
 
 def mark(shard_dir: Path, work: str, token: str, item_id: str | None) -> None:
     """Says where this worker is in the shard: at `item_id`, or in the shard but in no item (None); and
     which process it is (`pid`, to find the worker on its node when it hangs or to stage its loss)."""
-    path = marker_path(shard_dir, work)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    path = marker_path(shard_dir, work, token)
+    tmp = path.with_name(f"{path.name}.{token}.tmp")
     tmp.write_text(json.dumps({"work": work, "token": token, "item_id": item_id, "pid": os.getpid()}))
     os.replace(tmp, path)
-
-
-def clear_marker(shard_dir: Path, work: str) -> None:
-    """Removes the marker and any temporary a killed worker left of it."""
-    path = marker_path(shard_dir, work)
-    for stale in shard_dir.glob(f"{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    path.unlink(missing_ok=True)
 
 
 def death_site(shard_dir: Path, work: str, token: str) -> DeathSite:
     """Where the dispatch `token` of `work` was when its worker died, from the marker it left."""
     try:
-        marker = json.loads(marker_path(shard_dir, work).read_text())
+        marker = json.loads(marker_path(shard_dir, work, token).read_text())
     except (OSError, ValueError):
         return DeathSite(started=False)
     if not isinstance(marker, dict) or marker.get("token") != token or marker.get("work") != work:

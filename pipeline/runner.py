@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from manifests.schema import PipelineDefaults
 from pipeline.config import BuildConfig
 from pipeline.faces.threads import THREAD_ENV
-from pipeline.recovery import DeathLedger, StorageFault, WorkerError, clear_marker, death_site, mark
+from pipeline.recovery import DeathLedger, StorageFault, WorkerError, death_site, mark
 from pipeline.sources.records import USABLE_MEDIA, Refused, SourceItem
 
 MEDIA_REASONS = {
@@ -50,6 +50,7 @@ DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_WORKER_MEMORY_GIB = 1.5  # the bound a worker's peak RSS is designed to stay under
 POISON_ENV = "RP_TEST_POISON_ITEM"
 DISK_FULL_ENV = "RP_TEST_DISK_FULL"
+UNREACHABLE_WAIT_S = 300.0  # how long a worker Ray cannot reach may take to come back before it counts as lost
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class Progress:
     failures: Counter[str] = field(default_factory=Counter)
     workers_lost: int = 0  # started actors that died (and were replaced)
     storage_faults: int = 0  # attempts whose outputs could not be stored (then retried)
+    unreachable: int = 0  # calls lost while their actor was unreachable (it came back; the shard was sent again)
+    waiting: str = ""  # why no progress is made, when the driver waits on something other than work
     # replacements that died before they started: one placed on a lost node before Ray marks it dead never
     # comes up, which is the same loss again, not another worker lost
     failed_starts: int = 0
@@ -91,8 +94,8 @@ class Progress:
     @property
     def retried(self) -> int:
         """Work shards sent again: one per worker lost (a started worker's death is seen only through the
-        call of the shard it holds) and one per storage fault."""
-        return self.workers_lost + self.storage_faults
+        call of the shard it holds), one per storage fault and one per call lost to an unreachable worker."""
+        return self.workers_lost + self.storage_faults + self.unreachable
 
     def add(self, summary: dict[str, object]) -> None:
         self.done += 1
@@ -111,6 +114,7 @@ class Progress:
             f"workers lost {self.workers_lost}, shards retried {self.retried}"
             + (f", storage faults {self.storage_faults}" if self.storage_faults else "")
             + f" | ETA {eta_text}"
+            + (f" | {self.waiting}" if self.waiting else "")
         )
 
 
@@ -156,18 +160,6 @@ def error_class(exc: BaseException) -> tuple[str, str]:
     return "internal_error", "bug"
 
 
-def _remove_stale_parts(shard_dir: Path, work: str) -> None:
-    """Tars an earlier, dead attempt of an uncommitted shard renamed into place: this attempt may cut
-    fewer parts (an isolated item), and a part no stats file lists must not lie beside the shards."""
-    from pipeline.shards import is_committed
-
-    if is_committed(shard_dir, work):
-        return
-    for tar in shard_dir.glob(f"{work}-*.tar"):
-        if tar.name[len(work) + 1 : -len(".tar")].isdigit():
-            tar.unlink(missing_ok=True)
-
-
 def _poison(item_id: str) -> None:
     """The test-only hook of the module docstring: a worker process that dies at one item."""
     if os.environ.get(POISON_ENV) == item_id:
@@ -210,12 +202,12 @@ class ShardWorker:
         started = time.perf_counter()
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         mark(self.shard_dir, shard.work, shard.token, None)  # from here on a death is this shard's
-        _remove_stale_parts(self.shard_dir, shard.work)
         writer = WorkShardWriter(
             self.shard_dir,
             shard.work,
             self.cfg.shard_max_bytes,
             self.cfg.shard_max_samples,
+            token=shard.token,
             simulate_full_disk=_disk_full(shard),
         )
         defaults = PipelineDefaults.model_validate(shard.defaults)
@@ -257,10 +249,11 @@ class ShardWorker:
             row.update(shard=shard.work, attempt=shard.attempt)
         seconds = time.perf_counter() - started
         statuses = Counter(f"{row['kind']}:{row['status']}" for row in rows)
-        writer.commit(rows, {"frames": frames, "seconds": round(seconds, 3), "status_counts": dict(statuses)})
-        clear_marker(self.shard_dir, shard.work)
-        return {
+        staged = writer.stage(rows, {"frames": frames, "seconds": round(seconds, 3), "status_counts": dict(statuses)})
+        return {  # the driver publishes `staged` if this dispatch is still the shard's current one
             "work": shard.work,
+            "token": shard.token,
+            "staged": staged,
             "frames": frames,
             "samples": writer.samples,
             "failures": dict(failures),
@@ -315,10 +308,12 @@ def _check_memory(worker_bytes: int) -> None:
 
 @dataclass
 class _Call:
-    """What an object ref in flight stands for: an actor starting (shard None) or building a shard."""
+    """What an object ref in flight stands for: an actor starting (shard None), building a shard, or
+    probed after it was unreachable while building one (`since`: when it became unreachable)."""
 
     actor: Any
     shard: WorkShard | None = None
+    since: float | None = None
 
 
 @dataclass
@@ -400,23 +395,53 @@ class Runner:
                 return actor, retry.shard
         return None
 
+    def _accept(self, summary: dict[str, object], current: dict[str, str]) -> bool | StorageFault:
+        """Publishes a finished dispatch if it is still its shard's current one (pipeline/shards.py), and
+        says whether it did; a failing rename is that attempt's storage fault."""
+        from pipeline.shards import publish_if_current
+
+        work, token = str(summary["work"]), str(summary["token"])
+        try:
+            staged = list(summary["staged"])  # type: ignore[call-overload]
+            accepted = publish_if_current(self.shard_dir, work, token, current.get(work), staged)
+        except OSError as exc:
+            return StorageFault.of(work, exc)
+        if accepted:
+            del current[work]
+        return accepted
+
     def run(self, shards: ShardSource, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Builds every shard; a shard is pulled from `shards` only when a worker is free and no retry
         waits, so the driver holds the rows of the shards in flight, never the whole plan."""
         import ray
-        from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError, WorkerCrashedError
+        from ray.exceptions import (
+            ActorUnavailableError,
+            NodeDiedError,
+            OutOfMemoryError,
+            RayActorError,
+            WorkerCrashedError,
+        )
 
         # how Ray reports a call whose worker process or node is gone (Ray's own memory monitor included)
         deaths = (RayActorError, OutOfMemoryError, NodeDiedError, WorkerCrashedError)
         progress = Progress(total=len(shards))
         ledger = DeathLedger(self.max_attempts, len(self.actors))
         storage_faults: Counter[str] = Counter()
+        current: dict[str, str] = {}  # work shard -> the token of its dispatch in flight (the only one published)
         fresh_shards = iter(shards)
         retries: deque[_Retry] = deque()
         upcoming = next(fresh_shards, None)
         calls = {actor.__ray_ready__.remote(): _Call(actor) for actor in self.actors}
         idle: list[Any] = []
         failed_starts = 0
+
+        def stored_badly(fault: StorageFault, shard: WorkShard, actor: Any) -> None:
+            storage_faults[fault.work] += 1
+            if storage_faults[fault.work] >= self.max_attempts:
+                raise fault.stop(storage_faults[fault.work])
+            progress.storage_faults += 1
+            retries.append(_Retry(_again(shard), avoid=actor))
+
         while retries or upcoming is not None or any(call.shard for call in calls.values()):
             while idle:
                 taken = self._take(idle, retries)
@@ -425,12 +450,32 @@ class Runner:
                 if taken is None:
                     taken, upcoming = (idle.pop(), upcoming), next(fresh_shards, None)
                 actor, shard = taken[0], dataclasses.replace(taken[1], token=uuid.uuid4().hex)  # type: ignore[arg-type]
+                current[shard.work] = shard.token
                 calls[actor.process.remote(shard)] = _Call(actor, shard)
             [ref], _ = ray.wait(list(calls), num_returns=1)
             call = calls.pop(ref)
             try:
                 summary = ray.get(ref)
-            except deaths as exc:
+            except ActorUnavailableError:
+                # the call may or may not have run, and the actor may come back: wait (bounded) until it is
+                # back or dead before the shard is sent again, so two live writers never race for it
+                since = call.since if call.since is not None else time.monotonic()
+                waited = time.monotonic() - since
+                if waited < UNREACHABLE_WAIT_S:
+                    progress.waiting = f"waiting {waited:.0f} s for an unreachable worker" + (
+                        f" (work shard {call.shard.work})" if call.shard else ""
+                    )
+                    if on_progress:
+                        on_progress(progress)
+                    time.sleep(min(1.0, UNREACHABLE_WAIT_S - waited) if waited else 0)
+                    calls[call.actor.__ray_ready__.remote()] = _Call(call.actor, call.shard, since)
+                    continue
+                exc: BaseException = WorkerError(f"unreachable for {waited:.0f} s")
+                summary = None
+            except deaths as death:
+                exc, summary = death, None
+            progress.waiting = ""
+            if summary is None:
                 if call.shard is None:
                     progress.failed_starts += 1
                     failed_starts += 1
@@ -448,13 +493,17 @@ class Runner:
             if call.shard is None:
                 failed_starts = 0
                 continue
-            if isinstance(summary, StorageFault):
-                storage_faults[summary.work] += 1
-                if storage_faults[summary.work] >= self.max_attempts:
-                    raise summary.stop(storage_faults[summary.work])
-                progress.storage_faults += 1
-                retries.append(_Retry(_again(call.shard), avoid=call.actor))
-            else:
+            if call.since is not None:  # back: its call of the shard has ended, and its result is lost
+                from pipeline.shards import discard
+
+                discard(self.shard_dir, call.shard.work, call.shard.token)
+                progress.unreachable += 1
+                retries.append(_Retry(_again(call.shard)))
+            elif isinstance(summary, StorageFault):
+                stored_badly(summary, call.shard, call.actor)
+            elif isinstance(accepted := self._accept(summary, current), StorageFault):
+                stored_badly(accepted, call.shard, call.actor)
+            elif accepted:
                 progress.add(summary)
             if on_progress:
                 on_progress(progress)

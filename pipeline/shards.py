@@ -1,8 +1,16 @@
-"""Writing one work shard's outputs so that a crash never leaves a half-written file visible.
+"""Writing one work shard's outputs so that neither a crash nor a stale writer leaves a file visible.
 
-A work shard writes its tars (closed past a byte or sample cap), then its parquet rows, each under a
-temporary name renamed when complete, and its stats file last: the stats file is the commit marker a
-rerun looks for. Tar members carry a fixed mtime and owner, so equal samples give equal bytes.
+A worker stages a work shard: its tars (closed past a byte or sample cap), its parquet rows and its
+stats file, each under a temporary name tagged with the token of the dispatch that writes it
+(`.<name>.<token>.tmp`). Only the driver publishes, by renaming the staged files into place with the
+stats file last: the stats file is the commit record a rerun and every reader trust. The driver
+publishes a dispatch's files only while that dispatch is the shard's current one and the shard is not
+committed yet, so a stale worker (one whose node stalled, whose shard was sent again meanwhile, and
+which came back) can stage what it likes: its files never become final, and are deleted when the
+driver refuses them or publishes the current dispatch. Nothing a worker does deletes another
+dispatch's files. (On an object store the publish step would be the driver's PUT of the commit record
+naming the staged objects; the fence is the same.) Tar members carry a fixed mtime and owner, so equal
+samples give equal bytes.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ import errno
 import io
 import json
 import os
+import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -21,7 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.atomic import is_temporary, temporary, write_bytes
+from pipeline.atomic import temporary
+from pipeline.recovery import MARKER_SUFFIX
 
 if TYPE_CHECKING:  # webdataset imports torch (~0.5 GiB): only workers, which write tars, load it
     import webdataset as wds
@@ -74,6 +85,53 @@ def is_committed(shard_dir: Path, work: str) -> bool:
     return stats_path(shard_dir, work).exists()
 
 
+def _uncommitted(work: str) -> re.Pattern[str]:
+    """A work shard's files that readers never trust: staged files and markers of any dispatch."""
+    outputs = r"(-\d+\.tar|\.parquet|\.stats\.json)\.[0-9a-f]+\.tmp"
+    marker = rf"\.[0-9a-f]+{re.escape(MARKER_SUFFIX)}(\.[0-9a-f]+\.tmp)?"
+    return re.compile(rf"^\.{re.escape(work)}({outputs}|{marker})$")
+
+
+def _remove(paths: Iterator[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def discard(shard_dir: Path, work: str, token: str) -> None:
+    """Deletes what one dispatch of `work` staged, and its marker: a stale or failed attempt's files."""
+    pattern, tag = _uncommitted(work), f".{token}."
+    _remove(p for p in shard_dir.glob(f".{work}*") if pattern.match(p.name) and tag in p.name)
+
+
+def publish(shard_dir: Path, work: str, token: str, names: list[str]) -> None:
+    """The commit of `work` by its dispatch `token` (the driver's step, for the current dispatch only):
+    parts an earlier attempt published that this one does not list go, the staged files are renamed into
+    place in order (the stats file, last, makes the shard committed), and every other dispatch's staged
+    files and markers go."""
+    part = re.compile(rf"^{re.escape(work)}-\d+\.tar$")
+    _remove(p for p in shard_dir.glob(f"{work}-*.tar") if part.match(p.name) and p.name not in names)
+    for name in names:
+        with _naming(shard_dir / name):
+            os.replace(temporary(shard_dir / name, token), shard_dir / name)
+    pattern = _uncommitted(work)
+    _remove(p for p in shard_dir.glob(f".{work}*") if pattern.match(p.name))
+
+
+def publish_if_current(shard_dir: Path, work: str, token: str, current: str | None, names: list[str]) -> bool:
+    """The driver's fence: publishes what dispatch `token` staged only if it is `current` (the shard's
+    dispatch in flight) and the shard is uncommitted; otherwise it is a stale worker's late commit,
+    refused, and its files deleted. A failing publish raises its OSError, its files deleted first."""
+    if token != current or is_committed(shard_dir, work):
+        discard(shard_dir, work, token)
+        return False
+    try:
+        publish(shard_dir, work, token, names)
+    except OSError:
+        discard(shard_dir, work, token)
+        raise
+    return True
+
+
 @contextmanager
 def _naming(path: Path) -> Iterator[None]:
     """An OSError of a write names no file (ENOSPC on a stream): give it the file being written, so the
@@ -94,6 +152,7 @@ class WorkShardWriter:
     work: str
     max_bytes: int
     max_samples: int
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)  # the dispatch writing it: names its temporaries
     tars: list[str] = field(default_factory=list)
     samples: int = 0
     bytes: int = 0
@@ -106,13 +165,9 @@ class WorkShardWriter:
 
     def __post_init__(self) -> None:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
-        for pattern in (f".{self.work}-[0-9][0-9].tar.*", f".{self.work}.parquet.*", f".{self.work}.stats.json.*"):
-            for stale in self.shard_dir.glob(pattern):
-                if is_temporary(stale):
-                    stale.unlink(missing_ok=True)  # an earlier attempt of this shard, killed mid-write
 
     def _tmp(self, name: str) -> Path:
-        return temporary(self.shard_dir / name)
+        return temporary(self.shard_dir / name, self.token)
 
     def _open_part(self) -> None:
         import webdataset as wds
@@ -126,11 +181,9 @@ class WorkShardWriter:
     def _close_part(self) -> None:
         if self._writer is None:
             return
-        name = self.tars[-1]
-        with _naming(self._tmp(name)):
+        with _naming(self._tmp(self.tars[-1])):
             self._writer.close()
             self._writer = self._stream = None
-            self._tmp(name).replace(self.shard_dir / name)
 
     def add(self, key: str, members: dict[str, bytes]) -> str:
         """Adds one sample; returns the tar (relative to the build directory) that holds it."""
@@ -152,22 +205,30 @@ class WorkShardWriter:
         self.bytes += size
         return f"{self.shard_dir.name}/{self.tars[-1]}"
 
-    def commit(self, rows: list[dict[str, object]], stats: dict[str, object]) -> None:
-        """Closes the last tar, writes the rows, then the stats file (the commit marker)."""
+    def stage(self, rows: list[dict[str, object]], stats: dict[str, object]) -> list[str]:
+        """Closes the last tar, stages the rows and the stats file; returns the names to publish, in order."""
         self._close_part()
         table = pa.Table.from_pylist(rows, schema=MANIFEST_COLUMNS)
         parquet = io.BytesIO()
         pq.write_table(table, parquet)
-        with _naming(self.shard_dir / f"{self.work}.parquet"):
-            write_bytes(self.shard_dir / f"{self.work}.parquet", parquet.getvalue())
         stats = {"work": self.work, "tars": self.tars, "samples": self.samples, "bytes": self.bytes, **stats}
-        with _naming(stats_path(self.shard_dir, self.work)):
-            write_bytes(stats_path(self.shard_dir, self.work), json.dumps(stats, indent=1, sort_keys=True).encode())
+        names = [*self.tars, f"{self.work}.parquet", stats_path(self.shard_dir, self.work).name]
+        for name, data in zip(
+            names[-2:], [parquet.getvalue(), json.dumps(stats, indent=1, sort_keys=True).encode()], strict=True
+        ):
+            with _naming(self._tmp(name)):
+                self._tmp(name).write_bytes(data)
+        return names
+
+    def commit(self, rows: list[dict[str, object]], stats: dict[str, object]) -> None:
+        """Stages and publishes at once: for a writer that is the shard's only one (no driver to fence)."""
+        publish(self.shard_dir, self.work, self.token, self.stage(rows, stats))
 
     def abort(self) -> None:
-        """Drops the tar being written; on a failing disk closing it may fail too, which changes nothing."""
+        """Drops what this dispatch staged and its marker; on a failing disk closing the tar may fail too."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             with suppress(OSError):
                 writer.close()
-            self._tmp(self.tars[-1]).unlink(missing_ok=True)
+        with suppress(OSError):
+            discard(self.shard_dir, self.work, self.token)

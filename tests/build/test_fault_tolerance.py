@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+import webdataset as wds
 from buildkit import RAY_NO_AUTH, RP_DATA, local_cluster, rp_data, samples
 
 from pipeline.recovery import (
@@ -22,28 +23,54 @@ from pipeline.recovery import (
     DeathLedger,
     DeathSite,
     WorkerError,
-    clear_marker,
     death_site,
     mark,
     marker_path,
 )
 from pipeline.runner import POISON_ENV
+from pipeline.shards import WorkShardWriter, discard, is_committed, publish_if_current, stats_path
 
 
 def test_only_the_marker_of_the_dispatch_that_died_says_where_it_died(tmp_path: Path) -> None:
-    work = "vfhq-00000"
-    assert death_site(tmp_path, work, "run-a") == DeathSite(started=False)
-    mark(tmp_path, work, "run-a", None)
-    assert death_site(tmp_path, work, "run-a") == DeathSite(started=True)
-    mark(tmp_path, work, "run-a", "vfhq/clip-1")
-    assert death_site(tmp_path, work, "run-a") == DeathSite(started=True, item_id="vfhq/clip-1")
-    assert death_site(tmp_path, work, "run-b") == DeathSite(started=False)  # an earlier dispatch's or run's
-    assert death_site(tmp_path, "vfhq-00001", "run-a") == DeathSite(started=False)
-    marker_path(tmp_path, work).write_text('{"work": "vfhq-00000", "tok')  # torn by hand
-    assert death_site(tmp_path, work, "run-a") == DeathSite(started=False)
-    (tmp_path / f".{work}{MARKER_SUFFIX}.123.tmp").write_text("{}")  # a killed writer's temporary
-    clear_marker(tmp_path, work)
+    work, token, other = "vfhq-00000", "a1" * 16, "b2" * 16
+    assert death_site(tmp_path, work, token) == DeathSite(started=False)
+    mark(tmp_path, work, token, None)
+    assert death_site(tmp_path, work, token) == DeathSite(started=True)
+    mark(tmp_path, work, token, "vfhq/clip-1")
+    assert death_site(tmp_path, work, token) == DeathSite(started=True, item_id="vfhq/clip-1")
+    mark(tmp_path, work, other, "vfhq/clip-2")  # a stale worker of another dispatch writes its own marker
+    assert death_site(tmp_path, work, token) == DeathSite(started=True, item_id="vfhq/clip-1")
+    assert death_site(tmp_path, work, "c3" * 16) == DeathSite(started=False)  # an earlier dispatch's or run's
+    assert death_site(tmp_path, "vfhq-00001", token) == DeathSite(started=False)
+    marker_path(tmp_path, work, token).write_text('{"work": "vfhq-00000", "tok')  # torn by hand
+    assert death_site(tmp_path, work, token) == DeathSite(started=False)
+    (tmp_path / f"{marker_path(tmp_path, work, token).name}.{token}.tmp").write_text("{}")  # a killed writer's
+    discard(tmp_path, work, token)
+    assert [p.name for p in tmp_path.iterdir()] == [marker_path(tmp_path, work, other).name]
+    discard(tmp_path, work, other)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stale_dispatch_never_publishes_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A worker whose node stalled stages the shard beside the worker it was sent to again: before and after
+    the current dispatch is published, its late commit is refused and every file of it deleted."""
+    work = "vfhq-00000"
+    stale, current = (WorkShardWriter(tmp_path, work, 10**9, 1) for _ in range(2))  # one sample per tar
+    mark(tmp_path, work, stale.token, "vfhq/b")
+    mark(tmp_path, work, current.token, None)
+    for writer, text in [(stale, b"stale"), (current, b"current")]:
+        writer.add("vfhq_a", {"json": text})
+    stale.add("vfhq_b", {"json": b"stale"})  # a second part the current dispatch does not have
+    late = stale.stage([], {"frames": 1})
+    assert not publish_if_current(tmp_path, work, stale.token, current.token, late)  # refused before...
+    assert not is_committed(tmp_path, work) and not list(tmp_path.glob(f"*{stale.token}*"))
+    names = current.stage([], {"frames": 2})
+    assert publish_if_current(tmp_path, work, current.token, current.token, names)
+    stale.add("vfhq_a", {"json": b"stale"})  # ... and after: it ran on, as a stalled node does once resumed
+    assert not publish_if_current(tmp_path, work, stale.token, None, stale.stage([], {"frames": 1}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{work}-00.tar", f"{work}.parquet", f"{work}.stats.json"]
+    assert json.loads(stats_path(tmp_path, work).read_text())["frames"] == 2
+    assert [s["json"] for s in wds.WebDataset(str(tmp_path / f"{work}-00.tar"), shardshuffle=False)] == [b"current"]
 
 
 def test_deaths_are_held_against_the_item_the_shard_or_neither() -> None:
