@@ -12,6 +12,13 @@ fails that attempt of the shard, never one item's row and never the build at onc
 error back, stays in the pool, and the shard is sent again, to another worker when one is free. A shard
 that cannot be stored in `max_attempts` attempts stops the build with its name, the error and the path.
 
+Workers are fenced: each dispatch of a shard carries a fresh token that names its marker and its staged
+files, and only the driver publishes a shard, for its current dispatch (pipeline/shards.py). A worker
+Ray cannot reach (ActorUnavailableError: its call "may or may not have been executed") is not taken for
+dead: the driver probes it for up to UNREACHABLE_WAIT_S, saying so on the progress line, until it is
+back (its call has then ended, and what it staged is deleted) or dead, and only then sends the shard
+again; one still unreachable after that is killed and counted lost.
+
 Each actor declares its memory to Ray, so Ray places on a node only as many workers as fit in it.
 
 Test-only hooks, passed from the driver's environment to the workers; nothing else sets them, the
