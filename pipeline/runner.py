@@ -389,13 +389,15 @@ class Runner:
         isolated = ledger.isolated([str(raw["item_id"]) for raw in shard.items])
         return dataclasses.replace(_again(shard), isolated={**shard.isolated, **isolated})
 
-    def _take(self, idle: list[Any], retries: deque[_Retry]) -> tuple[Any, WorkShard] | None:
-        """A waiting retry and a free actor for it: one other than the actor whose storage failed it,
-        unless that actor is the whole pool; None when the retries must wait for another actor."""
+    @staticmethod
+    def _take(idle: list[Any], retries: deque[_Retry], building: list[Any]) -> tuple[Any, WorkShard] | None:
+        """A waiting retry and a free actor for it: one other than the actor whose storage failed it, unless
+        no other actor is building a shard (none would free up soon: a pool of one, or replacements that
+        may never be placed); None when the retries wait for another actor to finish its shard."""
         for retry in retries:
             actor = next((a for a in reversed(idle) if a is not retry.avoid), None)
-            if actor is None and len(self.actors) == 1:
-                actor = idle[-1]
+            if actor is None and any(a is retry.avoid for a in idle) and all(a is retry.avoid for a in building):
+                actor = retry.avoid
             if actor is not None:
                 retries.remove(retry)
                 idle.remove(actor)
@@ -451,7 +453,7 @@ class Runner:
 
         while retries or upcoming is not None or any(call.shard for call in calls.values()):
             while idle:
-                taken = self._take(idle, retries)
+                taken = self._take(idle, retries, [c.actor for c in calls.values() if c.shard is not None])
                 if taken is None and upcoming is None:
                     break  # the retries wait for an actor other than the one that failed them
                 if taken is None:
