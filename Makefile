@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/model.py
 	$(BIN)/python bench/loader.py
 	$(BIN)/python bench/validation_startup.py
+	$(BIN)/python bench/build_costs.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -2,8 +2,9 @@
 
 A build's scan can hold millions of rows (VGGFace2 alone has 3.3 M images), so the plan is made in
 passes over the scan parquet, each holding a bounded slice:
-1. the keys (dataset, item_id, modality: a few dozen bytes a row) give every item its rank in
-   (dataset, item_id) order, hence its work shard: a dataset's items cut every N;
+1. the keys (dataset, item_id, modality, media path: a few dozen bytes a row) give every item its rank
+   in (dataset, media file, item_id) order (an image's own id stands for its file), hence its work
+   shard: a dataset's items cut every N, a video's clips kept together where they fit in one shard;
 2. full rows are spread, batch by batch, over temporary bucket files of consecutive ranks;
 3. each bucket is sorted and appended to plan.parquet.
 plan.parquet thus holds every planned source row, in work-shard order, with its `work`. Pending work
@@ -14,7 +15,6 @@ shards in flight. Its existence marks planning as done: it is renamed into place
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,14 +68,19 @@ class _Ranks:
     """Where each scanned row goes: its rank in plan order (-1: excluded), and the work shards."""
 
     rank: np.ndarray  # by global scan position (files in order, rows in order)
-    datasets: list[tuple[str, int, int, int]]  # (dataset, first rank, rows, rows per work shard), in plan order
+    work: np.ndarray  # by rank: the index in `names` of its work shard
+    names: list[str]  # the work shards, in plan order
 
 
 def _rank(
     scans: Sequence[Path], cfg: BuildConfig, exclusion: Exclusion | None, excluded: pq.ParquetWriter, batch_rows: int
 ) -> _Ranks:
-    """Pass 1: reads only the key columns; writes the excluded items' manifest rows as it goes."""
-    columns = ["item_id", "dataset", "modality"] + (["youtube_id", "identity"] if exclusion else [])
+    """Pass 1: reads only the key columns; writes the excluded items' manifest rows as it goes.
+
+    A video's items are ordered by their media file, then item_id, so the clips CelebV-HQ and HDTF cut
+    from one raw video lie together and land on one work shard (whose worker demuxes the file once).
+    """
+    columns = ["item_id", "dataset", "modality", "media_path"] + (["youtube_id", "identity"] if exclusion else [])
     keys, offset = [], 0
     for path in scans:
         source = pq.ParquetFile(path)
@@ -87,23 +92,69 @@ def _rank(
                 hit = exclusion.mask(batch)
                 excluded.write_table(_excluded_rows(table.filter(hit), exclusion.note))
                 table = table.filter(pc.invert(hit))
-            keys.append(table.select(["dataset", "item_id", "modality", "position"]))
+            # an image is its own file: its group is its item_id, which keeps images in item_id order
+            image = pc.equal(table["modality"], "image")
+            group = pc.if_else(image, table["item_id"], table["media_path"])
+            keys.append(
+                pa.table(
+                    {
+                        "dataset": table["dataset"],
+                        "group": group,
+                        "item_id": table["item_id"],
+                        "image": image,
+                        "position": table["position"],
+                    }
+                )
+            )
     rank = np.full(offset, -1, dtype=np.int64)
     if not keys:
-        return _Ranks(rank, [])
+        return _Ranks(rank, np.zeros(0, dtype=np.int64), [])
     table = pa.concat_tables(keys)
     del keys
-    order = pc.sort_indices(table, sort_keys=[("dataset", "ascending"), ("item_id", "ascending")]).to_numpy()
-    rank[table["position"].to_numpy()[order]] = np.arange(len(order), dtype=np.int64)
+    order = pc.sort_indices(
+        table, sort_keys=[("dataset", "ascending"), ("group", "ascending"), ("item_id", "ascending")]
+    )
+    table = table.take(order).drop_columns(["item_id"])
     del order
-    images = pa.table({"dataset": table["dataset"], "image": pc.equal(table["modality"], "image")})
-    counts = images.group_by("dataset").aggregate([("image", "sum"), ("image", "count")]).to_pylist()
-    datasets, first = [], 0
+    rank[table["position"].to_numpy()] = np.arange(len(table), dtype=np.int64)
+    counts = table.group_by("dataset").aggregate([("image", "sum"), ("image", "count")]).to_pylist()
+    work, names, first = np.zeros(len(table), dtype=np.int64), [], 0
     for row in sorted(counts, key=lambda r: r["dataset"]):
-        per = cfg.images_per_shard if row["image_sum"] == row["image_count"] else cfg.videos_per_shard
-        datasets.append((row["dataset"], first, row["image_count"], per))
-        first += row["image_count"]
-    return _Ranks(rank, datasets)
+        rows = row["image_count"]
+        per = cfg.images_per_shard if row["image_sum"] == rows else cfg.videos_per_shard
+        groups = table["group"].slice(first, rows).combine_chunks()
+        shard = _shard_of_rows(_run_lengths(groups), per)
+        work[first : first + rows] = len(names) + shard
+        names.extend(work_name(row["dataset"], k) for k in range(int(shard[-1]) + 1))
+        first += rows
+    return _Ranks(rank, work, names)
+
+
+def _run_lengths(values: pa.Array) -> np.ndarray:
+    """The lengths of the runs of equal consecutive values (a sorted column's groups)."""
+    if len(values) < 2:
+        return np.ones(len(values), dtype=np.int64)
+    changed = pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)).to_numpy(zero_copy_only=False)
+    starts = np.concatenate([[0], np.flatnonzero(changed) + 1, [len(values)]])
+    return np.diff(starts)
+
+
+def _shard_of_rows(groups: np.ndarray, per: int) -> np.ndarray:
+    """The work shard (0, 1, ...) of each row of consecutive groups: shards of `per` rows, where a group
+    that would straddle a boundary starts the next shard instead (when it fits in one), so the clips of
+    one raw video share a shard wherever possible. Groups of one row are simply cut every `per`."""
+    rows = int(groups.sum())
+    if len(groups) == rows:
+        return np.arange(rows, dtype=np.int64) // per
+    start_shard, start_fill = np.zeros(len(groups), dtype=np.int64), np.zeros(len(groups), dtype=np.int64)
+    shard = fill = 0
+    for k, size in enumerate(groups.tolist()):
+        if fill and fill + size > per:
+            shard, fill = shard + 1, 0
+        start_shard[k], start_fill[k] = shard, fill
+        shard, fill = shard + (fill + size) // per, (fill + size) % per
+    within = np.arange(rows, dtype=np.int64) - np.repeat(np.cumsum(groups) - groups, groups)
+    return np.repeat(start_shard, groups) + (np.repeat(start_fill, groups) + within) // per
 
 
 def _excluded_rows(rows: pa.Table, note: str) -> pa.Table:
@@ -131,14 +182,8 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def _works(ranks: np.ndarray, plan: _Ranks) -> pa.Array:
-    """The work shard of each rank (a dataset's ranks cut every N)."""
-    names: list[str] = []
-    index = np.zeros(len(ranks), dtype=np.int64)
-    for dataset, first, rows, per in plan.datasets:
-        inside = (ranks >= first) & (ranks < first + rows)
-        index[inside] = len(names) + (ranks[inside] - first) // per
-        names.extend(work_name(dataset, k) for k in range(math.ceil(rows / per)))
-    return pa.array(names, pa.string()).take(pa.array(index))
+    """The work shard of each rank."""
+    return pa.array(plan.names, pa.string()).take(pa.array(plan.work[ranks]))
 
 
 def make_plan(

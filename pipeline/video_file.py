@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from pipeline.colour import IntBox, colour_tags, convert_planes
+from pipeline.colour import ColourTags, IntBox, colour_tags, convert_planes
 
 if TYPE_CHECKING:
     from pipeline.config import MediaLimits
@@ -107,56 +109,133 @@ def convert_region(frame: object, box: IntBox, out_w: int, out_h: int) -> np.nda
     return cv2.resize(cut, (out_w, out_h), interpolation=method)
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """What demuxing a file's packets tells (plus its first frame): the part of opening a video that reads
+    the whole file, hence what the timeline cache keeps."""
+
+    pts: np.ndarray
+    times: np.ndarray
+    fps: float
+    stated_fps: float
+    timestamped: bool
+    codec: str
+    orientation: Orientation
+    pixel_format: str
+    colour: ColourTags
+    header: tuple[int, int, float]  # stored width, height and the header's duration (the limits' check)
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+
+def _demux(source: Path | bytes, path: Path, limits: MediaLimits | None) -> Timeline:
+    """Reads every packet's timestamp and decodes the first frame; with `limits`, a file too large by its
+    header is refused (TooLarge) before its packets are demuxed."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
+            stream = container.streams.video[0]
+            header = stream.duration * stream.time_base if stream.duration and stream.time_base else None
+            seconds = float(header if header is not None else (container.duration or 0) / av.time_base)
+            size = (stream.codec_context.width, stream.codec_context.height, seconds)
+            if limits is not None:
+                limits.check(path, *size)
+            stream.codec_context.thread_count = 1
+            pts, first = [], None
+            for packet in container.demux(stream):  # the first frame is decoded on the way (one open)
+                if packet.size:
+                    pts.append(packet.pts if packet.pts is not None else packet.dts)
+                if first is None:
+                    first = next(iter(stream.codec_context.decode(packet)), None)
+            codec = stream.codec_context.name
+            average = float(stream.average_rate or stream.guessed_rate or 0)
+            time_base = stream.time_base
+    except (av.FFmpegError, IndexError, OSError) as exc:
+        raise DecodeError(f"{path}: cannot open the video: {_first_line(exc)}") from exc
+    if not pts:
+        raise DecodeError(f"{path}: the video holds no frames")
+    timestamped = not any(p is None for p in pts)
+    if not timestamped:
+        # no timestamps at all (raw elementary streams): frames are evenly spaced at the stated rate
+        stamps = np.arange(len(pts), dtype=np.int64)
+        times = stamps / (average or 25.0)
+    else:
+        stamps = np.unique(np.asarray(pts, dtype=np.int64))
+        times = (stamps - stamps[0]) * float(time_base)
+    span = times[-1] - times[0]
+    # the mean rate over the file, the duration of the last frame counted as that of the others
+    fps = (len(times) - 1) / span if span > 0 else (average or 25.0)
+    if first is None:
+        raise DecodeError(f"{path}: no frame could be decoded")
+    orientation = Orientation(first.width, first.height, _rotation(first))
+    stamps.setflags(write=False)  # shared by every VideoFile the cache hands it to
+    times.setflags(write=False)
+    return Timeline(
+        stamps, times, fps, average or fps, timestamped, codec, orientation, first.format.name, colour_tags(first), size
+    )
+
+
+class TimelineCache:
+    """The timelines of the last files a worker opened, keyed by (path, size, mtime): CelebV-HQ and HDTF
+    cut many clips from one raw video, and demuxing it again for each clip read the whole file each time.
+
+    Bounded by files and by timestamps held (a 10-hour video has a million), so a worker's memory stays
+    flat; the least recently used timeline goes first. `demuxed` counts the files it demuxed.
+    """
+
+    def __init__(self, max_files: int = 64, max_frames: int = 4_000_000):
+        self.max_files, self.max_frames = max_files, max_frames
+        self._timelines: OrderedDict[tuple[str, int, int], Timeline] = OrderedDict()
+        self.demuxed = 0
+
+    def timeline(self, path: Path, limits: MediaLimits | None) -> Timeline:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return _demux(path, path, limits)  # PyAV's own error about the file, as ever
+        key = (str(Path(path).resolve()), info.st_size, info.st_mtime_ns)
+        held = self._timelines.get(key)
+        if held is not None:
+            self._timelines.move_to_end(key)
+            if limits is not None:
+                limits.check(path, *held.header)  # the refusal an uncached open gives
+            return held
+        self.demuxed += 1
+        timeline = _demux(path, path, limits)
+        self._timelines[key] = timeline
+        while len(self._timelines) > self.max_files or (
+            len(self._timelines) > 1 and sum(t.frames for t in self._timelines.values()) > self.max_frames
+        ):
+            self._timelines.popitem(last=False)
+        return timeline
+
+    def clear(self) -> None:
+        self._timelines.clear()
+
+
+TIMELINES = TimelineCache()  # one per process: a build worker keeps it across the items of its shards
+
+
 class VideoFile:
     """One video file (or a file's bytes, as a shard holds its clips): its frames' presentation times and
     orientation, and decoding by frame index."""
 
     def __init__(self, source: Path | bytes, limits: MediaLimits | None = None, *, name: str = "clip"):
-        """Reads the timeline; with `limits`, a file too large by its header is refused (TooLarge) before
-        its packets are demuxed, which for a 10-hour file is the cost to avoid. Bytes are named `name` in
-        errors."""
-        import av
-
+        """Reads the timeline (a file's from the process's TimelineCache when it was read before); with
+        `limits`, a file too large by its header is refused (TooLarge) before its packets are demuxed, which
+        for a 10-hour file is the cost to avoid. Bytes are named `name` in errors."""
         self._data = source if isinstance(source, bytes) else None
         self.path = Path(name) if isinstance(source, bytes) else Path(source)
-        try:
-            with self._open() as container:
-                stream = container.streams.video[0]
-                if limits is not None:
-                    header = stream.duration * stream.time_base if stream.duration and stream.time_base else None
-                    seconds = header if header is not None else (container.duration or 0) / av.time_base
-                    limits.check(self.path, stream.codec_context.width, stream.codec_context.height, float(seconds))
-                stream.codec_context.thread_count = 1
-                pts, first = [], None
-                for packet in container.demux(stream):  # the first frame is decoded on the way (one open)
-                    if packet.size:
-                        pts.append(packet.pts if packet.pts is not None else packet.dts)
-                    if first is None:
-                        first = next(iter(stream.codec_context.decode(packet)), None)
-                self.codec = stream.codec_context.name
-                average = float(stream.average_rate or stream.guessed_rate or 0)
-                time_base = stream.time_base
-        except (av.FFmpegError, IndexError, OSError) as exc:
-            raise DecodeError(f"{self.path}: cannot open the video: {_first_line(exc)}") from exc
-        if not pts:
-            raise DecodeError(f"{self.path}: the video holds no frames")
-        if any(p is None for p in pts):
-            # no timestamps at all (raw elementary streams): frames are evenly spaced at the stated rate
-            self.pts = np.arange(len(pts), dtype=np.int64)
-            self.times = self.pts / (average or 25.0)
+        if isinstance(source, bytes):
+            timeline = _demux(source, self.path, limits)
         else:
-            self.pts = np.unique(np.asarray(pts, dtype=np.int64))
-            self.times = (self.pts - self.pts[0]) * float(time_base)
-        span = self.times[-1] - self.times[0]
-        # the mean rate over the file, the duration of the last frame counted as that of the others
-        self.fps = (len(self.times) - 1) / span if span > 0 else (average or 25.0)
-        self.stated_fps = average or self.fps
-        self._timestamped = not any(p is None for p in pts)
-        if first is None:
-            raise DecodeError(f"{self.path}: no frame could be decoded")
-        self.orientation = Orientation(first.width, first.height, _rotation(first))
-        self.pixel_format = first.format.name
-        self.colour = colour_tags(first)
+            timeline = TIMELINES.timeline(self.path, limits)
+        self.pts, self.times, self.fps = timeline.pts, timeline.times, timeline.fps
+        self.stated_fps, self._timestamped, self.codec = timeline.stated_fps, timeline.timestamped, timeline.codec
+        self.orientation, self.pixel_format, self.colour = timeline.orientation, timeline.pixel_format, timeline.colour
 
     def _open(self):  # type: ignore[no-untyped-def] - an av.container.InputContainer
         import av

@@ -17,6 +17,7 @@ from typing import ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from manifests.schema import DatasetSpec, SpecError
+from pipeline.sources.listing import Listing
 from pipeline.sources.records import MediaStatus, Problem, SourceItem, invalid_values, leads_outside
 
 T = TypeVar("T")
@@ -31,6 +32,7 @@ class SourceAdapter(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    listing: Listing | None = None  # the root's file sizes when listed in parallel (pipeline.sources.listing)
 
     def __init__(self, spec: DatasetSpec, root: Path, report: Callable[[Problem], None]):
         self.spec = spec
@@ -98,9 +100,8 @@ class SourceAdapter(ABC):
         """Inside the root, then existence and size from one stat call; what cannot be used is reported."""
         if self.outside_root(rel_path, item_id):
             return "outside_root"
-        try:
-            size = os.stat(self.root / rel_path).st_size
-        except OSError:
+        size = self._size(rel_path)
+        if size is None:
             if required:
                 self.problem(rel_path, "missing_media", "referenced by the annotations, not on disk", None, item_id)
             return "missing"
@@ -108,6 +109,15 @@ class SourceAdapter(ABC):
             self.problem(rel_path, "empty_file", "the file has zero bytes", None, item_id)
             return "empty"
         return "present"
+
+    def _size(self, rel_path: str) -> int | None:
+        """One stat, or a look-up in the listing that replaced it; None when the file does not exist."""
+        if self.listing is not None:
+            return self.listing.size(rel_path)
+        try:
+            return os.stat(self.root / rel_path).st_size
+        except OSError:
+            return None
 
     def lines(self, rel_path: str, required: bool = True) -> Iterator[tuple[int, str]]:
         """(1-based line number, text) of a text annotation file, tolerating a BOM and CRLF endings.
@@ -136,7 +146,7 @@ class SourceAdapter(ABC):
                 self.problem(rel_path, "unreadable_file", f"not UTF-8 text ({exc.reason})", number + 1)
 
     def exists(self, rel_path: str) -> bool:
-        return (self.root / rel_path).exists()
+        return self._size(rel_path) is not None
 
 
 class KeyedLookahead(Generic[T]):

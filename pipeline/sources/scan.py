@@ -24,6 +24,7 @@ from manifests.schema import DatasetSpec, SpecError, load_registry
 from pipeline.decode import middle_frame, widened
 from pipeline.faces import FaceDetector, labelled_face, open_detector, prominent
 from pipeline.sources import open_adapter
+from pipeline.sources.listing import PARALLEL_ENTRIES, TreeLister, media_depth
 from pipeline.sources.probe import probe
 from pipeline.sources.records import ITEM_SCHEMA, PROBLEM_SCHEMA, USABLE_MEDIA, Problem, SourceItem
 
@@ -215,8 +216,12 @@ def scan(
     on_item: Callable[[DatasetScan], None] | None = None,
     check_faces: bool = False,
     registry: dict[str, DatasetSpec] | None = None,
+    parallel_entries: int = PARALLEL_ENTRIES,
 ) -> list[DatasetScan]:
     """Scans one registry dataset (or each member of a composite one) under `root`.
+
+    A root of more than `parallel_entries` files and folders is listed by Ray tasks first (see
+    pipeline.sources.listing), which gives the same rows in the same order as one stat per item.
 
     A target without a single item raises NoItemsError and writes nothing: an empty manifest would pass
     for a result, and would replace a good one at `out`.
@@ -225,6 +230,7 @@ def scan(
     writer = ManifestWriter(out) if out else None
     detector = open_detector() if check_faces else None
     results = []
+    lister = TreeLister(parallel_entries)
     try:
         for spec, dataset_root in targets:
             stats = DatasetScan(spec.name, dataset_root)
@@ -235,7 +241,9 @@ def scan(
                 if writer:
                     writer.add_problem(problem)
 
-            items: Iterable[SourceItem] = open_adapter(spec, dataset_root, report).items()
+            adapter = open_adapter(spec, dataset_root, report)
+            adapter.listing = lister.list(dataset_root, media_depth(spec))
+            items: Iterable[SourceItem] = adapter.items()
             if probe_media:
                 items = probed(items, dataset_root, report, workers)
             if detector is not None:
@@ -252,6 +260,7 @@ def scan(
             writer.abort()
         raise
     finally:
+        lister.__exit__()
         if detector is not None:
             detector.close()
     if writer:

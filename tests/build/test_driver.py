@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from kit import item as video_item
 
 from manifests.schema import DATASETS_DIR, get_spec, load_registry
 from pipeline import atomic
@@ -26,6 +27,7 @@ from pipeline.config import BuildConfig
 from pipeline.manifest_merge import annotation_rows, write_manifest
 from pipeline.plan import PLAN_SCHEMA, Exclusion, failed_items, make_plan, rows_of, unbuilt_shards
 from pipeline.shards import MANIFEST_COLUMNS, WorkShardWriter, stats_path
+from pipeline.sources.scan import MANIFEST_SCHEMA as SCAN_SCHEMA
 from pipeline.split import excluded_ids, load_split
 
 RP_DATA = Path(sys.executable).with_name("rp-data")
@@ -47,14 +49,23 @@ def _driver_copy(build_dir: Path, to: Path) -> Path:
 # -- the plan ------------------------------------------------------------------------------------------
 
 
-def _old_plan(items: pd.DataFrame, cfg: BuildConfig) -> pd.DataFrame:
-    """The whole-table planning the stream replaces: a dataset's items in item_id order, cut every N."""
+def _whole_plan(items: pd.DataFrame, cfg: BuildConfig) -> pd.DataFrame:
+    """The whole-table planning the stream replaces: a dataset's items in (media file, item_id) order (an
+    image's item_id stands for its file), cut every N, a file's clips moved whole to the next shard when
+    they would straddle a cut and fit in one."""
+    items = items.assign(group=items.item_id.where(items.modality == "image", items.media_path))
     rows = []
-    for dataset, group in items.sort_values("item_id").groupby("dataset", sort=True):
+    for dataset, group in items.sort_values(["group", "item_id"]).groupby("dataset", sort=True):
         per = cfg.images_per_shard if (group.modality == "image").all() else cfg.videos_per_shard
-        rows += [
-            {"work": f"{dataset}-{i // per:05d}", "dataset": dataset, "item_id": v} for i, v in enumerate(group.item_id)
-        ]
+        shard, fill = 0, 0
+        for _, clips in group.groupby("group", sort=False):
+            if fill and fill + len(clips) > per:
+                shard, fill = shard + 1, 0
+            for item_id in clips.item_id:
+                if fill == per:
+                    shard, fill = shard + 1, 0
+                rows.append({"work": f"{dataset}-{shard:05d}", "dataset": dataset, "item_id": item_id})
+                fill += 1
     return pd.DataFrame(rows)
 
 
@@ -65,7 +76,7 @@ def test_the_streamed_plan_is_the_whole_table_plan_whatever_the_batch_sizes(
     make_plan(sample_scans, tmp_path, cfg)
     whole = pq.read_table(tmp_path / "plan.parquet")
     items = pd.concat([pd.read_parquet(p) for p in sample_scans], ignore_index=True)
-    expected = _old_plan(items, cfg)
+    expected = _whole_plan(items, cfg)
     assert whole.schema.equals(PLAN_SCHEMA)
     assert whole.select(["work", "dataset", "item_id"]).to_pandas().equals(expected)
     # every planned row is its scanned row, whole
@@ -79,6 +90,34 @@ def test_the_streamed_plan_is_the_whole_table_plan_whatever_the_batch_sizes(
     make_plan(sample_scans, small, cfg, batch_rows=3, bucket_rows=4)
     assert pq.read_table(small / "plan.parquet").equals(whole)
     assert not [p for p in small.iterdir() if atomic.is_temporary(p)]  # the bucket files are gone
+
+
+def test_clips_of_one_raw_file_are_planned_onto_one_shard(tmp_path: Path) -> None:
+    """CelebV-HQ-like clips whose ids interleave across raw files: each file's clips end up together, on
+    one shard, unless a file has more clips than a shard holds; the plan is the same whatever the batches."""
+    clips = {"a.mp4": 3, "b.mp4": 2, "c.mp4": 5, "d.mp4": 1, "e.mp4": 2}
+    rows, n = [], 0
+    for media, count in clips.items():
+        for _ in range(count):
+            # ids interleave the files: item_id order alone would scatter each file's clips
+            native = f"clip{(n * 7) % 13:02d}"
+            rows.append(video_item(media, native_id=native, dataset="celebvhq").row() | {"root": str(tmp_path)})
+            n += 1
+    scans = [tmp_path / "scan.parquet"]
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCAN_SCHEMA), scans[0])
+    cfg = BuildConfig(videos_per_shard=4)
+    make_plan(scans, tmp_path, cfg)
+    plan = pq.read_table(tmp_path / "plan.parquet").to_pandas()
+    expected = _whole_plan(pd.DataFrame(rows), cfg)
+    assert plan[["work", "dataset", "item_id"]].equals(expected)
+    shards = plan.groupby("media_path").work.unique()
+    assert all(len(shards[media]) == 1 for media in ("a.mp4", "b.mp4", "d.mp4", "e.mp4"))
+    assert len(shards["c.mp4"]) == 2  # 5 clips: more than a shard holds
+    assert plan.groupby("work").size().max() <= 4
+    again = tmp_path / "again"
+    again.mkdir()
+    make_plan(scans, again, cfg, batch_rows=2, bucket_rows=3)
+    assert pq.read_table(again / "plan.parquet").equals(pq.read_table(tmp_path / "plan.parquet"))
 
 
 def test_the_evaluation_split_is_excluded_while_planning(sample_scans: list[Path], tmp_path: Path) -> None:
