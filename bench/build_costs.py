@@ -1,6 +1,6 @@
 """Benchmark of the build's costs that must stay flat as a dataset grows (issue 25, item 7).
 
-    .venv/bin/python bench/build_costs.py [--files 1000000] [--report-rows 3000000] [--clips 20]
+    .venv/bin/python bench/build_costs.py [--files 1000000] [--report-rows 3000000] [--clips 20] [--only report]
 
 In one run it prints:
 - the scan of a synthetic VGGFace2 tree of `--files` one-byte images (300 per identity folder): serial
@@ -158,18 +158,20 @@ def bench_clips(folder: Path, clips: int) -> None:
     )
 
 
+PARTS = {"clips": bench_clips, "report": bench_report, "scan": bench_scan}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--report-rows", type=int, default=3_000_000)
     parser.add_argument("--clips", type=int, default=20)
+    parser.add_argument("--only", choices=sorted(PARTS), action="append", help="run only this part (repeatable)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        bench_clips(Path(scratch), args.clips)
-    with tempfile.TemporaryDirectory() as scratch:
-        bench_report(Path(scratch), args.report_rows)
-    with tempfile.TemporaryDirectory() as scratch:
-        bench_scan(Path(scratch), args.files)
+    sizes = {"clips": args.clips, "report": args.report_rows, "scan": args.files}
+    for name in args.only or PARTS:
+        with tempfile.TemporaryDirectory() as scratch:
+            PARTS[name](Path(scratch), sizes[name])
 
 
 if __name__ == "__main__":

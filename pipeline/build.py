@@ -76,14 +76,18 @@ def build_fingerprint(
 
 
 def scan_sources(
-    sources: Sequence[tuple[str, Path]], out: Path, on_item: Callable[[DatasetScan], None] | None = None
+    sources: Sequence[tuple[str, Path]],
+    out: Path,
+    on_item: Callable[[DatasetScan], None] | None = None,
+    ray_address: str | None = None,
 ) -> list[Path]:
-    """The source manifests, scanned once per build directory (a rerun reuses them)."""
+    """The source manifests, scanned once per build directory (a rerun reuses them); a large root is listed
+    by tasks on the build's Ray cluster (`ray_address`), or on an embedded Ray without one."""
     paths = []
     for name, root in sources:
         path = _scan_path(out, name)
         if not _scanned(path):
-            scan(name, Path(root), out=path, on_item=on_item)
+            scan(name, Path(root), out=path, on_item=on_item, ray_address=ray_address)
         paths.append(path)
     return paths
 
@@ -300,7 +304,9 @@ def _locked_build(
     fingerprint, inputs = build_fingerprint(cfg, defaults, exclude_split)
     excluded_split = str(exclude_split) if exclude_split else None
     _record(out, cfg, fingerprint, inputs, sources, excluded_split, allow_fingerprint_change)
-    scans = scan_sources(sources, out, lambda stats: status(f"scanning {stats.dataset}: {stats.items} items"))
+    scans = scan_sources(
+        sources, out, lambda stats: status(f"scanning {stats.dataset}: {stats.items} items"), ray_address
+    )
     if not (out / "plan.parquet").exists():
         status("planning the work shards")
         make_plan(scans, out, cfg, _exclusion(exclude_split))

@@ -8,12 +8,15 @@ The page and its PNGs form one folder that can be copied or served as is.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import html
 import io
 import json
 import os
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +24,14 @@ from typing import Any
 import av
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.inspect_shard import read_samples
-from pipeline.manifest_merge import annotation_rows
+from pipeline.report_tally import MEDIA_KEYS, MEDIA_LISTED, Tally, sample_pool, tally_build
 
 STATUSES = ("ok", "filtered", "failed")
 STATUS_COLORS = {"ok": "#4c9a2a", "filtered": "#e69f00", "failed": "#c0392b"}
@@ -37,17 +40,8 @@ NUMERIC = (
     "seconds_decode", "seconds_faces", "seconds_encode", "seconds_total", "attempt",
 )  # fmt: skip
 TEXT = ("item_id", "dataset", "kind", "status", "reason", "error_class", "message", "shard", "tar", "key")
-COLUMNS = TEXT + NUMERIC
-# what the build read each source video as; builds from before these columns existed lack them
-MEDIA = {
-    "media_codec": "codec",
-    "media_format": "format",
-    "media_matrix": "matrix",
-    "media_range": "range",
-    "media_rotation": "rotation",
-    "media_vfr": "variable rate",
-}
-MEDIA_LISTED = 200  # source files listed one by one; the counts per combination above them cover all
+COLUMNS = TEXT + NUMERIC  # the build's row contract: a column no table has is said on the page
+__all__ = ["MEDIA_LISTED", "BuildView", "choose_samples", "draw_tile", "load_build", "sample_pool", "write_report"]
 PLOTS = ("counts.png", "reasons.png", "frames.png", "face_px.png", "pose.png", "blur.png")
 SHEET = "contact_sheet.png"
 TILE = 192  # contact-sheet thumbnail side, px
@@ -66,9 +60,19 @@ class BuildView:
     root: Path
     info: dict[str, Any]  # build.json, {} when missing or unreadable
     stats: list[dict[str, Any]]  # one stats.json per committed work shard
-    rows: pd.DataFrame  # manifest rows of the committed work shards
+    tally: Tally  # what the page shows of the committed rows (each item's latest attempt)
+    pool: pa.Table  # (tar, key) of the committed ok samples, sorted: what the contact sheet draws from
     pending: list[str]  # work shards with files but no stats.json: running, or abandoned by a crash
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RowTables:
+    """The page's parts drawn from the rows, made before the rows' tally is let go."""
+
+    status: str  # html of the per dataset, kind and status table
+    media: str  # html of the source media section
+    available: int  # ok samples the contact sheet could draw from
 
 
 def write_report(build_dir: str | Path, out_html: str | Path | None = None, samples: int = 16, seed: int = 0) -> Path:
@@ -84,60 +88,79 @@ def write_report(build_dir: str | Path, out_html: str | Path | None = None, samp
     page = Path(out_html) if out_html is not None else root / "report" / "index.html"
     folder = page.parent
     folder.mkdir(parents=True, exist_ok=True)
-    view = load_build(root)
-    figures = _save_plots(view.rows, folder)
-    chosen = choose_samples(view.rows, samples, seed)
+    with _returning_memory():
+        view = load_build(root)
+        figures = _save_plots(view.tally, folder)
+        chosen = choose_samples(view.pool, samples, seed)
+        tables = RowTables(_status_table(view.tally), _media_section(view.tally), view.pool.num_rows)
+        # the rows are done with: freed before the contact sheet imports its tar reader (webdataset imports torch)
+        view.tally, view.pool = Tally(), view.pool.schema.empty_table()
     shown = _save_contact_sheet(root, chosen, folder / SHEET, view.notes)
     for name in (*PLOTS, SHEET):  # a rerun must not leave a previous run's pictures beside the page
         if name not in figures and not (name == SHEET and shown) and (folder / name).exists():
             (folder / name).unlink()
-    text = _page(view, figures, shown, samples, seed)
+    text = _page(view, figures, tables, shown, samples, seed)
     part = page.with_name(f".{page.name}.part")
     part.write_text(text, encoding="utf-8")
     os.replace(part, page)
     return page
 
 
+@contextmanager
+def _returning_memory() -> Iterator[None]:
+    """Gives the memory of the rows' tally back to the system at the end: otherwise the allocators keep the
+    freed pages (measured: ~0.4 GiB on a 3 M-row build), and they add up with torch's (~0.6 GiB) when the
+    contact sheet loads its tar reader. Arrow allocates from the system allocator meanwhile, since pyarrow's
+    default (mimalloc) keeps its pages, and the C allocator is trimmed after (glibc only; elsewhere a no-op)."""
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+        gc.collect()
+        libc = ctypes.util.find_library("c")
+        trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+        if trim is not None:
+            trim(0)
+
+
 # -- reading the build ---------------------------------------------------------------------------------
 
 
 def load_build(root: Path) -> BuildView:
-    """build.json, and the rows and stats of every committed work shard (the stats.json is the marker)."""
+    """build.json, the stats of every committed work shard (the stats.json is the marker), and the tally of
+    their rows, read a work-shard family at a time."""
     notes: list[str] = []
     info = _read_json(root / "build.json", notes, "build.json")
     if not (root / "build.json").exists():
         notes.append("build.json is missing: the build has not started here, or this is not a build directory.")
     shards = root / "shards"
     stats: list[dict[str, Any]] = []
-    frames: list[pd.DataFrame] = []
-    committed: set[str] = set()
+    committed: list[str] = []
     for path in sorted(shards.glob("*.stats.json")):
         work = path.name.removesuffix(".stats.json")
         record = _read_json(path, notes, f"shards/{path.name}")
         if not record:
             continue
-        committed.add(work)
+        committed.append(work)
         stats.append(record)
         # tar names may be relative to DIR (as in the manifest) or to DIR/shards
         tars = [str(tar) for tar in record.get("tars") or []]
         absent = [tar for tar in tars if not ((root / tar).is_file() or (shards / tar).is_file())]
         if absent:
             notes.append(f"work shard {work} is committed but its tar(s) {', '.join(absent)} are missing.")
-        table = shards / f"{work}.parquet"
-        try:
-            frames.append(pd.read_parquet(table))
-        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            notes.append(f"work shard {work} is committed but its table shards/{table.name} is unreadable: {exc}")
-    # items held out by --exclude-split and annotation problems have no work shard: the build keeps them aside
-    if (root / "excluded.parquet").exists():
-        frames.append(pd.read_parquet(root / "excluded.parquet"))
-    annotation = annotation_rows(root)
-    if annotation:
-        frames.append(pd.DataFrame(annotation))
+    # items held out by --exclude-split and annotation problems have no work shard: the tally adds them last
+    tally = tally_build(root, committed, notes)
+    missing = [column for column in COLUMNS if column not in tally.columns]
+    if missing and tally.rows + tally.superseded:
+        notes.append(f"the shard tables lack column(s) {', '.join(missing)}; those plots stay empty.")
+    if tally.superseded:
+        notes.append(f"{tally.superseded} row(s) of earlier attempts are replaced by a retry's rows and not counted.")
     seen = {p.name.removesuffix(".parquet") for p in shards.glob("*.parquet")}
     seen |= {p.stem.rpartition("-")[0] for p in shards.glob("*.tar")}
-    pending = sorted(seen - committed - {""})
-    return BuildView(root, info, stats, _normalise(frames, notes), pending, notes)
+    pending = sorted(seen - set(committed) - {""})
+    return BuildView(root, info, stats, tally, tally.pool(), pending, notes)
 
 
 def _read_json(path: Path, notes: list[str], name: str) -> dict[str, Any]:
@@ -154,27 +177,6 @@ def _read_json(path: Path, notes: list[str], name: str) -> dict[str, Any]:
     return value
 
 
-def _normalise(frames: list[pd.DataFrame], notes: list[str]) -> pd.DataFrame:
-    """One table with every contract column (a column a shard lacks is noted and left empty), holding
-    only each item's latest attempt: a retry writes a new work shard, and its rows replace the old ones."""
-    filled = [frame for frame in frames if not frame.empty]
-    rows = pd.concat(filled, ignore_index=True) if filled else pd.DataFrame()
-    missing = [column for column in COLUMNS if column not in rows.columns]
-    if missing and not rows.empty:
-        notes.append(f"the shard tables lack column(s) {', '.join(missing)}; those plots stay empty.")
-    rows = rows.reindex(columns=[*COLUMNS, *MEDIA])
-    for column in NUMERIC:
-        values = pd.to_numeric(rows[column], errors="coerce").astype("float64")
-        rows[column] = values.where(np.isfinite(values))  # an inf would break every histogram's range
-    for column in (*TEXT, *MEDIA):
-        rows[column] = rows[column].astype("object").where(rows[column].notna(), None)
-    superseded = rows["attempt"] < rows.groupby("item_id")["attempt"].transform("max")
-    if superseded.any():
-        notes.append(f"{int(superseded.sum())} row(s) of earlier attempts are replaced by a retry's rows and not "
-                     "counted.")  # fmt: skip
-    return rows[~superseded].reset_index(drop=True)
-
-
 # -- plots ---------------------------------------------------------------------------------------------
 
 
@@ -185,19 +187,30 @@ def _figure(width: float, height: float, columns: int = 1) -> tuple[Figure, list
     return figure, list(np.atleast_1d(figure.subplots(1, columns)))
 
 
-def _plot_counts(rows: pd.DataFrame) -> Figure | None:
-    if rows.empty:
+def _frame(records: list[tuple[object, ...]], keys: list[str]) -> pd.DataFrame:
+    """Tallied counts as rows (keys as objects, like the build's text columns, and a `rows` count)."""
+    frame = pd.DataFrame(records, columns=[*keys, "rows"], dtype=object)
+    return frame.astype({"rows": "int64"})
+
+
+def _groups(tally: Tally) -> pd.DataFrame:
+    return _frame([(*key, group.rows) for key, group in tally.groups.items()], ["dataset", "kind", "status"])
+
+
+def _plot_counts(tally: Tally) -> Figure | None:
+    if not tally.rows:
         return None
+    groups = _groups(tally)
     figure, axes = _figure(10, 3.8, 2)
     for ax, kind, title in zip(axes, ("source", "sample"), ("source items", "output samples"), strict=True):
-        part = rows[rows["kind"] == kind]
-        table = part.groupby(["dataset", "status"]).size().unstack(fill_value=0)
+        part = groups[groups["kind"] == kind]
+        table = part.groupby(["dataset", "status"])["rows"].sum().unstack(fill_value=0)
         table = table.reindex(columns=STATUSES, fill_value=0)
         bottom = np.zeros(len(table))
         for status in STATUSES:
             ax.bar(table.index, table[status], bottom=bottom, color=STATUS_COLORS[status], label=status)
             bottom += table[status].to_numpy()
-        ax.set_title(f"{title} ({len(part)})")
+        ax.set_title(f"{title} ({part['rows'].sum()})")
         ax.set_ylabel("count")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(axis="x", labelrotation=30)
@@ -207,13 +220,11 @@ def _plot_counts(rows: pd.DataFrame) -> Figure | None:
     return figure
 
 
-def _plot_reasons(rows: pd.DataFrame) -> Figure | None:
-    dropped = rows[rows["status"].isin(["filtered", "failed"])]
-    if dropped.empty:
+def _plot_reasons(tally: Tally) -> Figure | None:
+    if not tally.dropped:
         return None
-    reason = dropped["reason"].fillna(dropped["error_class"]).fillna("(no reason)")
-    label = reason + " (" + dropped["kind"].fillna("?") + ")"
-    table = dropped.groupby([label, dropped["status"]]).size().unstack(fill_value=0)
+    dropped = _frame([(*key, rows) for key, rows in tally.dropped.items()], ["reason", "status"])
+    table = dropped.groupby(["reason", "status"])["rows"].sum().unstack(fill_value=0)
     table = table.reindex(columns=["filtered", "failed"], fill_value=0)
     table = table.loc[table.sum(axis=1).sort_values().index]
     figure, (ax,) = _figure(8, 1.2 + 0.32 * len(table))
@@ -228,10 +239,10 @@ def _plot_reasons(rows: pd.DataFrame) -> Figure | None:
     return figure
 
 
-def _histogram(ax: Axes, kept: pd.Series, dropped: pd.Series, xlabel: str) -> None:
+def _histogram(ax: Axes, kept: np.ndarray, dropped: np.ndarray, xlabel: str) -> None:
     """Kept samples against filtered rows on shared bins: shows where a threshold cut the data."""
-    values = pd.concat([kept, dropped])
-    bins = np.histogram_bin_edges(values.to_numpy(), bins=min(30, max(5, len(values))))
+    values = np.concatenate([kept, dropped])
+    bins = np.histogram_bin_edges(values, bins=min(30, max(5, len(values))))
     if len(kept):
         ax.hist(kept, bins=bins, color=STATUS_COLORS["ok"], alpha=0.8, label=f"ok samples ({len(kept)})")
     if len(dropped):
@@ -243,34 +254,33 @@ def _histogram(ax: Axes, kept: pd.Series, dropped: pd.Series, xlabel: str) -> No
     ax.legend()
 
 
-def _split(rows: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
-    ok = rows[(rows["kind"] == "sample") & (rows["status"] == "ok")][column].dropna()
-    return ok, rows[rows["status"] == "filtered"][column].dropna()
+def _split(tally: Tally, column: str) -> tuple[np.ndarray, np.ndarray]:
+    return tally.numbers(column, "sample", "ok"), tally.numbers(column, None, "filtered")
 
 
-def _plot_column(column: str, title: str, xlabel: str) -> Callable[[pd.DataFrame], Figure | None]:
-    def plot(rows: pd.DataFrame) -> Figure | None:
-        kept, dropped = _split(rows, column)
+def _plot_column(column: str, title: str, xlabel: str) -> Callable[[Tally], Figure | None]:
+    def plot(tally: Tally) -> Figure | None:
+        kept, dropped = _split(tally, column)
         if column == "frames":  # clip length: image samples have one frame and would swamp the plot
             kept = kept[kept > 1]
-        if kept.empty and dropped.empty:
+        if not len(kept) and not len(dropped):
             return None
         figure, (ax,) = _figure(6.5, 3.6)
         _histogram(ax, kept, dropped, xlabel)
-        median = f", median of ok {kept.median():.4g}" if len(kept) else ""
+        median = f", median of ok {np.median(kept):.4g}" if len(kept) else ""
         ax.set_title(f"{title}{median}")
         return figure
 
     return plot
 
 
-def _plot_pose(rows: pd.DataFrame) -> Figure | None:
-    if all(rows[angle].dropna().empty for angle in ("yaw", "pitch", "roll")):
+def _plot_pose(tally: Tally) -> Figure | None:
+    if not any(group.chunks[angle] for group in tally.groups.values() for angle in ("yaw", "pitch", "roll")):
         return None
     figure, axes = _figure(12, 3.4, 3)
     for ax, angle in zip(axes, ("yaw", "pitch", "roll"), strict=True):
-        kept, dropped = _split(rows, angle)
-        if kept.empty and dropped.empty:
+        kept, dropped = _split(tally, angle)
+        if not len(kept) and not len(dropped):
             ax.text(0.5, 0.5, f"no {angle} values", ha="center", va="center", transform=ax.transAxes)
             continue
         _histogram(ax, kept, dropped, f"mean |{angle}| over the clip (degrees)")
@@ -278,7 +288,7 @@ def _plot_pose(rows: pd.DataFrame) -> Figure | None:
     return figure
 
 
-PLOTTERS: dict[str, tuple[str, Callable[[pd.DataFrame], Figure | None]]] = {
+PLOTTERS: dict[str, tuple[str, Callable[[Tally], Figure | None]]] = {
     "counts.png": ("Source items and output samples per dataset, by status", _plot_counts),
     "reasons.png": ("Filter and failure reasons", _plot_reasons),
     "frames.png": ("Clip length", _plot_column("frames", "clip length", "frames per clip")),
@@ -288,11 +298,11 @@ PLOTTERS: dict[str, tuple[str, Callable[[pd.DataFrame], Figure | None]]] = {
 }
 
 
-def _save_plots(rows: pd.DataFrame, folder: Path) -> dict[str, str]:
+def _save_plots(tally: Tally, folder: Path) -> dict[str, str]:
     """file name -> caption, for the plots that had data."""
     saved = {}
     for name, (caption, plot) in PLOTTERS.items():
-        figure = plot(rows)
+        figure = plot(tally)
         if figure is not None:
             figure.savefig(folder / name, dpi=90)
             saved[name] = caption
@@ -302,20 +312,13 @@ def _save_plots(rows: pd.DataFrame, folder: Path) -> dict[str, str]:
 # -- contact sheet -------------------------------------------------------------------------------------
 
 
-def sample_pool(rows: pd.DataFrame) -> pd.DataFrame:
-    """The ok samples that name their tar and key, in a stable order (tar, key)."""
-    pool = rows[(rows["kind"] == "sample") & (rows["status"] == "ok") & rows["tar"].notna() & rows["key"].notna()]
-    return pool.drop_duplicates(["tar", "key"]).sort_values(["tar", "key"]).reset_index(drop=True)
-
-
-def choose_samples(rows: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
-    """`count` ok samples drawn without replacement from the stable pool order, so the same build and seed
-    show the same faces however the shards' rows happen to be ordered."""
-    pool = sample_pool(rows)
-    if count <= 0 or pool.empty:
-        return pool.iloc[:0]
-    picks = np.random.default_rng(seed).choice(len(pool), size=min(count, len(pool)), replace=False)
-    return pool.iloc[np.sort(picks)]
+def choose_samples(pool: pa.Table, count: int, seed: int) -> pd.DataFrame:
+    """`count` (tar, key) rows drawn without replacement from `pool` (as sample_pool orders it), so the same
+    build and seed show the same faces however the shards' rows happen to be ordered."""
+    if count <= 0 or not pool.num_rows:
+        return pool.slice(0, 0).to_pandas()
+    picks = np.random.default_rng(seed).choice(pool.num_rows, size=min(count, pool.num_rows), replace=False)
+    return pool.take(np.sort(picks)).to_pandas()
 
 
 def draw_tile(frame: np.ndarray, landmarks: np.ndarray, box: np.ndarray, side: int = TILE) -> Image.Image:
@@ -382,6 +385,8 @@ def _sample_tiles(sample: dict[str, Any]) -> tuple[list[tuple[str, Image.Image]]
 
 def _read_chosen(root: Path, chosen: pd.DataFrame, notes: list[str]) -> list[dict[str, Any]]:
     """The chosen samples' members, read with webdataset one tar at a time, stopping once all are found."""
+    from pipeline.inspect_shard import read_samples  # webdataset imports torch: ~0.6 GiB, loaded only now
+
     found: dict[str, dict[str, Any]] = {}
     for tar, group in chosen.groupby("tar", sort=True):
         wanted = set(group["key"])
@@ -482,63 +487,67 @@ def _shards_summary(view: BuildView) -> str:
     return text
 
 
-def _status_table(rows: pd.DataFrame) -> str:
+def _status_table(tally: Tally) -> str:
     """Per dataset, kind and status: counts, frames, medians of the quality scores, top reasons, time."""
-    if rows.empty:
+    if not tally.rows:
         return "<p>No rows yet.</p>"
-    groups = rows.groupby(["dataset", "kind", "status"], dropna=False)
-    table = groups.agg(
-        rows=("status", "size"),
-        frames=("frames", lambda v: v.sum(min_count=1)),
-        face_px=("face_px", "median"),
-        blur=("blur", "median"),
-        yaw=("yaw", "median"),
-        seconds=("seconds_total", lambda v: v.sum(min_count=1)),
-    )
-    table["reasons"] = groups["reason"].agg(
-        lambda r: ", ".join(f"{k} {v}" for k, v in r.dropna().value_counts().head(3).items())
-    )
-    table = table.reset_index().rename(
+
+    def total(values: np.ndarray) -> float:
+        return values.sum() if len(values) else np.nan
+
+    def median(values: np.ndarray) -> float:
+        return np.median(values) if len(values) else np.nan
+
+    keys = ["dataset", "kind", "status"]
+    table = pd.DataFrame(
+        [
+            {
+                **dict(zip(keys, key, strict=True)),
+                "rows": group.rows,
+                "frames": total(group.numbers("frames")),
+                "face_px": median(group.numbers("face_px")),
+                "blur": median(group.numbers("blur")),
+                "yaw": median(group.numbers("yaw")),
+                "seconds": total(group.numbers("seconds_total")),
+                "reasons": ", ".join(f"{k} {v}" for k, v in group.reasons.most_common(3)),
+            }
+            for key, group in tally.groups.items()
+        ]
+    ).astype({"dataset": object, "kind": object, "status": object, "reasons": object})
+    order = table.groupby(keys, dropna=False, sort=True).ngroup().to_numpy()
+    table = table.iloc[np.argsort(order, kind="stable")].rename(
         columns={"face_px": "median face_px", "blur": "median blur", "yaw": "median |yaw|", "seconds": "seconds_total"}
     )
     return table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}", border=0, classes="grid")
 
 
-def _media_labels(sources: pd.DataFrame) -> pd.DataFrame:
-    """The media columns as the page shows them: rotation in degrees, the rate as yes/no, – where unknown."""
-    labels = sources[list(MEDIA)].rename(columns=MEDIA).astype("object")
-    labels["rotation"] = [f"{int(v)}°" if v is not None else None for v in sources["media_rotation"]]
-    labels["variable rate"] = [None if v is None else "yes" if bool(v) else "no" for v in sources["media_vfr"]]
-    return labels.fillna("–")
-
-
-def _media_section(rows: pd.DataFrame) -> str:
+def _media_section(tally: Tally) -> str:
     """How the source videos were stored, as the build read them: counts per combination of codec, format,
     colour matrix, range, rotation and rate, then each file (rarest combinations first, so that in a large
     build the few sideways, full-range or variable-rate files are the ones listed)."""
-    sources = rows[(rows["kind"] == "source") & rows[list(MEDIA)].notna().any(axis=1)]
-    if sources.empty:
+    if not tally.media_rows or tally.media_files is None:
         return (
             "<p class=note>No source row records its media properties (codec, colour matrix, range, rotation, "
             "frame rate): the build read no video yet, or it was made by a pipeline that did not record them.</p>"
         )
-    labels = _media_labels(sources)
-    keys = ["dataset", *MEDIA.values()]
-    table = pd.concat([sources[["dataset", "item_id", "status"]], labels], axis=1)
-    counts = table.groupby(keys).agg(files=("item_id", "size"))
+    found = _frame([(*key, files) for key, files in tally.media_counts.items()], [*MEDIA_KEYS, "status"])
+    counts = found.groupby(MEDIA_KEYS).agg(files=("rows", "sum"))
     for status in STATUSES:
-        counts[status] = table[table["status"] == status].groupby(keys).size()
+        counts[status] = found[found["status"] == status].groupby(MEDIA_KEYS)["rows"].sum()
     counts = counts.fillna(0).astype(int).reset_index()
-    table["rarity"] = table.groupby(keys)["item_id"].transform("size")
-    listed = table.sort_values(["rarity", "dataset", "item_id"], kind="stable").head(MEDIA_LISTED)
-    more = len(table) - len(listed)
+    # a combination's size; one without a dataset is not counted above, and listed last
+    sizes = found.groupby(MEDIA_KEYS)["rows"].sum().to_dict()
+    files = tally.media_files
+    rarity = [sizes.get(key, np.nan) for key in files[MEDIA_KEYS].itertuples(index=False, name=None)]
+    listed = files.assign(rarity=rarity).sort_values(["rarity", "dataset", "item_id"], kind="stable").head(MEDIA_LISTED)
+    more = tally.media_rows - len(listed)
     tail = f" The {len(listed)} in the rarest combinations are listed; {more} more are only counted." if more else ""
     return (
-        f"<p>{len(table)} source file(s) by how they are stored, as the build read them (a rotation is the "
+        f"<p>{tally.media_rows} source file(s) by how they are stored, as the build read them (a rotation is the "
         f"display matrix's counter-clockwise turn).{tail}</p>"
         + counts.to_html(index=False, border=0, classes="grid")
         + "<p>Each file, the rarest kinds first:</p>"
-        + listed.drop(columns="rarity")
+        + listed.drop(columns=["rarity", "order"])
         .rename(columns={"item_id": "item"})
         .to_html(index=False, border=0, classes="grid")
     )
@@ -568,9 +577,10 @@ pre { background: #f4f4f4; padding: .6em; overflow-x: auto; }
 """
 
 
-def _page(view: BuildView, figures: dict[str, str], shown: list[dict[str, str]], asked: int, seed: int) -> str:
+def _page(
+    view: BuildView, figures: dict[str, str], tables: RowTables, shown: list[dict[str, str]], asked: int, seed: int
+) -> str:
     info = view.info
-    available = len(sample_pool(view.rows))
     notes = list(view.notes)
     if not view.stats:
         notes.insert(0, "No work shard is committed yet (no shards/*.stats.json): counts, plots and the contact "
@@ -592,9 +602,9 @@ def _page(view: BuildView, figures: dict[str, str], shown: list[dict[str, str]],
         f"<h2>Evaluation split</h2><p>{_split_sentence(info)}</p>",
         f"<h2>Shards</h2>{_shards_summary(view)}",
         "<h2>Plots</h2>" + (plots or "<p>No data to plot yet.</p>"),
-        f"<h2>Per dataset and status</h2>{_status_table(view.rows)}",
-        f"<h2>Source media</h2>{_media_section(view.rows)}",
-        f"<h2>Contact sheet</h2>{_contact_section(shown, asked, seed, available)}",
+        f"<h2>Per dataset and status</h2>{tables.status}",
+        f"<h2>Source media</h2>{tables.media}",
+        f"<h2>Contact sheet</h2>{_contact_section(shown, asked, seed, tables.available)}",
         f"<h2>Config</h2><pre>{_esc(json.dumps(info.get('config', {}), indent=2, sort_keys=True))}</pre>",
         f"<h2>Sources</h2><pre>{_esc(json.dumps(info.get('sources', {}), indent=2, sort_keys=True))}</pre>",
         "</body></html>\n",

@@ -13,6 +13,7 @@ a folder it did not list) falls back to a `stat`.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +86,14 @@ def list_folders(root: str, folders: Sequence[tuple[str, int]]) -> Sizes:
 
 
 class TreeLister:
-    """Lists roots past `threshold` entries with Ray tasks, on the build's Ray when one is running, else on
-    an embedded one started at the first large root and shut down on exit (one start for every root)."""
+    """Lists roots past `threshold` entries with Ray tasks: on the Ray already running in this process, else
+    on the build's cluster at `address` (its nodes share the roots' filesystem, and list them in parallel),
+    else on an embedded Ray; one it connected or started is shut down on exit, once for every root, so the
+    build's runner then starts Ray with its workers' environment."""
 
-    def __init__(self, threshold: int = PARALLEL_ENTRIES):
+    def __init__(self, threshold: int = PARALLEL_ENTRIES, address: str | None = None):
         self.threshold = threshold
+        self.address = address
         self.listed = 0  # roots listed by tasks
         self._started = False
 
@@ -112,10 +116,10 @@ class TreeLister:
         walked folders one level each, the rest of the tree below the folders not yet walked).
         """
         walked: list[str] = []
-        frontier: list[tuple[str, int]] = [("", depth)]
+        frontier: deque[tuple[str, int]] = deque([("", depth)])
         seen = 0
         while frontier and seen <= self.threshold:
-            folder, levels = frontier.pop(0)
+            folder, levels = frontier.popleft()
             walked.append(folder)
             try:
                 with os.scandir(os.path.join(root, folder)) as entries:
@@ -128,14 +132,16 @@ class TreeLister:
         if seen <= self.threshold:
             return None
         self.listed += 1
-        return Listing(root, self._by_tasks(str(root), [(folder, 1) for folder in walked] + frontier))
+        # tasks on other nodes have other working directories: they get the root as an absolute path
+        return Listing(root, self._by_tasks(os.path.abspath(root), [(folder, 1) for folder in walked] + [*frontier]))
 
     def _by_tasks(self, root: str, work: list[tuple[str, int]]) -> Sizes:
         import ray
 
         if not ray.is_initialized():
             local = {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
-            ray.init(**local, log_to_driver=False, logging_level="WARNING")
+            where = {"address": self.address} if self.address else local
+            ray.init(**where, log_to_driver=False, logging_level="WARNING")
             self._started = True
         task = ray.remote(num_cpus=1)(list_folders)
         chunks = [work[k : k + DIRS_PER_TASK] for k in range(0, len(work), DIRS_PER_TASK)]

@@ -217,11 +217,13 @@ def scan(
     check_faces: bool = False,
     registry: dict[str, DatasetSpec] | None = None,
     parallel_entries: int = PARALLEL_ENTRIES,
+    ray_address: str | None = None,
 ) -> list[DatasetScan]:
     """Scans one registry dataset (or each member of a composite one) under `root`.
 
     A root of more than `parallel_entries` files and folders is listed by Ray tasks first (see
-    pipeline.sources.listing), which gives the same rows in the same order as one stat per item.
+    pipeline.sources.listing), which gives the same rows in the same order as one stat per item; the
+    tasks run on the cluster at `ray_address` when given (a build's), else on an embedded Ray.
 
     A target without a single item raises NoItemsError and writes nothing: an empty manifest would pass
     for a result, and would replace a good one at `out`.
@@ -230,7 +232,7 @@ def scan(
     writer = ManifestWriter(out) if out else None
     detector = open_detector() if check_faces else None
     results = []
-    lister = TreeLister(parallel_entries)
+    lister = TreeLister(parallel_entries, ray_address)
     try:
         for spec, dataset_root in targets:
             stats = DatasetScan(spec.name, dataset_root)

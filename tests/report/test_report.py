@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 from shardkit import Build, clip_sample, commit, npy, row, sample_row
@@ -19,9 +20,11 @@ from pipeline.report import (
     GAP,
     SHEET,
     TILE,
+    BuildView,
     choose_samples,
     draw_tile,
     load_build,
+    sample_pool,
     write_report,
 )
 
@@ -59,12 +62,18 @@ def test_full_report_links_every_picture_it_writes_and_only_those(copy: Path) ->
     assert "they are not counted: vfhq-00001" in text
 
 
+def counts(view: BuildView) -> dict[tuple[str | None, ...], int]:
+    return {key: group.rows for key, group in view.tally.groups.items()}
+
+
+def reasons(view: BuildView) -> set[str]:
+    return {reason for group in view.tally.groups.values() for reason in group.reasons}
+
+
 def test_only_committed_shards_count(build: Build) -> None:
     view = load_build(build.root)
     assert view.pending == ["vfhq-00001"]
-    assert sorted(view.rows["shard"].unique()) == ["ffhq-00000", "vfhq-00000"]
-    counts = view.rows.groupby(["dataset", "kind", "status"]).size().to_dict()
-    assert counts == {
+    assert counts(view) == {
         ("ffhq", "sample", "ok"): 2,
         ("ffhq", "source", "filtered"): 1,
         ("ffhq", "source", "ok"): 2,
@@ -74,33 +83,40 @@ def test_only_committed_shards_count(build: Build) -> None:
         ("vfhq", "source", "filtered"): 2,
         ("vfhq", "source", "ok"): 2,
     }
-    assert "missing_media" not in set(view.rows["reason"])  # the uncommitted shard's failures
-    assert build.uncommitted_key not in set(view.rows["key"])
+    assert "missing_media" not in reasons(view)  # the uncommitted shard's failures
+    assert view.pool.column("key").to_pylist() == sorted(build.committed_keys)  # not the uncommitted sample
+    assert sorted(view.tally.numbers("face_px", "sample", "ok")) == [190.0, 210.0, 250.0, 380.0, 380.0]
+    assert view.tally.numbers("face_px", None, "filtered").tolist() == [38.0]
 
 
 def test_a_retry_replaces_the_earlier_attempt(copy: Path) -> None:
-    """vfhq/Clip-Br2 failed on attempt 3 in vfhq-00000; a retry shard now holds attempt 4, which worked."""
+    """vfhq/Clip-Br2 failed on attempt 3 in vfhq-00000; its retry shard (named as the plan names it) now holds
+    attempt 4, which worked."""
+    before = counts(load_build(copy))
     retried = clip_sample("vfhq_Clip-Br2-F0-9_b2b2b2_c000", frames=9, seed=2)
-    tar = "shards/vfhq-00005-00.tar"
-    commit(copy, "vfhq-00005", {tar: [retried]},
-           [row(item_id="vfhq/Clip-Br2", dataset="vfhq", kind="source", status="ok", shard="vfhq-00005", attempt=4),
-            sample_row(retried, "vfhq-00005", tar) | {"item_id": "vfhq/Clip-Br2", "attempt": 4}])  # fmt: skip
+    tar = "shards/vfhq-00000-r4-00.tar"
+    commit(copy, "vfhq-00000-r4", {tar: [retried]},
+           [row(item_id="vfhq/Clip-Br2", dataset="vfhq", kind="source", status="ok", shard="vfhq-00000-r4",
+                attempt=4),
+            sample_row(retried, "vfhq-00000-r4", tar) | {"item_id": "vfhq/Clip-Br2", "attempt": 4}])  # fmt: skip
     view = load_build(copy)
-    rows = view.rows[view.rows["item_id"] == "vfhq/Clip-Br2"]
-    assert sorted(zip(rows["kind"], rows["status"], strict=True)) == [("sample", "ok"), ("source", "ok")]
-    assert "failed" not in set(view.rows["status"])
+    after = counts(view)
+    assert ("vfhq", "source", "failed") not in after and "decode_error" not in reasons(view)
+    assert after[("vfhq", "source", "ok")] == before[("vfhq", "source", "ok")] + 1
+    assert after[("vfhq", "sample", "ok")] == before[("vfhq", "sample", "ok")] + 1
     assert "1 row(s) of earlier attempts are replaced by a retry's rows and not counted." in view.notes
     assert "6 of 6 ok samples" in write_report(copy).read_text()
 
 
 def test_contact_sheet_is_seeded_and_shows_the_drawn_samples(build: Build, tmp_path: Path) -> None:
-    rows = load_build(build.root).rows
-    first = list(choose_samples(rows, 3, seed=7)["key"])
-    assert first == list(choose_samples(rows.iloc[::-1], 3, seed=7)["key"])  # row order does not matter
+    pool = load_build(build.root).pool
+    first = list(choose_samples(pool, 3, seed=7)["key"])
+    shuffled = pa.concat_tables([pool.take(list(reversed(range(pool.num_rows)))), pool.slice(0, 2)])
+    assert first == list(choose_samples(sample_pool(shuffled), 3, seed=7)["key"])  # nor row order nor repeats matter
     assert len(set(first)) == 3 and set(first) <= set(build.committed_keys)
-    draws = {tuple(choose_samples(rows, 3, seed=seed)["key"]) for seed in range(8)}
+    draws = {tuple(choose_samples(pool, 3, seed=seed)["key"]) for seed in range(8)}
     assert len(draws) > 1
-    assert len(choose_samples(rows, 50, seed=0)) == 5
+    assert len(choose_samples(pool, 50, seed=0)) == 5
 
     page = write_report(build.root, out_html=tmp_path / "r" / "page.html", samples=3, seed=7)
     text = page.read_text()
@@ -156,7 +172,7 @@ def test_partial_build_with_broken_parts_gives_notes_not_errors(copy: Path) -> N
     assert "sample vfhq_Clip-Dd1-F0-9_aa00aa_c001 could not be drawn: ValueError: json, landmarks.npy" in text
     assert "2 of 5 ok samples" in text  # the two clips of the intact tar
     assert all((page.parent / name).is_file() for name in linked(page))
-    assert "ffhq" not in set(load_build(copy).rows["dataset"])
+    assert "ffhq" not in {dataset for dataset, _, _ in load_build(copy).tally.groups}
 
 
 def test_empty_build_says_so_and_links_nothing(tmp_path: Path) -> None:
