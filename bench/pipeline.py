@@ -50,6 +50,7 @@ from pipeline.decode import open_frames
 from pipeline.encode import BT709, LIMITED, X264_TAGS, encode_h264
 from pipeline.faces import open_detector, open_landmarker
 from pipeline.faces.threads import limit_threads
+from pipeline.fingerprint import node_inputs
 from pipeline.process import crop_square, sample_members
 from pipeline.runner import Runner, WorkShard
 from pipeline.scenes import SceneCuts
@@ -217,7 +218,7 @@ def end_to_end(shards: list[WorkShard], cfg: BuildConfig, out: Path, workers: in
     """(seconds, frames, peak worker RSS in bytes) of the build's work with `workers` actors, warmed first."""
     import ray
 
-    runner = Runner(cfg, cfg.fingerprint(), out, workers)
+    runner = Runner(cfg, cfg.fingerprint(), out, workers, inputs=node_inputs(cfg))
     runner.ready()
     began = time.perf_counter()
     progress = runner.run(shards)

@@ -33,6 +33,7 @@ from pipeline.manifest_merge import write_manifest
 from pipeline.plan import Exclusion, PendingShards, make_plan, planned_works, retry_shards, unbuilt_shards
 from pipeline.runner import (
     DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PLACEMENT_TIMEOUT_S,
     DEFAULT_WORKER_MEMORY_GIB,
     Progress,
     Runner,
@@ -136,6 +137,7 @@ def _run(
     shards: ShardSource,
     cfg: BuildConfig,
     fingerprint: str,
+    inputs: Mapping[str, object],
     out: Path,
     workers: int | None,
     address: str | None,
@@ -143,19 +145,23 @@ def _run(
     *,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     worker_memory_gib: float = DEFAULT_WORKER_MEMORY_GIB,
+    placement_timeout_s: float = DEFAULT_PLACEMENT_TIMEOUT_S,
 ) -> Progress:
-    """Runs the shards on Ray; no workers given means every CPU of the cluster joined (or of this machine)."""
+    """Runs the shards on Ray; no workers given means as many as the cluster joined (or this machine) holds
+    at once. Every worker's library versions and model files must be the driver's (`inputs`)."""
     if not shards:
         return Progress(total=0)
-    wanted = workers or default_workers(address)
+    wanted = workers or default_workers(address, worker_memory_gib)
     runner = Runner(
         cfg,
         fingerprint,
         out,
         min(wanted, len(shards)),
         address,
+        inputs=inputs,
         max_attempts=max_attempts,
         worker_memory_gib=worker_memory_gib,
+        placement_timeout_s=placement_timeout_s,
     )
     try:
         return runner.run(shards, on_progress)
@@ -237,6 +243,7 @@ def build(
     ray_address: str | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     worker_memory_gib: float = DEFAULT_WORKER_MEMORY_GIB,
+    placement_timeout_s: float = DEFAULT_PLACEMENT_TIMEOUT_S,
     retry_failed: bool = False,
     exclude_split: Path | None = None,
     allow_fingerprint_change: bool = False,
@@ -269,6 +276,7 @@ def build(
                 ray_address=ray_address,
                 max_attempts=max_attempts,
                 worker_memory_gib=worker_memory_gib,
+                placement_timeout_s=placement_timeout_s,
                 retry_failed=retry_failed,
                 exclude_split=exclude_split,
                 allow_fingerprint_change=allow_fingerprint_change,
@@ -289,6 +297,7 @@ def _locked_build(
     ray_address: str | None,
     max_attempts: int,
     worker_memory_gib: float,
+    placement_timeout_s: float,
     retry_failed: bool,
     exclude_split: Path | None,
     allow_fingerprint_change: bool,
@@ -318,12 +327,14 @@ def _locked_build(
         shards,
         cfg,
         fingerprint,
+        inputs,
         out,
         workers,
         ray_address,
         on_progress,
         max_attempts=max_attempts,
         worker_memory_gib=worker_memory_gib,
+        placement_timeout_s=placement_timeout_s,
     )
     status("merging the manifest")
     return BuildResult(out, write_manifest(out), progress, skipped, empty_scans(scans))

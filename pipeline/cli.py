@@ -18,9 +18,15 @@ from rich.text import Text
 
 from manifests.schema import DATASETS_DIR, DatasetSpec, SpecError, load_registry
 from pipeline.build_lock import STALE_AFTER_S
+from pipeline.capacity import usable_cpus
 from pipeline.cli_help import HelpFormatter
 from pipeline.faces.quiet import add_verbose_argument, quiet_native_logs
-from pipeline.runner import DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKER_MEMORY_GIB
+from pipeline.runner import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PLACEMENT_TIMEOUT_S,
+    DEFAULT_WORKER_MEMORY_GIB,
+    PLACEMENT_GRACE_S,
+)
 from pipeline.sources.scan import DatasetScan, NoItemsError
 from pipeline.summary import datasets_table, problems_table, scan_table
 
@@ -173,6 +179,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 ray_address=args.ray_address,
                 max_attempts=args.max_attempts,
                 worker_memory_gib=args.worker_memory,
+                placement_timeout_s=args.placement_timeout,
                 retry_failed=args.retry_failed,
                 exclude_split=args.exclude_split,
                 allow_fingerprint_change=args.allow_fingerprint_change,
@@ -443,8 +450,9 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
         "--workers",
         type=_positive(int),
         metavar="N",
-        help="Ray worker processes (default: with --ray-address every CPU of the cluster, "
-        f"else this machine's CPU count, {os.cpu_count() or 1} here)",
+        help="Ray worker processes (default: as many as the nodes hold at once, per node the smaller of its "
+        "CPUs and its memory over --worker-memory; without --ray-address the CPUs this process may use "
+        f"(affinity and cgroup quota), {usable_cpus()} here)",
     )
     build.add_argument(
         "--ray-address",
@@ -466,7 +474,17 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
         type=_positive(float),
         default=DEFAULT_WORKER_MEMORY_GIB,
         metavar="GiB",
-        help="memory each worker reserves with Ray, so a node runs only as many workers as it can hold",
+        help="memory each worker reserves with Ray, so a node runs only as many workers as it can hold; "
+        "a cluster where no node has this much (and a CPU) is refused at once",
+    )
+    build.add_argument(
+        "--placement-timeout",
+        type=_positive(float),
+        default=DEFAULT_PLACEMENT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long the build may go without a started worker (every one waiting for a node with a free "
+        f"CPU and --worker-memory) before it stops with exit 1; after {PLACEMENT_GRACE_S:.0f} s (or half this) "
+        "the progress line says what a worker needs and what is free. A rerun resumes",
     )
     build.add_argument(
         "--retry-failed",

@@ -131,9 +131,18 @@ def model_files(cfg: BuildConfig) -> dict[str, Path]:
 def build_inputs(cfg: BuildConfig, defaults: Mapping[str, PipelineDefaults]) -> dict[str, object]:
     """What `BuildConfig.fingerprint` hashes besides the config: recorded in build.json too, so a refused
     resume can say what changed."""
-    libraries = dict(OUTPUT_LIBRARIES, **(INSIGHTFACE_LIBRARIES if cfg.face_backend == "insightface" else {}))
     return {
         "defaults": {name: defaults[name].model_dump(mode="json") for name in sorted(defaults)},
+        **node_inputs(cfg),
+    }
+
+
+def node_inputs(cfg: BuildConfig) -> dict[str, object]:
+    """The part of the build's inputs that lies on each machine (library versions, model files): every
+    worker computes its own at start, and a node that differs from the driver stops the build, since its
+    shards would differ in bytes under the same fingerprint."""
+    libraries = dict(OUTPUT_LIBRARIES, **(INSIGHTFACE_LIBRARIES if cfg.face_backend == "insightface" else {}))
+    return {
         "libraries": library_versions(libraries),
         "models": {name: sha256_file(path) for name, path in sorted(model_files(cfg).items())},
     }
@@ -161,6 +170,19 @@ def changed_inputs(recorded: Mapping[str, object], current: Mapping[str, object]
             if before.get(key) != after.get(key):
                 was, now = _short(before.get(key, "absent")), _short(after.get(key, "absent"))
                 lines.append(f"{_GROUPS.get(group, group)} {key}: {was} -> {now}")
+    return lines
+
+
+def disagreements(driver: Mapping[str, object], node: Mapping[str, object], where: str) -> list[str]:
+    """One line per library or model file that differs between the driver's `node_inputs` and a node's,
+    e.g. `library av: av 14.2.0 on the driver, av 13.1.0 on node 10.0.0.5`."""
+    lines = []
+    for group in ("libraries", "models"):
+        ours, theirs = _flat(driver.get(group) or {}), _flat(node.get(group) or {})
+        for key in sorted(set(ours) | set(theirs)):
+            if ours.get(key) != theirs.get(key):
+                was, now = _short(ours.get(key, "absent")), _short(theirs.get(key, "absent"))
+                lines.append(f"{_GROUPS[group]} {key}: {was} on the driver, {now} on {where}")
     return lines
 
 

@@ -19,7 +19,15 @@ dead: the driver probes it for up to UNREACHABLE_WAIT_S, saying so on the progre
 back (its call has then ended, and what it staged is deleted) or dead, and only then sends the shard
 again; one still unreachable after that is killed and counted lost.
 
-Each actor declares its memory to Ray, so Ray places on a node only as many workers as fit in it.
+Each actor declares its memory to Ray, so Ray places on a node only as many workers as fit in it. A
+cluster where no node can hold one worker is refused at once (pipeline/capacity.py); while no worker
+has started (each waits for a node to free up) the progress line says, after PLACEMENT_GRACE_S, what a
+worker needs and what the cluster has free, and after the placement timeout the build stops.
+
+Nodes must agree: a node with another PyAV or mediapipe writes other bytes under the same fingerprint.
+So the driver's first call to each worker (`describe`) returns the library versions and model-file
+hashes that worker sees on its node, and one that differs from the driver's stops the build, naming the
+node and the differing items, before it is given a shard.
 
 Test-only hooks, passed from the driver's environment to the workers; nothing else sets them, the
 fault-tolerance tests do:
@@ -36,12 +44,13 @@ import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from manifests.schema import PipelineDefaults
+from pipeline.capacity import Node, live_nodes, pool_size, refuse_unplaceable, usable_cpus, why_unplaced
 from pipeline.config import BuildConfig
 from pipeline.faces.threads import THREAD_ENV
 from pipeline.recovery import DeathLedger, StorageFault, WorkerError, death_site, mark
@@ -55,6 +64,9 @@ MEDIA_REASONS = {
 }
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_WORKER_MEMORY_GIB = 1.5  # the bound a worker's peak RSS is designed to stay under
+DEFAULT_PLACEMENT_TIMEOUT_S = 600.0  # how long the build may have no started worker before it stops
+PLACEMENT_GRACE_S = 30.0  # how long before the progress line says why no worker has started
+TICK_S = 1.0  # how often the driver looks up from waiting for its workers
 POISON_ENV = "RP_TEST_POISON_ITEM"
 DISK_FULL_ENV = "RP_TEST_DISK_FULL"
 UNREACHABLE_WAIT_S = 300.0  # how long a worker Ray cannot reach may take to come back before it counts as lost
@@ -194,6 +206,22 @@ class ShardWorker:
         kwargs = {"model_dir": self.cfg.face_model_dir} if self.cfg.face_backend == "insightface" else {}
         self.models = Models(open_detector(self.cfg.face_backend, **kwargs), open_landmarker("mediapipe"))
 
+    def describe(self) -> dict[str, object]:
+        """The driver's first call: where this worker runs, and the library versions and model files it
+        sees here (pipeline/fingerprint.py), or why it cannot see them."""
+        import socket
+
+        import ray
+
+        from pipeline.fingerprint import FingerprintError, node_inputs
+
+        context = ray.get_runtime_context()
+        node = f"{ray.util.get_node_ip_address()} ({socket.gethostname()}, node {context.get_node_id()[:8]})"
+        try:
+            return {"node": node, "inputs": node_inputs(self.cfg)}
+        except FingerprintError as exc:
+            return {"node": node, "error": str(exc)}
+
     def process(self, shard: WorkShard) -> dict[str, object] | StorageFault:
         """Builds the shard; an OSError of storing it (not of reading an item) is handed back as this
         attempt's StorageFault, for the driver to retry elsewhere."""
@@ -271,7 +299,8 @@ class ShardWorker:
 # -- the driver ----------------------------------------------------------------------------------------
 
 
-def _start_ray(workers: int, address: str | None) -> None:
+def _start_ray(cpus: int, address: str | None) -> None:
+    """Joins the cluster at `address`, or starts an embedded Ray of `cpus` CPUs on this machine."""
     import logging
 
     import ray
@@ -287,30 +316,21 @@ def _start_ray(workers: int, address: str | None) -> None:
         ray.init(address=address, **common)
     else:
         # an embedded single-node Ray: no dashboard, bound to this machine's loopback only
-        ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+        ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
 
 
-def default_workers(address: str | None) -> int:
-    """Workers when none are asked for: every CPU of the cluster being joined (Ray is connected to
-    count them), or of this machine for an embedded Ray."""
-    if not address:
-        return os.cpu_count() or 1
+def _nodes() -> list[Node]:
     import ray
 
-    _start_ray(1, address)
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return live_nodes(ray.nodes())
 
 
-def _check_memory(worker_bytes: int) -> None:
-    """An embedded Ray whose node cannot hold even one worker would wait for ever: say so instead."""
-    import ray
-
-    available = ray.cluster_resources().get("memory", 0)
-    if available < worker_bytes:
-        raise WorkerError(
-            f"--worker-memory {worker_bytes / 2**30:.2f} GiB: Ray has {available / 2**30:.2f} GiB for tasks on "
-            "this machine, so no worker would ever start; lower --worker-memory"
-        )
+def default_workers(address: str | None, worker_memory_gib: float = DEFAULT_WORKER_MEMORY_GIB) -> int:
+    """Workers when none are asked for: as many as the cluster's nodes hold at once (per node the smaller
+    of its CPUs and its memory in workers). An embedded Ray gets the CPUs this process may use (affinity
+    and cgroup quota, pipeline/capacity.py), not the host's count."""
+    _start_ray(usable_cpus(), address)
+    return max(1, pool_size(_nodes(), int(worker_memory_gib * 2**30)))
 
 
 @dataclass
@@ -347,22 +367,26 @@ class Runner:
         workers: int,
         address: str | None = None,
         *,
+        inputs: Mapping[str, object],
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         worker_memory_gib: float = DEFAULT_WORKER_MEMORY_GIB,
+        placement_timeout_s: float = DEFAULT_PLACEMENT_TIMEOUT_S,
     ):
         import ray
 
-        if max_attempts < 1 or worker_memory_gib <= 0 or workers < 1:
+        if max_attempts < 1 or worker_memory_gib <= 0 or workers < 1 or placement_timeout_s <= 0:
             raise ValueError(
-                f"workers ({workers}) and max_attempts ({max_attempts}) must be >= 1 and worker_memory_gib "
-                f"({worker_memory_gib}) > 0"
+                f"workers ({workers}) and max_attempts ({max_attempts}) must be >= 1, worker_memory_gib "
+                f"({worker_memory_gib}) and placement_timeout_s ({placement_timeout_s}) > 0"
             )
         _start_ray(workers, address)
         memory = int(worker_memory_gib * 2**30)
-        if not address:
-            _check_memory(memory)
+        refuse_unplaceable(_nodes(), memory)
         self.shard_dir = Path(out) / "shards"
         self.max_attempts = max_attempts
+        self.inputs = inputs  # the driver's node_inputs, which every worker's must equal
+        self.worker_bytes = memory
+        self.placement_timeout_s = placement_timeout_s
         # max_restarts=0: a dead actor is replaced by the runner, which also knows what it was building
         worker = ray.remote(num_cpus=1, memory=memory, max_restarts=0)(ShardWorker)
         self._spawn = lambda: worker.remote(cfg.model_dump_json(), fingerprint, str(out))
@@ -373,6 +397,31 @@ class Runner:
         import ray
 
         ray.get([actor.__ray_ready__.remote() for actor in self.actors])
+
+    def _check_node(self, described: dict[str, object]) -> None:
+        """A worker whose node sees other library versions or model files would write other bytes under
+        the same fingerprint: the build stops, naming the node and what differs."""
+        from pipeline.fingerprint import disagreements
+
+        node = described["node"]
+        if "error" in described:
+            raise WorkerError(f"a build worker on node {node} cannot start: {described['error']}")
+        differing = disagreements(self.inputs, described["inputs"], f"node {node}")  # type: ignore[arg-type]
+        if differing:
+            raise WorkerError(
+                f"node {node} would build other bytes than the driver under the same fingerprint: "
+                + "; ".join(differing)
+                + ". Install the same versions and model files on every node, then rerun the same command: "
+                "the work shards committed so far are kept."
+            )
+
+    def _unplaced(self, waited: float) -> str:
+        """Why no worker has started after `waited` seconds, for the progress line and the stop."""
+        import ray
+
+        return f"no worker started for {waited:.0f} s: " + why_unplaced(
+            _nodes(), ray.available_resources(), self.worker_bytes
+        )
 
     def _replace(self, dead: Any) -> Any:
         import ray
@@ -440,9 +489,10 @@ class Runner:
         fresh_shards = iter(shards)
         retries: deque[_Retry] = deque()
         upcoming = next(fresh_shards, None)
-        calls = {actor.__ray_ready__.remote(): _Call(actor) for actor in self.actors}
+        calls = {actor.describe.remote(): _Call(actor) for actor in self.actors}
         idle: list[Any] = []
         failed_starts = 0
+        unstarted_since: float | None = None  # since when no worker has been building a shard
 
         def stored_badly(fault: StorageFault, shard: WorkShard, actor: Any) -> None:
             storage_faults[fault.work] += 1
@@ -461,7 +511,26 @@ class Runner:
                 actor, shard = taken[0], dataclasses.replace(taken[1], token=uuid.uuid4().hex)  # type: ignore[arg-type]
                 current[shard.work] = shard.token
                 calls[actor.process.remote(shard)] = _Call(actor, shard)
-            [ref], _ = ray.wait(list(calls), num_returns=1)
+            done, _ = ray.wait(list(calls), num_returns=1, timeout=TICK_S)
+            if not done:
+                if any(c.shard is not None for c in calls.values()):
+                    continue  # a worker builds a shard
+                # every call in flight is a worker starting: none may ever be placed
+                unstarted_since = unstarted_since or time.monotonic()
+                waited = time.monotonic() - unstarted_since
+                if waited >= self.placement_timeout_s:
+                    raise WorkerError(
+                        f"{self._unplaced(waited)}. The build stops after --placement-timeout "
+                        f"{self.placement_timeout_s:g} s: free resources on the cluster or lower --worker-memory, "
+                        "then rerun the same command; the work shards committed so far are kept."
+                    )
+                if waited >= min(PLACEMENT_GRACE_S, self.placement_timeout_s / 2):
+                    progress.waiting = self._unplaced(waited)
+                    if on_progress:
+                        on_progress(progress)
+                continue
+            unstarted_since = None
+            [ref] = done
             call = calls.pop(ref)
             try:
                 summary = ray.get(ref)
@@ -494,14 +563,16 @@ class Runner:
                     progress.workers_lost += 1
                     retries.append(_Retry(self._retry(call.shard, exc, ledger)))  # next, on the first free worker
                 fresh = self._replace(call.actor)
-                calls[fresh.__ray_ready__.remote()] = _Call(fresh)
+                calls[fresh.describe.remote()] = _Call(fresh)
                 if on_progress:
                     on_progress(progress)
                 continue
-            idle.append(call.actor)
             if call.shard is None:
+                self._check_node(summary)
                 failed_starts = 0
+                idle.append(call.actor)
                 continue
+            idle.append(call.actor)
             if call.since is not None:  # back: its call of the shard has ended, and its result is lost
                 from pipeline.shards import discard
 

@@ -65,20 +65,23 @@ class LocalCluster:
     nodes: list[subprocess.Popen[bytes]]
 
 
-def _ray_start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _ray_start(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("w") as stream:
         return subprocess.Popen(
             [str(RAY), "start", *args, "--block", "--disable-usage-stats"],
             stdout=stream,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # each node in its own process group, so a test can take one down whole
-            env=os.environ | RAY_NO_AUTH,
+            env=os.environ | RAY_NO_AUTH | dict(env or {}),
         )
 
 
 @contextmanager
-def local_cluster(logs: Path, head_cpus: int, node_cpus: Sequence[int] = ()) -> Iterator[LocalCluster]:
-    """Starts `ray start --head` and one `ray start --address` per entry of node_cpus; kills them after."""
+def local_cluster(
+    logs: Path, head_cpus: int, node_cpus: Sequence[int] = (), node_env: Mapping[int, Mapping[str, str]] | None = None
+) -> Iterator[LocalCluster]:
+    """Starts `ray start --head` and one `ray start --address` per entry of node_cpus (node i with the
+    environment variables node_env[i] added, which its workers inherit); kills them after."""
     port = _free_port()
     # Ray's unix sockets live under its temp dir, whose path must stay short (108 bytes per socket path)
     temp_dir = Path(tempfile.mkdtemp(prefix="rp-ray-", dir="/tmp"))
@@ -92,7 +95,7 @@ def local_cluster(logs: Path, head_cpus: int, node_cpus: Sequence[int] = ()) -> 
         _wait_for(cluster, 1, logs)
         for index, cpus in enumerate(node_cpus):
             node = [f"--address={address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1"]
-            cluster.nodes.append(_ray_start(node, logs / f"node{index}.log"))
+            cluster.nodes.append(_ray_start(node, logs / f"node{index}.log", (node_env or {}).get(index)))
             # one at a time: two nodes of one address registering at once can miss each other's node info
             _wait_for(cluster, 2 + index, logs)
         yield cluster
