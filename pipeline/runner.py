@@ -35,6 +35,8 @@ fault-tolerance tests do:
   OOM kill would end it.
 - RP_TEST_DISK_FULL=<work shard>[:<n>]: writing that work shard's first sample raises
   OSError(ENOSPC), as a full disk would, on its first n dispatches of the run (every one without n).
+- RP_TEST_ITEM_DELAY=<seconds>, in the environment of one node's Ray processes (not the driver's): its
+  workers wait that long at the start of every item, so a test can stall the node mid-item for sure.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ PLACEMENT_GRACE_S = 30.0  # how long before the progress line says why no worker
 TICK_S = 1.0  # how often the driver looks up from waiting for its workers
 POISON_ENV = "RP_TEST_POISON_ITEM"
 DISK_FULL_ENV = "RP_TEST_DISK_FULL"
+ITEM_DELAY_ENV = "RP_TEST_ITEM_DELAY"
 UNREACHABLE_WAIT_S = 300.0  # how long a worker Ray cannot reach may take to come back before it counts as lost
 
 
@@ -180,9 +183,11 @@ def error_class(exc: BaseException) -> tuple[str, str]:
 
 
 def _poison(item_id: str) -> None:
-    """The test-only hook of the module docstring: a worker process that dies at one item."""
+    """The test-only hooks of the module docstring: a worker process that dies at one item, or that
+    lingers at the start of each."""
     if os.environ.get(POISON_ENV) == item_id:
         os._exit(1)
+    time.sleep(float(os.environ.get(ITEM_DELAY_ENV, 0)))
 
 
 def _disk_full(shard: WorkShard) -> bool:

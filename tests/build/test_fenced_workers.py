@@ -16,6 +16,7 @@ import pytest
 from buildkit import RAY_NO_AUTH, RP_DATA, local_cluster, samples
 
 from pipeline.recovery import MARKER_SUFFIX
+from pipeline.runner import ITEM_DELAY_ENV
 
 # the GCS declares a silent node dead after about 3 s (Ray's default is about 30 s)
 FAST_HEALTH_CHECKS = {
@@ -69,7 +70,9 @@ def test_a_stalled_node_that_comes_back_changes_nothing(
         monkeypatch.setenv(name, value)
     out, log = tmp_path / "out", tmp_path / "build.log"
     shard_dir = out / "shards"
-    with local_cluster(tmp_path, head_cpus=0, node_cpus=(1, 2)) as cluster, log.open("w") as stream:
+    # the first node's workers linger 20 s at the start of each item, so the node is stopped mid-item for sure
+    slow = {0: {ITEM_DELAY_ENV: "20"}}
+    with local_cluster(tmp_path, head_cpus=0, node_cpus=(1, 2), node_env=slow) as cluster, log.open("w") as stream:
         build = subprocess.Popen(
             _vfhq_build(sample_root, out, sample_config, "--ray-address", cluster.address),
             stdout=stream,

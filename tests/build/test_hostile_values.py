@@ -26,6 +26,7 @@ from pipeline.config import BuildConfig, MediaLimits
 from pipeline.decode import RangeError, open_frames
 from pipeline.runner import ShardWorker, WorkShard
 from pipeline.sample.render import Actor, Shot, render_video, write_mp4, write_png
+from pipeline.shards import publish_if_current
 from pipeline.sources.records import SourceItem, TooLarge
 from pipeline.video_file import DecodeError, VideoFile
 
@@ -121,8 +122,11 @@ def _worker_rows(tmp_path: Path, root: Path, items: list[SourceItem]) -> pd.Data
     cfg = BuildConfig(max_pixels=MAX_PIXELS, max_seconds=MAX_SECONDS)
     worker = ShardWorker(cfg.model_dump_json(), "fp", str(tmp_path / "out"))
     defaults = get_spec("sample").defaults.model_dump(mode="json")
-    shard = WorkShard("mixed-00000", "mixed", str(root), defaults, [item.row() for item in items])
-    worker.process(shard)
+    shard = WorkShard("mixed-00000", "mixed", str(root), defaults, [item.row() for item in items], token="a1")
+    summary = worker.process(shard)
+    assert isinstance(summary, dict), summary  # not a StorageFault
+    # the worker stages; the driver publishes the current dispatch (pipeline/shards.py)
+    assert publish_if_current(tmp_path / "out" / "shards", shard.work, "a1", "a1", list(summary["staged"]))
     rows = pd.read_parquet(tmp_path / "out" / "shards" / "mixed-00000.parquet")
     sources = rows[rows.kind == "source"]
     assert sorted(sources.item_id) == sorted(item.item_id for item in items)  # each item recorded once
