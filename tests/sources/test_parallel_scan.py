@@ -7,13 +7,19 @@ import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from manifests.schema import get_spec
 from pipeline.sources.listing import TreeLister, media_depth
 from pipeline.sources.scan import scan
 
 
-def test_a_parallel_scan_gives_the_serial_scans_rows_in_order(sample_root: Path, tmp_path: Path) -> None:
+def test_a_parallel_scan_gives_the_serial_scans_rows_in_order(
+    sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ray reads its auth mode once per process: a test that joined a local cluster earlier in this process
+    # (started without token auth, as every test cluster is) left it disabled, so the embedded Ray must match
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     root = tmp_path / "sample"
     shutil.copytree(sample_root, root, symlinks=True)
     # what a stat tells apart must come out the same: a file emptied, one removed, a link that leads nowhere
