@@ -15,7 +15,7 @@ import functools
 import hashlib
 import importlib.metadata
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from manifests.schema import PipelineDefaults
@@ -160,30 +160,34 @@ def _flat(value: object, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+def _differences(
+    first: Mapping[str, object], second: Mapping[str, object], groups: Iterable[str]
+) -> Iterator[tuple[str, str, str, str]]:
+    """(group, key, first's value, second's value) for every flattened entry of `groups` that differs."""
+    for group in groups:
+        one, two = _flat(first.get(group) or {}), _flat(second.get(group) or {})
+        for key in sorted(set(one) | set(two)):
+            if one.get(key) != two.get(key):
+                yield group, key, _short(one.get(key, "absent")), _short(two.get(key, "absent"))
+
+
 def changed_inputs(recorded: Mapping[str, object], current: Mapping[str, object]) -> list[str]:
     """One line per entry that differs between two records of what shapes the output, e.g.
     `dataset default vfhq.min_face_px: 128 -> 96` (groups: config, defaults, libraries, models)."""
-    lines = []
-    for group in sorted(set(recorded) | set(current)):
-        before, after = _flat(recorded.get(group) or {}), _flat(current.get(group) or {})
-        for key in sorted(set(before) | set(after)):
-            if before.get(key) != after.get(key):
-                was, now = _short(before.get(key, "absent")), _short(after.get(key, "absent"))
-                lines.append(f"{_GROUPS.get(group, group)} {key}: {was} -> {now}")
-    return lines
+    groups = sorted(set(recorded) | set(current))
+    return [
+        f"{_GROUPS.get(group, group)} {key}: {was} -> {now}"
+        for group, key, was, now in _differences(recorded, current, groups)
+    ]
 
 
 def disagreements(driver: Mapping[str, object], node: Mapping[str, object], where: str) -> list[str]:
     """One line per library or model file that differs between the driver's `node_inputs` and a node's,
     e.g. `library av: av 14.2.0 on the driver, av 13.1.0 on node 10.0.0.5`."""
-    lines = []
-    for group in ("libraries", "models"):
-        ours, theirs = _flat(driver.get(group) or {}), _flat(node.get(group) or {})
-        for key in sorted(set(ours) | set(theirs)):
-            if ours.get(key) != theirs.get(key):
-                was, now = _short(ours.get(key, "absent")), _short(theirs.get(key, "absent"))
-                lines.append(f"{_GROUPS[group]} {key}: {was} on the driver, {now} on {where}")
-    return lines
+    return [
+        f"{_GROUPS[group]} {key}: {was} on the driver, {now} on {where}"
+        for group, key, was, now in _differences(driver, node, ("libraries", "models"))
+    ]
 
 
 def _short(value: object) -> str:
