@@ -163,9 +163,18 @@ PARTS = {"clips": bench_clips, "report": bench_report, "scan": bench_scan}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=1_000_000)
-    parser.add_argument("--report-rows", type=int, default=3_000_000)
-    parser.add_argument("--clips", type=int, default=20)
+    parser.add_argument(
+        "--files", type=int, default=1_000_000, help="files in the synthetic tree the scan lists (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--report-rows", type=int, default=3_000_000, help="manifest rows rp-data report tallies (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--clips",
+        type=int,
+        default=20,
+        help="clips cut from one raw file, against as many files (default: %(default)s)",
+    )
     parser.add_argument("--only", choices=sorted(PARTS), action="append", help="run only this part (repeatable)")
     args = parser.parse_args()
     sizes = {"clips": args.clips, "report": args.report_rows, "scan": args.files}
