@@ -182,7 +182,7 @@ def error_class(exc: BaseException) -> tuple[str, str]:
     return "internal_error", "bug"
 
 
-def _poison(item_id: str) -> None:
+def _item_test_hooks(item_id: str) -> None:
     """The test-only hooks of the module docstring: a worker process that dies at one item, or that
     lingers at the start of each."""
     if os.environ.get(POISON_ENV) == item_id:
@@ -269,7 +269,7 @@ class ShardWorker:
                     failures[reason] += 1
                     continue
                 mark(self.shard_dir, shard.work, shard.token, item.item_id)
-                _poison(item.item_id)
+                _item_test_hooks(item.item_id)
                 try:
                     outcome = process_item(item, Path(shard.root), self.cfg, defaults, self.models, self.fingerprint)
                 except Exception as exc:  # one bad item never fails its shard: it becomes a row
