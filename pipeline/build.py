@@ -28,6 +28,7 @@ from manifests.schema import DatasetSpec, PipelineDefaults, SpecError, load_regi
 from pipeline import atomic
 from pipeline.build_lock import FolderLocked, build_lock
 from pipeline.config import BuildConfig
+from pipeline.driver_folder import DriverFolder, driver_folder
 from pipeline.fingerprint import FingerprintError, build_inputs, changed_inputs
 from pipeline.manifest_merge import write_manifest
 from pipeline.plan import Exclusion, PendingShards, make_plan, planned_works, retry_shards, unbuilt_shards
@@ -41,6 +42,7 @@ from pipeline.runner import (
     default_workers,
 )
 from pipeline.sources.scan import DatasetScan, NoItemsError, first_items, refuse_empty, resolve_targets, scan
+from pipeline.storage import Store
 
 BUILD_FOLDERS = (".", "sources", "shards")  # where a build writes, so where a killed one left temporaries
 
@@ -103,20 +105,22 @@ def _scanned(path: Path) -> bool:
 
 
 def refuse_empty_sources(
-    sources: Sequence[tuple[str, Path]], out: Path, registry: dict[str, DatasetSpec] | None = None
+    sources: Sequence[tuple[str, Path]], out: Path | Store, registry: dict[str, DatasetSpec] | None = None
 ) -> None:
     """Every source not yet scanned into `out` must hold at least one item, checked before anything is
     written: a mistyped path among several sources then costs nothing, and `out` is not tied (build.json)
     to a wrong path. Sources already scanned are what the build was planned from: a resume trusts them."""
-    refusals = []
+    refusals, scanned = [], Store.at(out).child("sources")
     for name, root in sources:
-        if not _scanned(_scan_path(out, name)):
+        if not (scanned.exists(f"{name}.parquet") and scanned.exists(f"{name}.problems.parquet")):
             try:
                 refuse_empty(first_items(name, Path(root), registry), registry, prefix=f"--source {name}={root}: ")
             except NoItemsError as exc:
                 refusals.append(str(exc))
     if refusals:
-        raise BuildError("\n".join([*refusals, f"nothing was written to {out}: correct the path, or leave it out"]))
+        raise BuildError(
+            "\n".join([*refusals, f"nothing was written to {Store.at(out)}: correct the path, or leave it out"])
+        )
 
 
 def empty_scans(paths: Sequence[Path]) -> list[str]:
@@ -138,7 +142,7 @@ def _run(
     cfg: BuildConfig,
     fingerprint: str,
     inputs: Mapping[str, object],
-    out: Path,
+    out: str,
     workers: int | None,
     address: str | None,
     on_progress: Callable[[Progress], None] | None,
@@ -190,9 +194,11 @@ def _record(
     sources: Sequence[tuple[str, Path]],
     excluded_split: str | None,
     allow_mismatch: bool,
-) -> None:
-    """Writes build.json on the first run; on a resume, refuses another fingerprint (saying what changed)
-    or other sources."""
+    shown: str = "",
+) -> bool:
+    """Writes build.json on the first run (True); on a resume, refuses another fingerprint (saying what
+    changed) or other sources. `shown` is what messages call the build folder (`out` unless said)."""
+    shown = shown or str(out)
     path = out / "build.json"
     config = cfg.model_dump(mode="json")
     if path.exists():
@@ -202,17 +208,17 @@ def _record(
             changes = changed_inputs(was, {"config": config, **inputs})
             what = "; ".join(changes[:8]) + ("; ..." if len(changes) > 8 else "") if changes else "the excluded split"
             raise BuildError(
-                f"{out} was built with fingerprint {recorded['fingerprint']} (pipeline "
+                f"{shown} was built with fingerprint {recorded['fingerprint']} (pipeline "
                 f"{recorded.get('pipeline_version')}); this config gives {fingerprint} (changed: {what}). Mixing "
                 "them would put shards made under different rules side by side: use a new --out, or "
                 "--allow-fingerprint-change."
             )
         if sorted(map(list, recorded["sources"])) != sorted([n, str(Path(r).resolve())] for n, r in sources):
             raise BuildError(
-                f"{out} was planned from the sources {recorded['sources']}: use the same --source "
+                f"{shown} was planned from the sources {recorded['sources']}: use the same --source "
                 "arguments to resume it, or a new --out"
             )
-        return
+        return False
     record = {
         "fingerprint": fingerprint,
         "pipeline_version": cfg.pipeline_version,
@@ -223,11 +229,12 @@ def _record(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic.write_text(path, json.dumps(record, indent=1))
+    return True
 
 
 @dataclass
 class BuildResult:
-    out: Path
+    out: str  # the build folder's absolute path, or its URL
     counts: pd.DataFrame  # manifest rows by (dataset, kind, status, reason): rows, frames
     progress: Progress
     skipped: int  # work shards already committed before this run
@@ -236,7 +243,7 @@ class BuildResult:
 
 def build(
     sources: Sequence[tuple[str, Path]],
-    out: Path,
+    out: Path | str,
     cfg: BuildConfig,
     *,
     workers: int | None = None,
@@ -253,8 +260,9 @@ def build(
 ) -> BuildResult:
     """Builds `sources` into `out`, or resumes it; `on_status` hears what the driver is doing (checking,
     scanning, planning, merging), `on_progress` how the work shards run. Another build running on `out`
-    is refused (pipeline/build_lock.py); `force_unlock` takes over the lock of one that died."""
-    out = Path(out)
+    is refused (pipeline/build_lock.py); `force_unlock` takes over the lock of one that died. `out` is a
+    local folder (a relative one is resolved here, for every node) or an fsspec URL (pipeline/storage.py)."""
+    store = Store.at(out)
     status = on_status or (lambda text: None)
     registry = load_registry()
     for name, root in sources:
@@ -263,33 +271,34 @@ def build(
         if not Path(root).is_dir():
             raise BuildError(f"--source {name}={root}: not a directory")
     status("checking the sources")
-    refuse_empty_sources(sources, out, registry)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with build_lock(out, force_unlock):
-            return _locked_build(
-                sources,
-                out,
-                cfg,
-                registry,
-                workers=workers,
-                ray_address=ray_address,
-                max_attempts=max_attempts,
-                worker_memory_gib=worker_memory_gib,
-                placement_timeout_s=placement_timeout_s,
-                retry_failed=retry_failed,
-                exclude_split=exclude_split,
-                allow_fingerprint_change=allow_fingerprint_change,
-                on_progress=on_progress,
-                status=status,
-            )
-    except FolderLocked as exc:  # raised on entering: the block never ran
-        raise BuildError(str(exc)) from exc
+    refuse_empty_sources(sources, store, registry)
+    with driver_folder(store) as driver:
+        store.make()
+        try:
+            with build_lock(store, force_unlock):
+                return _locked_build(
+                    sources,
+                    driver,
+                    cfg,
+                    registry,
+                    workers=workers,
+                    ray_address=ray_address,
+                    max_attempts=max_attempts,
+                    worker_memory_gib=worker_memory_gib,
+                    placement_timeout_s=placement_timeout_s,
+                    retry_failed=retry_failed,
+                    exclude_split=exclude_split,
+                    allow_fingerprint_change=allow_fingerprint_change,
+                    on_progress=on_progress,
+                    status=status,
+                )
+        except FolderLocked as exc:  # raised on entering: the block never ran
+            raise BuildError(str(exc)) from exc
 
 
 def _locked_build(
     sources: Sequence[tuple[str, Path]],
-    out: Path,
+    driver: DriverFolder,
     cfg: BuildConfig,
     registry: dict[str, DatasetSpec],
     *,
@@ -304,22 +313,30 @@ def _locked_build(
     on_progress: Callable[[Progress], None] | None,
     status: Callable[[str], None],
 ) -> BuildResult:
-    """The build, once this process holds the folder's lock: only now may a killed run's temporaries go."""
+    """The build, once this process holds the folder's lock: only now may a killed run's temporaries go,
+    and only now is the record of an object store's build read (pipeline/driver_folder.py)."""
+    store, out = driver.store, driver.path
     for folder in BUILD_FOLDERS:
-        atomic.remove_stale(out / folder)
+        (store if folder == "." else store.child(folder)).remove_stale()
+    driver.download()
     defaults = {
         name: d for source, root in sources for name, d in resolved_defaults(source, Path(root), cfg, registry).items()
     }
     fingerprint, inputs = build_fingerprint(cfg, defaults, exclude_split)
     excluded_split = str(exclude_split) if exclude_split else None
-    _record(out, cfg, fingerprint, inputs, sources, excluded_split, allow_fingerprint_change)
+    if _record(out, cfg, fingerprint, inputs, sources, excluded_split, allow_fingerprint_change, store.url):
+        driver.upload("build.json")
+    unscanned = [name for name, _ in sources if not _scanned(_scan_path(out, name))]
     scans = scan_sources(
         sources, out, lambda stats: status(f"scanning {stats.dataset}: {stats.items} items"), ray_address
     )
+    driver.upload(*(f"sources/{name}{suffix}" for name in unscanned for suffix in (".parquet", ".problems.parquet")))
     if not (out / "plan.parquet").exists():
         status("planning the work shards")
         make_plan(scans, out, cfg, _exclusion(exclude_split))
-    shards = pending_shards(out, defaults, retry_failed)
+        driver.upload("excluded.parquet", "plan.parquet")
+    shard_store = store.child("shards")
+    shards = pending_shards(out, defaults, retry_failed, shard_store)
     skipped = planned_works(out / "plan.parquet") - (0 if retry_failed else len(shards))
     if shards:
         status(f"work shards 0/{len(shards)} | starting the Ray workers")
@@ -328,7 +345,7 @@ def _locked_build(
         cfg,
         fingerprint,
         inputs,
-        out,
+        store.url,
         workers,
         ray_address,
         on_progress,
@@ -337,13 +354,18 @@ def _locked_build(
         placement_timeout_s=placement_timeout_s,
     )
     status("merging the manifest")
-    return BuildResult(out, write_manifest(out), progress, skipped, empty_scans(scans))
+    counts = write_manifest(out, shard_store)
+    driver.upload("manifest.parquet")
+    return BuildResult(store.url, counts, progress, skipped, empty_scans(scans))
 
 
-def pending_shards(out: Path, defaults: Mapping[str, PipelineDefaults], retry_failed: bool) -> PendingShards:
+def pending_shards(
+    out: Path, defaults: Mapping[str, PipelineDefaults], retry_failed: bool, shards: Store | None = None
+) -> PendingShards:
     """The work shards this run builds (lazily made; `len()` known up front): the unbuilt ones, or with
-    `retry_failed` one retry per work shard holding items whose latest attempt failed."""
-    return retry_shards(out, defaults) if retry_failed else unbuilt_shards(out, defaults)
+    `retry_failed` one retry per work shard holding items whose latest attempt failed. `out` holds the plan,
+    `shards` the work shards (out/shards unless said)."""
+    return retry_shards(out, defaults, shards) if retry_failed else unbuilt_shards(out, defaults, shards)
 
 
 def _short_hash(text: str) -> str:

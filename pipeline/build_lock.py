@@ -3,8 +3,9 @@
 Two builds on one folder would delete each other's temporaries (a resume clears what a killed run left)
 and race to commit the same work shards. So a build first creates `build.lock`, holding the host, pid
 and start time of its driver; a second build finds it and is refused with that information. The lock
-is created whole under a temporary name and then hard-linked into place, which fails if a lock exists:
-exactly one of two builds starting together wins, and nobody reads half a lock.
+is created whole under a temporary name and then hard-linked into place, which fails if a lock exists
+(on S3, one PUT with If-None-Match: *, which fails the same way): exactly one of two builds starting
+together wins, and nobody reads half a lock.
 
 The driver touches the lock every HEARTBEAT_S seconds while it runs and removes it when it ends, so a
 lock left behind is one whose driver was killed (SIGKILL, a lost machine). Such a lock is stale, and
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline import atomic
+from pipeline.storage import Store
 
 LOCK_NAME = "build.lock"
 HEARTBEAT_S = 30.0
@@ -52,12 +53,12 @@ class LockHolder:
         return f"pid {self.pid} on host {self.host}, started {self.started}"
 
 
-def _read(path: Path) -> tuple[LockHolder | None, float]:
+def _read(store: Store) -> tuple[LockHolder | None, float]:
     """(who holds the lock or None when unreadable, seconds since its last heartbeat); FileNotFoundError
     when there is no lock."""
-    age = time.time() - path.stat().st_mtime
+    age = time.time() - store.modified(LOCK_NAME)
     try:
-        fields = json.loads(path.read_text())
+        fields = json.loads(store.read_text(LOCK_NAME))
         return LockHolder(str(fields["host"]), int(fields["pid"]), str(fields["started"])), age
     except (ValueError, TypeError, KeyError):
         return None, age
@@ -82,26 +83,40 @@ def stale_reason(holder: LockHolder | None, age: float, stale_after: float = STA
     return None
 
 
-def _create(path: Path, holder: LockHolder) -> bool:
-    """Creates the lock naming `holder`; False if one exists."""
-    tmp = atomic.temporary(path)
-    tmp.write_text(json.dumps(asdict(holder)))
+def _take_over(store: Store, holder: LockHolder | None) -> None:
+    """Removes the stale lock of `holder`. Locally it is first renamed aside, so that of two builds taking
+    it over at once the second gives back the lock the first made; an object store has no rename, and
+    there two simultaneous --force-unlock runs are not told apart (the option says a person checked)."""
+    if not store.local:
+        store.remove(LOCK_NAME)
+        return
+    path = store.local_path / LOCK_NAME
+    moved = path.with_name(f"{path.name}.taken-over.{os.getpid()}")
+    with suppress(FileNotFoundError):
+        os.replace(path, moved)
+        if _holder_of(moved) != holder:
+            with suppress(FileExistsError):  # another build took it over first: give its lock back
+                os.link(moved, path)
+        moved.unlink()
+
+
+def _holder_of(path: Path) -> LockHolder | None:
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    return True
+        fields = json.loads(path.read_text())
+        return LockHolder(str(fields["host"]), int(fields["pid"]), str(fields["started"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
-def acquire(out: Path, force_unlock: bool = False, stale_after: float = STALE_AFTER_S) -> LockHolder:
-    """Takes the lock of `out` for this process, or raises FolderLocked saying who holds it."""
-    path = Path(out) / LOCK_NAME
+def acquire(out: Path | str | Store, force_unlock: bool = False, stale_after: float = STALE_AFTER_S) -> LockHolder:
+    """Takes the lock of `out` (a folder or an object store's URL) for this process, or raises FolderLocked
+    saying who holds it."""
+    store = Store.at(out)
+    path = store.url_of(LOCK_NAME)
     me = LockHolder.me()
-    while not _create(path, me):
+    while not store.create(LOCK_NAME, json.dumps(asdict(me)).encode()):
         try:
-            holder, age = _read(path)
+            holder, age = _read(store)
         except FileNotFoundError:
             continue  # released meanwhile
         who = str(holder) if holder else "an unreadable lock"
@@ -109,43 +124,48 @@ def acquire(out: Path, force_unlock: bool = False, stale_after: float = STALE_AF
         if reason is None:
             also = " (--force-unlock takes over only a stale lock)" if force_unlock else ""
             raise FolderLocked(
-                f"{out} is being built by another rp-data build: {who} (lock file {path}). Two builds on one "
+                f"{store} is being built by another rp-data build: {who} (lock file {path}). Two builds on one "
                 f"folder would delete each other's files: wait for it to end, or use another --out{also}."
             )
         if not force_unlock:
             raise FolderLocked(
-                f"{out} is locked by a build that seems to have died: {who}; the lock is stale because "
+                f"{store} is locked by a build that seems to have died: {who}; the lock is stale because "
                 f"{reason}. Make sure no build runs on it, then rerun with --force-unlock to take it over "
                 f"(lock file {path})."
             )
-        moved = path.with_name(f"{path.name}.taken-over.{os.getpid()}")
-        with suppress(FileNotFoundError):
-            os.replace(path, moved)
-            if _read(moved)[0] != holder:  # another build took it over first: give its lock back
-                with suppress(FileExistsError):
-                    os.link(moved, path)
-            moved.unlink()
+        _take_over(store, holder)
     return me
 
 
-def release(out: Path, holder: LockHolder) -> None:
+def release(out: Path | str | Store, holder: LockHolder) -> None:
     """Removes the lock if it still names `holder` (a build that took over a stale one keeps its own)."""
-    path = Path(out) / LOCK_NAME
+    store = Store.at(out)
     with suppress(FileNotFoundError):
-        if _read(path)[0] == holder:
-            path.unlink()
+        if _read(store)[0] == holder:
+            store.remove(LOCK_NAME)
+
+
+def _beat(store: Store, holder: LockHolder) -> None:
+    """Renews the lock's age: its mtime here; on an object store the lock is written again, if still ours."""
+    if store.local:
+        os.utime(store.local_path / LOCK_NAME)
+    elif _read(store)[0] == holder:
+        store.write_text(LOCK_NAME, json.dumps(asdict(holder)))
 
 
 @contextmanager
-def build_lock(out: Path, force_unlock: bool = False, stale_after: float = STALE_AFTER_S) -> Iterator[LockHolder]:
+def build_lock(
+    out: Path | str | Store, force_unlock: bool = False, stale_after: float = STALE_AFTER_S
+) -> Iterator[LockHolder]:
     """Holds the lock of `out` for the block, renewing its heartbeat; released however the block ends."""
-    holder = acquire(out, force_unlock, stale_after)
-    path, done = Path(out) / LOCK_NAME, threading.Event()
+    store = Store.at(out)
+    holder = acquire(store, force_unlock, stale_after)
+    done = threading.Event()
 
     def heartbeat() -> None:
         while not done.wait(HEARTBEAT_S):
             with suppress(OSError):  # a storage hiccup misses one beat; the build itself reports real faults
-                os.utime(path)
+                _beat(store, holder)
 
     beating = threading.Thread(target=heartbeat, name="build-lock-heartbeat", daemon=True)
     beating.start()
@@ -154,4 +174,4 @@ def build_lock(out: Path, force_unlock: bool = False, stale_after: float = STALE
     finally:
         done.set()
         beating.join()
-        release(out, holder)
+        release(store, holder)

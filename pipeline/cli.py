@@ -140,6 +140,13 @@ def _error(message: str) -> None:
     console.print(Text("error: ", style="red") + Text(message))  # Text: paths and details may hold [brackets]
 
 
+def _in_folder(folder: str, name: str) -> str:
+    """A file of a build folder as the user named the folder (a local path or a URL)."""
+    from pipeline.storage import is_url
+
+    return f"{folder.rstrip('/')}/{name}" if is_url(folder) else str(Path(folder) / name)
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.build import BuildError, build
     from pipeline.config import load_config
@@ -173,7 +180,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         try:
             result = build(
                 sources,
-                Path(args.out),
+                args.out,
                 cfg,
                 workers=args.workers,
                 ray_address=args.ray_address,
@@ -200,7 +207,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     console.print(
         f"{ran} work shard(s) built, {result.skipped} already done, in {time.perf_counter() - started:.1f} s; "
         f"{recovery_line(result.progress)}; "
-        f"manifest: {Path(args.out) / 'manifest.parquet'}; report: rp-data report {args.out}"
+        f"manifest: {_in_folder(args.out, 'manifest.parquet')}; report: rp-data report {args.out}"
     )
     return 0
 
@@ -432,7 +439,8 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
         "--out",
         required=True,
         metavar="DIR",
-        help="build folder (shards/, manifest.parquet, build.json); the same command on it again resumes",
+        help="build folder (shards/, manifest.parquet, build.json): a local folder or an fsspec URL such as "
+        "s3://bucket/run (every node must reach it); the same command on it again resumes",
     )
     build.add_argument(
         "--config",

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pipeline.atomic import replacing
 from pipeline.plan import WORK_NAME, committed_works
 from pipeline.shards import MANIFEST_COLUMNS
+from pipeline.storage import Store
 
 SORT_KEYS = ["dataset", "item_id", "kind", "key"]
 ROW_GROUP = 65_536
@@ -51,19 +52,27 @@ def annotation_rows(out: Path) -> list[dict[str, object]]:
     return rows
 
 
-def families(shard_dir: Path) -> dict[str, list[list[Path]]]:
-    """dataset -> its committed work-shard families in plan order, each [W, W-r1, W-r2, ...] rows files."""
-    found: dict[tuple[str, int], list[tuple[int, Path]]] = {}
-    for work in committed_works(shard_dir):
+def families(shards: Path | Store) -> dict[str, list[list[str]]]:
+    """dataset -> its committed work-shard families in plan order, each [W, W-r1, W-r2, ...] rows files (names
+    in `shards`)."""
+    found: dict[tuple[str, int], list[tuple[int, str]]] = {}
+    for work in committed_works(shards):
         match = WORK_NAME.match(work)
         if match is None:
-            raise ValueError(f"{shard_dir / work}.stats.json: not a work shard name (<dataset>-<index>[-r<n>])")
+            raise ValueError(
+                f"{Store.at(shards).url_of(work)}.stats.json: not a work shard name (<dataset>-<index>[-r<n>])"
+            )
         family = (match["dataset"], int(match["index"]))
-        found.setdefault(family, []).append((int(match["retry"] or 0), shard_dir / f"{work}.parquet"))
-    by_dataset: dict[str, list[list[Path]]] = {}
+        found.setdefault(family, []).append((int(match["retry"] or 0), f"{work}.parquet"))
+    by_dataset: dict[str, list[list[str]]] = {}
     for dataset, index in sorted(found):
-        by_dataset.setdefault(dataset, []).append([path for _, path in sorted(found[dataset, index])])
+        by_dataset.setdefault(dataset, []).append([name for _, name in sorted(found[dataset, index])])
     return by_dataset
+
+
+def _read_rows(store: Store, name: str) -> pa.Table:
+    with store.open(name) as stream:
+        return pq.read_table(stream).cast(MANIFEST_COLUMNS)
 
 
 def _latest(rows: pd.DataFrame) -> pd.DataFrame:
@@ -120,18 +129,21 @@ class _Output:
         return counts.replace({float("nan"): None})
 
 
-def write_manifest(out: Path) -> pd.DataFrame:
-    """Writes DIR/manifest.parquet (under a temporary name, renamed when whole); returns its row counts
-    by (dataset, kind, status, reason), with the frames of those rows: what a summary needs."""
+def write_manifest(out: Path, shards: Path | Store | None = None) -> pd.DataFrame:
+    """Writes DIR/manifest.parquet (under a temporary name, renamed when whole) from the work shards in
+    `shards` (DIR/shards unless said); returns its row counts by (dataset, kind, status, reason), with the
+    frames of those rows: what a summary needs."""
     out = Path(out)
-    by_dataset = families(out / "shards")
+    store = Store.at(shards or out / "shards")
+    by_dataset = families(store)
     extras = _extras(out)
     with replacing(out / "manifest.parquet") as tmp, pq.ParquetWriter(tmp, MANIFEST_COLUMNS) as writer:
         output = _Output(writer)
         for dataset in sorted(set(by_dataset) | set(extras.dataset.dropna())):
             pending = extras[extras.dataset == dataset]
             for family in by_dataset.get(dataset, []):
-                rows = _latest(pa.concat_tables([pq.read_table(p).cast(MANIFEST_COLUMNS) for p in family]).to_pandas())
+                tables = [_read_rows(store, name) for name in family]
+                rows = _latest(pa.concat_tables(tables).to_pandas())
                 if rows.empty:
                     continue
                 upto = rows.item_id.max()

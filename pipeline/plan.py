@@ -32,6 +32,7 @@ from pipeline.config import BuildConfig
 from pipeline.runner import WorkShard
 from pipeline.shards import MANIFEST_COLUMNS
 from pipeline.sources.scan import MANIFEST_SCHEMA as SCAN_SCHEMA
+from pipeline.storage import Store
 
 PLAN_SCHEMA = pa.schema([pa.field("work", pa.string()), *SCAN_SCHEMA])
 BATCH_ROWS = 65_536  # scan rows read at a time
@@ -271,10 +272,10 @@ def rows_of(table: pa.Table) -> list[dict[str, object]]:
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
-def committed_works(shard_dir: Path) -> set[str]:
+def committed_works(shards: Path | Store) -> set[str]:
     """Work shards whose stats file (the commit marker) exists."""
     suffix = ".stats.json"
-    return {p.name[: -len(suffix)] for p in Path(shard_dir).glob(f"*{suffix}")} if Path(shard_dir).is_dir() else set()
+    return {name[: -len(suffix)] for name in Store.at(shards).names(f"*{suffix}")}
 
 
 Selector = Callable[[pa.Table], pa.Array]  # (work, item_id) columns of a row group -> rows to build
@@ -343,35 +344,41 @@ class PendingShards:
         return WorkShard(f"{work}-r{attempt}", dataset, root, self._defaults[dataset], rows, attempt)
 
 
-def unbuilt_shards(out: Path, defaults: Mapping[str, PipelineDefaults]) -> PendingShards:
-    """Every planned work shard without its commit marker."""
-    done = pa.array(sorted(committed_works(Path(out) / "shards")), pa.string())
+def unbuilt_shards(
+    out: Path, defaults: Mapping[str, PipelineDefaults], shards: Path | Store | None = None
+) -> PendingShards:
+    """Every planned work shard without its commit marker (`shards`: where they are, out/shards unless said)."""
+    done = pa.array(sorted(committed_works(shards or Path(out) / "shards")), pa.string())
     return PendingShards(Path(out) / "plan.parquet", defaults, lambda rows: pc.invert(pc.is_in(rows["work"], done)))
 
 
-def retry_shards(out: Path, defaults: Mapping[str, PipelineDefaults]) -> PendingShards:
+def retry_shards(
+    out: Path, defaults: Mapping[str, PipelineDefaults], shards: Path | Store | None = None
+) -> PendingShards:
     """One retry shard (`<work>-r<attempt>`) per work shard with items whose latest attempt failed."""
-    attempts = failed_items(Path(out) / "shards")
+    attempts = failed_items(shards or Path(out) / "shards")
     failed = pa.array(sorted(attempts), pa.string())
     return PendingShards(Path(out) / "plan.parquet", defaults, lambda rows: pc.is_in(rows["item_id"], failed), attempts)
 
 
-def committed_parquets(shard_dir: Path) -> list[Path]:
-    """The rows files of committed work shards, in name order."""
-    return [Path(shard_dir) / f"{work}.parquet" for work in sorted(committed_works(shard_dir))]
+def committed_parquets(shards: Path | Store) -> list[str]:
+    """The rows files of committed work shards, by name, in name order."""
+    return [f"{work}.parquet" for work in sorted(committed_works(shards))]
 
 
-def failed_items(shard_dir: Path) -> dict[str, int]:
+def failed_items(shards: Path | Store) -> dict[str, int]:
     """item_id -> attempt, for source items whose latest attempt failed.
 
     Reads only rows about failed items: the failed source rows (a filter pushed down to the parquet
     reader, which skips row groups by their statistics), then, of those items, the source rows of later
     attempts (retry shards only: first builds have attempt 0), which may have succeeded since.
     """
-    paths = committed_parquets(shard_dir)
-    if not paths:
+    store = Store.at(shards)
+    names = committed_parquets(store)
+    if not names:
         return {}
-    rows = ds.dataset(paths, schema=MANIFEST_COLUMNS, format="parquet")
+    filesystem, paths = store.arrow(names)
+    rows = ds.dataset(paths, schema=MANIFEST_COLUMNS, format="parquet", filesystem=filesystem)
     source = pc.field("kind") == "source"
     failed = rows.to_table(columns=["item_id", "attempt"], filter=source & (pc.field("status") == "failed"))
     attempts: dict[str, int] = {}

@@ -2,14 +2,14 @@
 
 A worker process can vanish at any instant (the OOM killer, a segfault in a native library, a lost
 node), and no exception handler runs when it does. So a worker keeps a marker file in the shard
-directory that says where it is in the shard. The marker is written when the shard starts, again
-before each item (naming the item), and again before the commit, and it is removed once the shard is
-committed. Each write goes to a temporary name that is then renamed, so a reader sees the old marker
-or the new one, never half of one. The directory lies on the filesystem every node shares, so the
-marker outlives the worker and its node, and the driver can read it. Each dispatch of a work shard
-carries a fresh token, and the marker and its temporary are named by it: a stale worker of an earlier
-dispatch still running (a node that stalled, then came back) writes its own marker and never the
-current one's, and a marker of an earlier run or attempt blames nobody.
+directory that says where it is in the shard. The marker is written when the shard starts, again before
+each item (naming the item), and again before the commit, and it is removed once the shard is committed.
+Each write goes to a temporary name that is then renamed, so a reader sees the old marker or the new
+one, never half of one. The directory lies on the storage every node shares (a shared filesystem or an
+object store), so the marker outlives the worker and its node, and the driver can read it. Each dispatch
+of a work shard carries a fresh token, and the marker and its temporary are named by it: a stale worker
+of an earlier dispatch still running (a node that stalled, then came back) writes its own marker and
+never the current one's, and a marker of an earlier run or attempt blames nobody.
 
 Where the worker died decides what the death is held against:
 - in an item: the item. An item whose worker died `max_attempts` times is skipped by the next retry
@@ -31,6 +31,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pipeline.storage import Store
 
 MARKER_SUFFIX = ".current-item.json"
 
@@ -78,23 +80,33 @@ class DeathSite:
     item_id: str | None = None
 
 
+def marker_name(work: str, token: str) -> str:
+    return f".{work}.{token}{MARKER_SUFFIX}"
+
+
 def marker_path(shard_dir: Path, work: str, token: str) -> Path:
-    return shard_dir / f".{work}.{token}{MARKER_SUFFIX}"
+    return Path(shard_dir) / marker_name(work, token)
 
 
-def mark(shard_dir: Path, work: str, token: str, item_id: str | None) -> None:
+def mark(shards: Path | Store, work: str, token: str, item_id: str | None) -> None:
     """Says where this worker is in the shard: at `item_id`, or in the shard but in no item (None); and
-    which process it is (`pid`, to find the worker on its node when it hangs or to stage its loss)."""
-    path = marker_path(shard_dir, work, token)
-    tmp = path.with_name(f"{path.name}.{token}.tmp")
-    tmp.write_text(json.dumps({"work": work, "token": token, "item_id": item_id, "pid": os.getpid()}))
-    os.replace(tmp, path)
+    which process it is (`pid`, to find the worker on its node when it hangs or to stage its loss). The
+    marker is written whole (a rename here, one PUT on an object store) under this dispatch's name."""
+    record = json.dumps({"work": work, "token": token, "item_id": item_id, "pid": os.getpid()})
+    store = Store.at(shards)
+    if store.local:  # its temporary carries the token too: a pid repeats across nodes
+        path = store.local_path / marker_name(work, token)
+        tmp = path.with_name(f"{path.name}.{token}.tmp")
+        tmp.write_text(record)
+        os.replace(tmp, path)
+    else:
+        store.write_text(marker_name(work, token), record)
 
 
-def death_site(shard_dir: Path, work: str, token: str) -> DeathSite:
+def death_site(shards: Path | Store, work: str, token: str) -> DeathSite:
     """Where the dispatch `token` of `work` was when its worker died, from the marker it left."""
     try:
-        marker = json.loads(marker_path(shard_dir, work, token).read_text())
+        marker = json.loads(Store.at(shards).read_text(marker_name(work, token)))
     except (OSError, ValueError):
         return DeathSite(started=False)
     if not isinstance(marker, dict) or marker.get("token") != token or marker.get("work") != work:

@@ -57,6 +57,7 @@ from pipeline.config import BuildConfig
 from pipeline.faces.threads import THREAD_ENV
 from pipeline.recovery import DeathLedger, StorageFault, WorkerError, death_site, mark
 from pipeline.sources.records import USABLE_MEDIA, Refused, SourceItem
+from pipeline.storage import Store, worker_env
 
 MEDIA_REASONS = {
     "missing": "missing_media",
@@ -207,7 +208,7 @@ class ShardWorker:
         limit_threads()
         self.cfg = BuildConfig.model_validate_json(cfg_json)
         self.fingerprint = fingerprint
-        self.shard_dir = Path(out) / "shards"
+        self.shards = Store.at(out).child("shards")
         kwargs = {"model_dir": self.cfg.face_model_dir} if self.cfg.face_backend == "insightface" else {}
         self.models = Models(open_detector(self.cfg.face_backend, **kwargs), open_landmarker("mediapipe"))
 
@@ -240,10 +241,10 @@ class ShardWorker:
         from pipeline.shards import WorkShardWriter
 
         started = time.perf_counter()
-        self.shard_dir.mkdir(parents=True, exist_ok=True)
-        mark(self.shard_dir, shard.work, shard.token, None)  # from here on a death is this shard's
+        self.shards.make()
+        mark(self.shards, shard.work, shard.token, None)  # from here on a death is this shard's
         writer = WorkShardWriter(
-            self.shard_dir,
+            self.shards,
             shard.work,
             self.cfg.shard_max_bytes,
             self.cfg.shard_max_samples,
@@ -268,7 +269,7 @@ class ShardWorker:
                     rows.append(_failed_row(item, reason, "permanent", f"{item.media_path}: {item.media_status}"))
                     failures[reason] += 1
                     continue
-                mark(self.shard_dir, shard.work, shard.token, item.item_id)
+                mark(self.shards, shard.work, shard.token, item.item_id)
                 _item_test_hooks(item.item_id)
                 try:
                     outcome = process_item(item, Path(shard.root), self.cfg, defaults, self.models, self.fingerprint)
@@ -281,7 +282,7 @@ class ShardWorker:
                 for sample in outcome.samples:
                     sample.row["tar"] = writer.add(sample.key, sample.members)
                 rows.extend([outcome.source_row, *outcome.candidate_rows])
-            mark(self.shard_dir, shard.work, shard.token, None)  # a death from here on is no item's fault
+            mark(self.shards, shard.work, shard.token, None)  # a death from here on is no item's fault
         except BaseException:
             writer.abort()
             raise
@@ -316,6 +317,7 @@ def _start_ray(cpus: int, address: str | None) -> None:
     # what goes wrong with an item is in the manifest, and a dead worker is replaced and counted
     env_vars = {**THREAD_ENV, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env_vars |= {name: os.environ[name] for name in (POISON_ENV, DISK_FULL_ENV) if name in os.environ}
+    env_vars |= worker_env()  # an object store's endpoint and region, for workers on other nodes
     common = {"runtime_env": {"env_vars": env_vars}, "logging_level": logging.WARNING, "log_to_driver": False}
     if address:
         ray.init(address=address, **common)
@@ -368,7 +370,7 @@ class Runner:
         self,
         cfg: BuildConfig,
         fingerprint: str,
-        out: Path,
+        out: Path | str,
         workers: int,
         address: str | None = None,
         *,
@@ -387,14 +389,15 @@ class Runner:
         _start_ray(workers, address)
         memory = int(worker_memory_gib * 2**30)
         refuse_unplaceable(_nodes(), memory)
-        self.shard_dir = Path(out) / "shards"
+        store = Store.at(out)  # a relative local --out is resolved here, on the driver, once
+        self.shards = store.child("shards")
         self.max_attempts = max_attempts
         self.inputs = inputs  # the driver's node_inputs, which every worker's must equal
         self.worker_bytes = memory
         self.placement_timeout_s = placement_timeout_s
         # max_restarts=0: a dead actor is replaced by the runner, which also knows what it was building
         worker = ray.remote(num_cpus=1, memory=memory, max_restarts=0)(ShardWorker)
-        self._spawn = lambda: worker.remote(cfg.model_dump_json(), fingerprint, str(out))
+        self._spawn = lambda: worker.remote(cfg.model_dump_json(), fingerprint, store.url)
         self.actors = [self._spawn() for _ in range(workers)]
 
     def ready(self) -> None:
@@ -439,7 +442,7 @@ class Runner:
     def _retry(self, shard: WorkShard, exc: BaseException, ledger: DeathLedger) -> WorkShard:
         """The shard again, after its worker died: the death is held against the item it was building
         (its marker says which), and the items that reached max_attempts deaths are set aside."""
-        ledger.record(shard.work, death_site(self.shard_dir, shard.work, shard.token), exc)
+        ledger.record(shard.work, death_site(self.shards, shard.work, shard.token), exc)
         isolated = ledger.isolated([str(raw["item_id"]) for raw in shard.items])
         return dataclasses.replace(_again(shard), isolated={**shard.isolated, **isolated})
 
@@ -466,7 +469,7 @@ class Runner:
         work, token = str(summary["work"]), str(summary["token"])
         try:
             staged = list(summary["staged"])  # type: ignore[call-overload]
-            accepted = publish_if_current(self.shard_dir, work, token, current.get(work), staged)
+            accepted = publish_if_current(self.shards, work, token, current.get(work), staged)
         except OSError as exc:
             return StorageFault.of(work, exc)
         if accepted:
@@ -581,7 +584,7 @@ class Runner:
             if call.since is not None:  # back: its call of the shard has ended, and its result is lost
                 from pipeline.shards import discard
 
-                discard(self.shard_dir, call.shard.work, call.shard.token)
+                discard(self.shards, call.shard.work, call.shard.token)
                 progress.unreachable += 1
                 retries.append(_Retry(_again(call.shard)))
             elif isinstance(summary, StorageFault):

@@ -6,11 +6,11 @@ stats file, each under a temporary name tagged with the token of the dispatch th
 stats file last: the stats file is the commit record a rerun and every reader trust. The driver
 publishes a dispatch's files only while that dispatch is the shard's current one and the shard is not
 committed yet, so a stale worker (one whose node stalled, whose shard was sent again meanwhile, and
-which came back) can stage what it likes: its files never become final, and are deleted when the
-driver refuses them or publishes the current dispatch. Nothing a worker does deletes another
-dispatch's files. (On an object store the publish step would be the driver's PUT of the commit record
-naming the staged objects; the fence is the same.) Tar members carry a fixed mtime and owner, so equal
-samples give equal bytes.
+which came back) can stage what it likes: its files never become final, and are deleted when the driver
+refuses them or publishes the current dispatch. Nothing a worker does deletes another dispatch's files.
+On an object store, staged files are staged objects and publishing copies them into place server-side,
+the stats file last (pipeline/storage.py); the fence is the same. Tar members carry a fixed mtime and
+owner, so equal samples give equal bytes.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from pipeline.atomic import temporary
 from pipeline.recovery import MARKER_SUFFIX
+from pipeline.storage import Store
 
 if TYPE_CHECKING:  # webdataset imports torch (~0.5 GiB): only workers, which write tars, load it
     import webdataset as wds
@@ -77,12 +78,16 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def stats_name(work: str) -> str:
+    return f"{work}.stats.json"
+
+
 def stats_path(shard_dir: Path, work: str) -> Path:
-    return shard_dir / f"{work}.stats.json"
+    return Path(shard_dir) / stats_name(work)
 
 
-def is_committed(shard_dir: Path, work: str) -> bool:
-    return stats_path(shard_dir, work).exists()
+def is_committed(shards: Path | Store, work: str) -> bool:
+    return Store.at(shards).exists(stats_name(work))
 
 
 def _uncommitted(work: str) -> re.Pattern[str]:
@@ -92,48 +97,51 @@ def _uncommitted(work: str) -> re.Pattern[str]:
     return re.compile(rf"^\.{re.escape(work)}({outputs}|{marker})$")
 
 
-def _remove(paths: Iterator[Path]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
-
-
-def discard(shard_dir: Path, work: str, token: str) -> None:
+def discard(shards: Path | Store, work: str, token: str) -> None:
     """Deletes what one dispatch of `work` staged, and its marker: a stale or failed attempt's files."""
+    store = Store.at(shards)
     pattern, tag = _uncommitted(work), f".{token}."
-    _remove(p for p in shard_dir.glob(f".{work}*") if pattern.match(p.name) and tag in p.name)
+    for name in store.names(f".{work}*"):
+        if pattern.match(name) and tag in name:
+            store.remove(name)
 
 
-def publish(shard_dir: Path, work: str, token: str, names: list[str]) -> None:
+def publish(shards: Path | Store, work: str, token: str, names: list[str]) -> None:
     """The commit of `work` by its dispatch `token` (the driver's step, for the current dispatch only):
-    parts an earlier attempt published that this one does not list go, the staged files are renamed into
-    place in order (the stats file, last, makes the shard committed), and every other dispatch's staged
-    files and markers go."""
+    parts an earlier attempt published that this one does not list go, the staged files are put in place
+    in order (pipeline/storage.py: renamed here, copied server-side on an object store; the stats file,
+    last, makes the shard committed), and every other dispatch's staged files and markers go."""
+    store = Store.at(shards)
     part = re.compile(rf"^{re.escape(work)}-\d+\.tar$")
-    _remove(p for p in shard_dir.glob(f"{work}-*.tar") if part.match(p.name) and p.name not in names)
+    for name in store.names(f"{work}-*.tar"):
+        if part.match(name) and name not in names:
+            store.remove(name)
     for name in names:
-        with _naming(shard_dir / name):
-            os.replace(temporary(shard_dir / name, token), shard_dir / name)
+        with _naming(store.url_of(name)):
+            store.rename(temporary(Path(name), token).name, name)
     pattern = _uncommitted(work)
-    _remove(p for p in shard_dir.glob(f".{work}*") if pattern.match(p.name))
+    for name in store.names(f".{work}*"):
+        if pattern.match(name):
+            store.remove(name)
 
 
-def publish_if_current(shard_dir: Path, work: str, token: str, current: str | None, names: list[str]) -> bool:
+def publish_if_current(shards: Path | Store, work: str, token: str, current: str | None, names: list[str]) -> bool:
     """The driver's fence: publishes what dispatch `token` staged only if it is `current` (the shard's
     dispatch in flight) and the shard is uncommitted; otherwise it is a stale worker's late commit,
     refused, and its files deleted. A failing publish raises its OSError, its files deleted first."""
-    if token != current or is_committed(shard_dir, work):
-        discard(shard_dir, work, token)
+    if token != current or is_committed(shards, work):
+        discard(shards, work, token)
         return False
     try:
-        publish(shard_dir, work, token, names)
+        publish(shards, work, token, names)
     except OSError:
-        discard(shard_dir, work, token)
+        discard(shards, work, token)
         raise
     return True
 
 
 @contextmanager
-def _naming(path: Path) -> Iterator[None]:
+def _naming(path: Path | str) -> Iterator[None]:
     """An OSError of a write names no file (ENOSPC on a stream): give it the file being written, so the
     build's message says where storage failed."""
     try:
@@ -146,9 +154,10 @@ def _naming(path: Path) -> Iterator[None]:
 
 @dataclass
 class WorkShardWriter:
-    """The tars, parquet and stats file of one work shard (e.g. `vfhq-00003`)."""
+    """The tars, parquet and stats file of one work shard (e.g. `vfhq-00003`), staged in `shards` (a local
+    folder or an object store's, pipeline/storage.py)."""
 
-    shard_dir: Path
+    shards: Path | Store
     work: str
     max_bytes: int
     max_samples: int
@@ -164,24 +173,26 @@ class WorkShardWriter:
     simulate_full_disk: bool = False
 
     def __post_init__(self) -> None:
-        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store.at(self.shards)
+        self.store.make()
 
-    def _tmp(self, name: str) -> Path:
-        return temporary(self.shard_dir / name, self.token)
+    def _tmp(self, name: str) -> str:
+        """The staged name of the final file `name`."""
+        return temporary(Path(name), self.token).name
 
     def _open_part(self) -> None:
         import webdataset as wds
 
         name = f"{self.work}-{len(self.tars):02d}.tar"
         self.tars.append(name)
-        self._stream = open(self._tmp(name), "wb")  # noqa: SIM115 - closed in _close_part
+        self._stream = self.store.open_write(self._tmp(name))
         self._writer = wds.TarWriter(self._stream, user="realportrait", group="realportrait", mtime=0.0, encoder=False)
         self._part_bytes = self._part_samples = 0
 
     def _close_part(self) -> None:
         if self._writer is None:
             return
-        with _naming(self._tmp(self.tars[-1])):
+        with _naming(self.store.url_of(self._tmp(self.tars[-1]))):
             self._writer.close()
             self._writer = self._stream = None
 
@@ -195,7 +206,7 @@ class WorkShardWriter:
         if self._writer is None:
             self._open_part()
         assert self._writer is not None
-        with _naming(self._tmp(self.tars[-1])):
+        with _naming(self.store.url_of(self._tmp(self.tars[-1]))):
             if self.simulate_full_disk:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             self._writer.write({"__key__": key, **members})
@@ -203,7 +214,7 @@ class WorkShardWriter:
         self._part_samples += 1
         self.samples += 1
         self.bytes += size
-        return f"{self.shard_dir.name}/{self.tars[-1]}"
+        return f"shards/{self.tars[-1]}"
 
     def stage(self, rows: list[dict[str, object]], stats: dict[str, object]) -> list[str]:
         """Closes the last tar, stages the rows and the stats file; returns the names to publish, in order."""
@@ -212,17 +223,17 @@ class WorkShardWriter:
         parquet = io.BytesIO()
         pq.write_table(table, parquet)
         stats = {"work": self.work, "tars": self.tars, "samples": self.samples, "bytes": self.bytes, **stats}
-        names = [*self.tars, f"{self.work}.parquet", stats_path(self.shard_dir, self.work).name]
+        names = [*self.tars, f"{self.work}.parquet", stats_name(self.work)]
         for name, data in zip(
             names[-2:], [parquet.getvalue(), json.dumps(stats, indent=1, sort_keys=True).encode()], strict=True
         ):
-            with _naming(self._tmp(name)):
-                self._tmp(name).write_bytes(data)
+            with _naming(self.store.url_of(self._tmp(name))), self.store.open_write(self._tmp(name)) as stream:
+                stream.write(data)
         return names
 
     def commit(self, rows: list[dict[str, object]], stats: dict[str, object]) -> None:
         """Stages and publishes at once: for a writer that is the shard's only one (no driver to fence)."""
-        publish(self.shard_dir, self.work, self.token, self.stage(rows, stats))
+        publish(self.store, self.work, self.token, self.stage(rows, stats))
 
     def abort(self) -> None:
         """Drops what this dispatch staged and its marker; on a failing disk closing the tar may fail too."""
@@ -231,4 +242,4 @@ class WorkShardWriter:
             with suppress(OSError):
                 writer.close()
         with suppress(OSError):
-            discard(self.shard_dir, self.work, self.token)
+            discard(self.store, self.work, self.token)
