@@ -4,11 +4,13 @@ those shards (all session-wide, made once), and the shared reference folder."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import AutoencoderKL
+from s3kit import S3Endpoint, s3_endpoint
 from trainkit import BIN, TINY, launch, run_overrides
 
 from model.vae import SD15_VAE_CONFIG
@@ -77,3 +79,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, build_dir: Path, vae_dir:
     output = tmp_path_factory.mktemp("tiny_run") / "run"
     result = launch(TINY, *run_overrides(output, build_dir, vae_dir))
     return output, result.stdout
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """An S3 endpoint on 127.0.0.1 (moto's server, tests/s3kit.py), set in this process's environment and so
+    in every command and Ray worker a test starts."""
+    with s3_endpoint(tmp_path_factory.mktemp("s3") / "server.log") as endpoint:
+        yield endpoint
