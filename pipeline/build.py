@@ -42,7 +42,7 @@ from pipeline.runner import (
     default_workers,
 )
 from pipeline.sources.scan import DatasetScan, NoItemsError, first_items, refuse_empty, resolve_targets, scan
-from pipeline.storage import Store
+from pipeline.storage import Store, StoreError
 
 BUILD_FOLDERS = (".", "sources", "shards")  # where a build writes, so where a killed one left temporaries
 
@@ -262,7 +262,10 @@ def build(
     scanning, planning, merging), `on_progress` how the work shards run. Another build running on `out`
     is refused (pipeline/build_lock.py); `force_unlock` takes over the lock of one that died. `out` is a
     local folder (a relative one is resolved here, for every node) or an fsspec URL (pipeline/storage.py)."""
-    store = Store.at(out)
+    try:
+        store = Store.at(out)
+    except StoreError as exc:
+        raise BuildError(f"--out {exc}") from exc
     status = on_status or (lambda text: None)
     registry = load_registry()
     for name, root in sources:

@@ -14,8 +14,11 @@ path (or the URL), never a path their own working directory would change. `file:
 
 from __future__ import annotations
 
+import fnmatch
+import inspect
 import os
 import posixpath
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -23,6 +26,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import atomic
+
+
+class StoreError(ValueError):
+    """A location that cannot be opened: an unknown URL scheme, or one whose filesystem package is missing
+    (`s3://` needs s3fs: `pip install 'realportrait[s3]'`)."""
 
 
 def is_url(location: str | os.PathLike[str]) -> bool:
@@ -49,8 +57,10 @@ class Store:
         if is_url(text):
             import fsspec
 
-            # no listings cache: other processes (the workers) write the folder this one lists
-            fs, root = fsspec.core.url_to_fs(text, use_listings_cache=False)
+            try:  # no listings cache: other processes (the workers) write the folder this one lists
+                fs, root = fsspec.core.url_to_fs(text, use_listings_cache=False)
+            except (ImportError, ValueError) as exc:
+                raise StoreError(f"{text}: no storage for this URL here ({exc})") from exc
             root = root.rstrip("/")
             return cls(fs, root, fs.unstrip_protocol(root))
         from fsspec.implementations.local import LocalFileSystem
@@ -107,13 +117,19 @@ class Store:
         return (None if self.local else self.fs), [self._path(name) for name in names]
 
     def names(self, pattern: str = "*") -> list[str]:
-        """Names of the files in this folder (not below it) that match the glob `pattern`, sorted; hidden
-        names only when the pattern starts with a dot."""
+        """Names of the files in this folder (not below it) that match the glob `pattern`, sorted. On an object
+        store only the keys that begin with the pattern's literal head are listed, where the filesystem can
+        (s3fs, gcsfs): the driver lists one work shard's files per commit, never the whole folder."""
         if self.local:
             folder = Path(self.root)
             return sorted(p.name for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
-        found = self.fs.glob(self._path(pattern), detail=True)
-        return sorted(posixpath.basename(path) for path, info in found.items() if info.get("type") == "file")
+        head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+        if "prefix" in inspect.signature(self.fs.find).parameters:
+            found = self.fs.find(self.root, maxdepth=1, detail=True, prefix=head)
+        else:
+            found = self.fs.find(self.root, maxdepth=1, detail=True)
+        names = (posixpath.basename(path) for path, info in found.items() if info.get("type") == "file")
+        return sorted(name for name in names if fnmatch.fnmatchcase(name, pattern))
 
     def modified(self, name: str) -> float:
         """When the file was last written, in seconds since the epoch."""

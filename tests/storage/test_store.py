@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from s3kit import S3Endpoint
 
-from pipeline.storage import Store, is_url
+from pipeline.storage import Store, StoreError, is_url
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -62,3 +62,8 @@ def test_stale_temporaries_go_and_nothing_else(store: Store) -> None:
         store.write_bytes(name, b"x")
     assert store.remove_stale() == [".plan.parquet.123.tmp"]
     assert store.names(".*") == [".hidden"] and store.exists("plan.parquet")
+
+
+def test_an_unknown_or_missing_filesystem_is_named() -> None:
+    with pytest.raises(StoreError, match=r"gcs2://x/y: no storage for this URL here \(Protocol not known"):
+        Store.at("gcs2://x/y")
