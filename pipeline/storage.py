@@ -31,6 +31,22 @@ def is_url(location: str | os.PathLike[str]) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+Location = Path | str  # a local file or folder as a Path, a remote one as its URL
+
+
+def location(value: str | os.PathLike[str]) -> Location:
+    """`value` as readers keep it: a URL as the string it is (a Path would make `s3://b/run` `s3:/b/run`), a
+    local path (or `file://` URL) as a Path."""
+    text = str(value)
+    return text.rstrip("/") if is_url(text) else Path(text.removeprefix("file://"))
+
+
+def open_file(where: str | os.PathLike[str]) -> IO[bytes]:
+    """A seekable binary reader of the file at a local path or an fsspec URL."""
+    folder, name = Store.holding(where)
+    return folder.open(name)
+
+
 @dataclass(frozen=True)
 class Store:
     """A folder of a build: `fs` and `root` are fsspec's filesystem and its path of the folder, `url` how
@@ -58,6 +74,12 @@ class Store:
         path = str(Path(text.removeprefix("file://")).expanduser().resolve())
         return cls(LocalFileSystem(), path, path)
 
+    @classmethod
+    def holding(cls, where: str | os.PathLike[str]) -> tuple[Store, str]:
+        """The folder of the file at `where` (a local path or an fsspec URL), and the file's name in it."""
+        folder, name = posixpath.split(str(where).rstrip("/"))
+        return cls.at(folder or "."), name
+
     @property
     def local(self) -> bool:
         return not is_url(self.url)
@@ -78,6 +100,10 @@ class Store:
     def url_of(self, name: str) -> str:
         """What a message (or another process) calls the file `name` of this folder."""
         return str(Path(self.root) / name) if self.local else f"{self.url}/{name}"
+
+    def location_of(self, name: str) -> Location:
+        """The file `name` of this folder as readers keep it: a local Path, or its URL."""
+        return Path(self.url_of(name)) if self.local else self.url_of(name)
 
     def __str__(self) -> str:
         return self.url
@@ -109,11 +135,25 @@ class Store:
     def names(self, pattern: str = "*") -> list[str]:
         """Names of the files in this folder (not below it) that match the glob `pattern`, sorted; hidden
         names only when the pattern starts with a dot."""
+        return sorted(self.sizes(pattern))
+
+    def sizes(self, pattern: str = "*") -> dict[str, int]:
+        """name -> bytes of the files `names(pattern)` lists, from one listing (no request per file)."""
         if self.local:
             folder = Path(self.root)
-            return sorted(p.name for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
+            found = folder.glob(pattern) if folder.is_dir() else []
+            return {p.name: p.stat().st_size for p in found if p.is_file()}
         found = self.fs.glob(self._path(pattern), detail=True)
-        return sorted(posixpath.basename(path) for path, info in found.items() if info.get("type") == "file")
+        return {
+            posixpath.basename(path): int(info["size"]) for path, info in found.items() if info.get("type") == "file"
+        }
+
+    def is_file(self, name: str) -> bool:
+        return bool(self.fs.isfile(self._path(name)))
+
+    def size(self, name: str) -> int:
+        """Bytes of the file `name`."""
+        return int(self.fs.size(self._path(name)))
 
     def modified(self, name: str) -> float:
         """When the file was last written, in seconds since the epoch."""
