@@ -216,7 +216,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pipeline.report import write_report
 
     try:
-        page = write_report(Path(args.dir), out_html=args.out, samples=args.samples, seed=args.seed)
+        page = write_report(args.dir, out_html=args.out, samples=args.samples, seed=args.seed)
     except FileNotFoundError as exc:
         _error(str(exc))
         return 2
@@ -226,10 +226,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from pipeline.inspect_shard import inspect_shard, print_inspection
+    from pipeline.storage import Store, location
 
-    path = Path(args.path)
+    path = location(args.path)
     try:
-        if path.is_dir():
+        if Store.at(path).is_folder():
             return _inspect_build(path, args)
         if args.shard or args.all:
             raise SpecError(f"--shard and --all choose tars of a build folder; {path} is one tar")
@@ -241,7 +242,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _inspect_build(root: Path, args: argparse.Namespace) -> int:
+def _inspect_build(root: Path | str, args: argparse.Namespace) -> int:
     """Lists the build's committed tars, then checks the first samples of the first one, one named tar
     (--shard) or all of them (--all). Exits 1 when a committed tar is missing or a check fails."""
     from pipeline.inspect_shard import inspect_shard, list_build, print_inspection, print_listing
@@ -259,7 +260,7 @@ def _inspect_build(root: Path, args: argparse.Namespace) -> int:
         print("no committed tar on disk: nothing to check")
         return 1
     if not (args.shard or args.all):
-        print(f"checking the first {limit} sample(s) of {chosen[0].path.name} (--shard NAME: a whole tar, --all: all)")
+        print(f"checking the first {limit} sample(s) of {chosen[0].name} (--shard NAME: a whole tar, --all: all)")
     results = [inspect_shard(tar.path, limit=limit) for tar in chosen]
     for result in results:
         print_inspection(result, failed_only=args.all)
@@ -527,16 +528,23 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         help="one HTML page of plots and a contact sheet for a build",
         formatter_class=HelpFormatter,
         description="Write DIR/report/index.html: counts per dataset, status and reason; histograms of clip\n"
-        "length, face size, head pose and blur; a contact sheet of random samples with landmarks drawn.",
+        "length, face size, head pose and blur; a contact sheet of random samples with landmarks drawn.\n"
+        "DIR may be an fsspec URL (s3://bucket/run): the page is then written to a local folder,\n"
+        "./NAME-report/ by default (NAME: the URL's last part).",
         epilog="examples:\n  rp-data report /data/shards\n"
         "  rp-data report /data/shards --out out/report/index.html --samples 32 --seed 1\n",
     )
-    report.add_argument("dir", metavar="DIR", help="a build folder (the --out of rp-data build)")
+    report.add_argument(
+        "dir",
+        metavar="DIR",
+        help="a build folder (the --out of rp-data build) or an fsspec URL such as s3://bucket/run",
+    )
     report.add_argument(
         "--out",
         type=Path,
         metavar="FILE.html",
-        help="where to write the page; its PNGs go beside it (default: DIR/report/index.html)",
+        help="where to write the page (a local file); its PNGs go beside it (default: DIR/report/index.html, "
+        "or ./NAME-report/index.html for a build at a URL)",
     )
     report.add_argument("--samples", type=int, default=16, metavar="N", help="samples on the contact sheet")
     report.add_argument("--seed", type=int, default=0, metavar="N", help="which random samples the contact sheet shows")
@@ -555,7 +563,11 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
         "says, controls' shapes and values. Exits 1 when a check fails or a committed tar is missing.",
         epilog=INSPECT_EPILOG,
     )
-    inspect.add_argument("path", metavar="DIR|SHARD.tar", help="a build folder, or one tar of it")
+    inspect.add_argument(
+        "path",
+        metavar="DIR|SHARD.tar",
+        help="a build folder or one tar of it, local or an fsspec URL such as s3://bucket/run",
+    )
     choice = inspect.add_mutually_exclusive_group()
     choice.add_argument(
         "--shard",

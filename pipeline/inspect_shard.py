@@ -2,7 +2,8 @@
 
 Given one tar, every sample of it is checked. Given a build folder (the `--out` of `rp-data build`), its
 committed tars are listed with their sample counts (read from the build's own records, not the tars), and
-then the first samples of the first tar, one named tar, or every tar are checked.
+then the first samples of the first tar, one named tar, or every tar are checked. A build folder or a tar
+may be local or at an fsspec URL (`s3://bucket/run`); both are read through pipeline/storage.py.
 
 Training reads shards through webdataset far from where they were written, and a bad sample there either
 stops a multi-GPU job hours in or, worse, trains silently on misaligned controls. This reads a tar the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import posixpath
 import sys
 from collections.abc import Callable, Collection, Iterator
 from contextlib import closing
@@ -25,9 +27,12 @@ from typing import Any, TextIO
 
 import av
 import numpy as np
-import pandas as pd
+import pyarrow.parquet as pq
 from PIL import Image
-from webdataset.tariterators import base_plus_ext, tarfile_samples
+from webdataset.tariterators import base_plus_ext
+
+from pipeline.storage import Location, Store, location
+from pipeline.tar_stream import tar_samples
 
 CLIP_SIDE = 512
 LANDMARK_POINTS = 478
@@ -73,7 +78,7 @@ class SampleCheck:
 class InspectResult:
     """Every sample read from one tar, plus problems of the tar itself (truncation, no samples, ...)."""
 
-    path: Path
+    path: Location
     samples: list[SampleCheck]
     errors: list[str]  # tar-level
     limited: bool = False  # reading stopped at `limit` with samples left unread
@@ -93,7 +98,7 @@ class InspectResult:
 
 
 def read_samples(
-    path: Path, on_error: Callable[[str], None], keys: Collection[str] | None = None
+    path: Location, on_error: Callable[[str], None], keys: Collection[str] | None = None
 ) -> Iterator[dict[str, Any]]:
     """The tar's samples as webdataset groups them (`__key__` plus member name -> bytes).
 
@@ -112,13 +117,15 @@ def read_samples(
         return True
 
     select = None if keys is None else (lambda name: base_plus_ext(name)[0] in keys)
-    yield from tarfile_samples([{"url": str(path)}], handler=handler, select_files=select)
+    yield from tar_samples([{"url": str(path)}], handler=handler, select_files=select)
 
 
 def inspect_shard(path: str | Path, limit: int | None = None) -> InspectResult:
-    """Checks the first `limit` samples (all by default) of one tar; raises only if the file is missing."""
-    path = Path(path)
-    if not path.is_file():
+    """Checks the first `limit` samples (all by default) of one tar, local or at a URL; raises only if the
+    file is missing."""
+    path = location(path)
+    folder, name = Store.holding(path)
+    if not folder.is_file(name):
         raise FileNotFoundError(f"no shard at {path}")
     errors: list[str] = []
     checks: list[SampleCheck] = []
@@ -136,19 +143,19 @@ def inspect_shard(path: str | Path, limit: int | None = None) -> InspectResult:
             checks.append(check)
     if not checks and not limited:
         errors.append("no samples in the tar")
-    cut = _truncation(path)
+    cut = _truncation(folder, name)
     if cut:
         errors.append(cut)
     return InspectResult(path, checks, errors, limited)
 
 
-def _truncation(path: Path) -> str | None:
+def _truncation(folder: Store, name: str) -> str | None:
     """Python's tarfile (so webdataset) reads a tar cut at a block boundary as a complete, shorter one;
     a tar without its end-of-archive marker (two zero blocks), or not made of whole blocks, was cut."""
-    size = path.stat().st_size
+    size = folder.size(name)
     if size % TAR_BLOCK:
         return f"the tar is truncated: {size} bytes is not a whole number of {TAR_BLOCK}-byte blocks"
-    with path.open("rb") as stream:
+    with folder.open(name) as stream:
         stream.seek(max(0, size - 2 * TAR_BLOCK))
         tail = stream.read()
     if len(tail) < 2 * TAR_BLOCK or tail.strip(b"\0"):
@@ -403,19 +410,24 @@ def print_inspection(result: InspectResult, file: TextIO | None = None, failed_o
 class ListedTar:
     """One tar of a committed work shard, as the build recorded it."""
 
-    path: Path
+    path: Location  # a local Path, or the tar's URL
     work: str
     samples: int
-    size: int | None  # bytes on disk; None when a committed tar is not there
+    size: int | None  # bytes stored; None when a committed tar is not there
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(str(self.path))
 
 
 @dataclass
 class BuildListing:
     """The committed tars of a build folder (a work shard counts once its stats.json exists)."""
 
-    root: Path
+    root: Location
     tars: list[ListedTar]
     pending: list[str]  # work shards with files but no stats.json: running, or left by a killed build
+    prefix: str = "shards/"  # where the tars are, relative to `root`: "" when `root` is the shards/ folder
 
     @property
     def missing(self) -> list[ListedTar]:
@@ -423,48 +435,51 @@ class BuildListing:
 
     def find(self, name: str) -> ListedTar:
         """The tar named `name`, with or without `shards/` and `.tar`, as the listing and the manifest name it."""
-        wanted = Path(name).name.removesuffix(".tar") + ".tar"
+        wanted = posixpath.basename(name).removesuffix(".tar") + ".tar"
         for tar in self.tars:
-            if tar.path.name == wanted:
+            if tar.name == wanted:
                 return tar
-        names = ", ".join(tar.path.name for tar in self.tars[:NAMED])
+        names = ", ".join(tar.name for tar in self.tars[:NAMED])
         more = f" and {len(self.tars) - NAMED} more" if len(self.tars) > NAMED else ""
         raise FileNotFoundError(f"no committed tar {wanted} in {self.root}; it has: {names or 'none'}{more}")
 
 
 def list_build(root: str | Path) -> BuildListing:
-    """Reads a build folder's records (or those of its shards/ folder, given instead): each work shard's
-    stats.json (its tars and sample count), and its rows only when it wrote more than one tar, to split
-    the count between them."""
-    root = Path(root)
-    shards = root / "shards" if (root / "shards").is_dir() else root  # the build folder, or its shards/ itself
-    if shards == root and not any(root.glob("*.stats.json")):
-        raise FileNotFoundError(
-            f"{root} is not a build folder: it has no shards/ and no *.stats.json "
-            "(give the --out of rp-data build, or one .tar)"
-        )
+    """Reads a build folder's records (or those of its shards/ folder, given instead), local or at a URL:
+    each work shard's stats.json (its tars and sample count), and its rows only when it wrote more than one
+    tar, to split the count between them. The tars' sizes come from one listing, not a request per tar."""
+    root = location(root)
+    store = Store.at(root)
+    shards = store.child("shards")
+    if not shards.is_folder():  # the build folder, or its shards/ itself
+        shards = store
+        if not store.names("*.stats.json"):
+            raise FileNotFoundError(
+                f"{root} is not a build folder: it has no shards/ and no *.stats.json "
+                "(give the --out of rp-data build, or one .tar)"
+            )
+    sizes = shards.sizes("*.tar")
     tars: list[ListedTar] = []
     committed = set()
-    for stats_path in sorted(shards.glob("*.stats.json")):
-        stats = json.loads(stats_path.read_text())
+    for marker in shards.names("*.stats.json"):
+        stats = json.loads(shards.read_text(marker))
         committed.add(stats["work"])
-        counts = _per_tar(shards / f"{stats['work']}.parquet", stats)
+        counts = _per_tar(shards, f"{stats['work']}.parquet", stats)
         for name in stats["tars"]:
-            path = shards / name
-            size = path.stat().st_size if path.is_file() else None
-            tars.append(ListedTar(path, stats["work"], counts.get(name, 0), size))
-    seen = {p.name.removesuffix(".parquet") for p in shards.glob("*.parquet")}
-    seen |= {p.stem.rpartition("-")[0] for p in shards.glob("*.tar")}
-    return BuildListing(root, tars, sorted(seen - committed))
+            tars.append(ListedTar(shards.location_of(name), stats["work"], counts.get(name, 0), sizes.get(name)))
+    seen = {name.removesuffix(".parquet") for name in shards.names("*.parquet")}
+    seen |= {name.removesuffix(".tar").rpartition("-")[0] for name in sizes}
+    return BuildListing(root, tars, sorted(seen - committed), "" if shards is store else "shards/")
 
 
-def _per_tar(rows_path: Path, stats: dict[str, Any]) -> dict[str, int]:
+def _per_tar(shards: Store, rows_name: str, stats: dict[str, Any]) -> dict[str, int]:
     """Samples per tar name of one work shard: all of them in its only tar, else counted from its rows."""
     if len(stats["tars"]) == 1:
         return {stats["tars"][0]: int(stats["samples"])}
-    rows = pd.read_parquet(rows_path, columns=["kind", "status", "tar"])
+    filesystem, (path,) = shards.arrow([rows_name])
+    rows = pq.read_table(path, columns=["kind", "status", "tar"], filesystem=filesystem).to_pandas()
     kept = rows[(rows.kind == "sample") & (rows.status == "ok")]
-    return {Path(tar).name: int(count) for tar, count in kept.tar.value_counts().items()}
+    return {posixpath.basename(tar): int(count) for tar, count in kept.tar.value_counts().items()}
 
 
 def print_listing(listing: BuildListing, file: TextIO | None = None) -> None:
@@ -473,10 +488,10 @@ def print_listing(listing: BuildListing, file: TextIO | None = None) -> None:
     works = len({tar.work for tar in listing.tars})
     total = sum(tar.samples for tar in listing.tars)
     print(f"{listing.root}: {len(listing.tars)} tar(s) of {works} committed work shard(s), {total} sample(s)", file=out)
-    width = max((len(_shown(listing, tar)) for tar in listing.tars[:LISTED]), default=0)
+    width = max((len(listing.prefix + tar.name) for tar in listing.tars[:LISTED]), default=0)
     for tar in listing.tars[:LISTED]:
         size = "MISSING: committed but not on disk" if tar.size is None else _bytes(tar.size)
-        print(f"  {_shown(listing, tar):<{width}}  {tar.samples:>6} sample(s)  {size}", file=out)
+        print(f"  {listing.prefix + tar.name:<{width}}  {tar.samples:>6} sample(s)  {size}", file=out)
     if len(listing.tars) > LISTED:
         print(f"  ... and {len(listing.tars) - LISTED} more tar(s)", file=out)
     if listing.pending:
@@ -485,7 +500,3 @@ def print_listing(listing: BuildListing, file: TextIO | None = None) -> None:
             f"not listed): {', '.join(listing.pending[:NAMED])}{' ...' if len(listing.pending) > NAMED else ''}",
             file=out,
         )
-
-
-def _shown(listing: BuildListing, tar: ListedTar) -> str:
-    return tar.path.relative_to(listing.root).as_posix()

@@ -30,11 +30,15 @@ ROW_GROUP = 65_536
 COUNT_KEYS = ["dataset", "kind", "status", "reason"]
 
 
-def annotation_rows(out: Path) -> list[dict[str, object]]:
-    """Problems of the annotation files (a malformed line has no item): kept in the manifest too."""
+def annotation_rows(out: Path | Store) -> list[dict[str, object]]:
+    """Problems of the annotation files (a malformed line has no item): kept in the manifest too. `out` is the
+    build folder, local or an object store's."""
+    sources = Store.at(out).child("sources")
+    filesystem, paths = sources.arrow(sources.names("*.problems.parquet"))
     rows = []
-    for path in sorted((out / "sources").glob("*.problems.parquet")):
-        problems = pq.read_table(path, filters=pc.field("item_id").is_null())  # an item's problems are in its own row
+    for path in paths:
+        # an item's problems are in its own row
+        problems = pq.read_table(path, filters=pc.field("item_id").is_null(), filesystem=filesystem)
         for problem in problems.to_pylist():
             line = "" if problem["line"] is None else f":{problem['line']}"
             rows.append(

@@ -3,7 +3,9 @@
 Read from the build output contract alone (build.json, shards/*.parquet, shards/*.stats.json, the tars),
 so it works on a build still running or one that died: only committed work shards (those whose
 stats.json exists) count, and whatever cannot be read becomes a note on the page instead of an error.
-The page and its PNGs form one folder that can be copied or served as is.
+The page and its PNGs form one local folder that can be copied or served as is. The build may be local or
+at an fsspec URL (`s3://bucket/run`, read through pipeline/storage.py); the page of a build at a URL goes to
+the current folder unless told otherwise, since the build's own folder is not a local one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.report_tally import MEDIA_KEYS, MEDIA_LISTED, Tally, sample_pool, tally_build
+from pipeline.storage import Location, Store, is_url, location
 
 STATUSES = ("ok", "filtered", "failed")
 STATUS_COLORS = {"ok": "#4c9a2a", "filtered": "#e69f00", "failed": "#c0392b"}
@@ -57,7 +60,7 @@ MEDIA_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError, Image.Decompressi
 class BuildView:
     """What is committed in a build directory, and notes on everything that is not (or not readable)."""
 
-    root: Path
+    root: Location  # as the user named it: a local Path, or the URL
     info: dict[str, Any]  # build.json, {} when missing or unreadable
     stats: list[dict[str, Any]]  # one stats.json per committed work shard
     tally: Tally  # what the page shows of the committed rows (each item's latest attempt)
@@ -76,16 +79,17 @@ class RowTables:
 
 
 def write_report(build_dir: str | Path, out_html: str | Path | None = None, samples: int = 16, seed: int = 0) -> Path:
-    """Writes the page (default DIR/report/index.html) and its PNGs beside it; returns the page's path.
+    """Writes the page (`default_page`) and its PNGs beside it; returns the page's path.
 
     `samples` random ok samples (drawn by `seed`, so a rerun shows the same faces) make the contact sheet.
-    Raises FileNotFoundError only when `build_dir` is not a directory; an empty or partial build gives
-    a page that says what is missing.
+    Raises FileNotFoundError only when `build_dir` is not a directory (or, at a URL, holds nothing); an
+    empty or partial build gives a page that says what is missing.
     """
-    root = Path(build_dir)
-    if not root.is_dir():
+    root = location(build_dir)
+    store = Store.at(root)
+    if not store.is_folder():
         raise FileNotFoundError(f"no build directory at {root}")
-    page = Path(out_html) if out_html is not None else root / "report" / "index.html"
+    page = Path(out_html) if out_html is not None else default_page(root)
     folder = page.parent
     folder.mkdir(parents=True, exist_ok=True)
     with _returning_memory():
@@ -95,7 +99,7 @@ def write_report(build_dir: str | Path, out_html: str | Path | None = None, samp
         tables = RowTables(_status_table(view.tally), _media_section(view.tally), view.pool.num_rows)
         # the rows are done with: freed before the contact sheet imports its tar reader (webdataset imports torch)
         view.tally, view.pool = Tally(), view.pool.schema.empty_table()
-    shown = _save_contact_sheet(root, chosen, folder / SHEET, view.notes)
+    shown = _save_contact_sheet(store, chosen, folder / SHEET, view.notes)
     for name in (*PLOTS, SHEET):  # a rerun must not leave a previous run's pictures beside the page
         if name not in figures and not (name == SHEET and shown) and (folder / name).exists():
             (folder / name).unlink()
@@ -104,6 +108,19 @@ def write_report(build_dir: str | Path, out_html: str | Path | None = None, samp
     part.write_text(text, encoding="utf-8")
     os.replace(part, page)
     return page
+
+
+def default_page(root: Location) -> Path:
+    """DIR/report/index.html for a local build; for one at a URL, which is no local folder to write in,
+    <name>-report/index.html in the current folder (`s3://bucket/run` -> ./run-report/index.html)."""
+    if not is_url(root):
+        return Path(root) / "report" / "index.html"
+    return Path(f"{_name(root)}-report") / "index.html"
+
+
+def _name(root: Location) -> str:
+    """The build folder's own name: its last path component, or a bucket's name."""
+    return Path(str(root)).name
 
 
 @contextmanager
@@ -128,51 +145,60 @@ def _returning_memory() -> Iterator[None]:
 # -- reading the build ---------------------------------------------------------------------------------
 
 
-def load_build(root: Path) -> BuildView:
+def load_build(root: str | Path) -> BuildView:
     """build.json, the stats of every committed work shard (the stats.json is the marker), and the tally of
-    their rows, read a work-shard family at a time."""
+    their rows, read a work-shard family at a time; `root` is a local folder or an fsspec URL."""
+    root = location(root)
+    store = Store.at(root)
+    shards = store.child("shards")
     notes: list[str] = []
-    info = _read_json(root / "build.json", notes, "build.json")
-    if not (root / "build.json").exists():
+    info = _read_json(store, "build.json", notes)
+    if not store.exists("build.json"):
         notes.append("build.json is missing: the build has not started here, or this is not a build directory.")
-    shards = root / "shards"
+    tar_files = _tar_files(store)
     stats: list[dict[str, Any]] = []
     committed: list[str] = []
-    for path in sorted(shards.glob("*.stats.json")):
-        work = path.name.removesuffix(".stats.json")
-        record = _read_json(path, notes, f"shards/{path.name}")
+    for name in shards.names("*.stats.json"):
+        work = name.removesuffix(".stats.json")
+        record = _read_json(shards, name, notes, f"shards/{name}")
         if not record:
             continue
         committed.append(work)
         stats.append(record)
-        # tar names may be relative to DIR (as in the manifest) or to DIR/shards
-        tars = [str(tar) for tar in record.get("tars") or []]
-        absent = [tar for tar in tars if not ((root / tar).is_file() or (shards / tar).is_file())]
+        absent = [str(tar) for tar in record.get("tars") or [] if str(tar) not in tar_files]
         if absent:
             notes.append(f"work shard {work} is committed but its tar(s) {', '.join(absent)} are missing.")
     # items held out by --exclude-split and annotation problems have no work shard: the tally adds them last
-    tally = tally_build(root, committed, notes)
+    tally = tally_build(store, committed, notes)
     missing = [column for column in COLUMNS if column not in tally.columns]
     if missing and tally.rows + tally.superseded:
         notes.append(f"the shard tables lack column(s) {', '.join(missing)}; those plots stay empty.")
     if tally.superseded:
         notes.append(f"{tally.superseded} row(s) of earlier attempts are replaced by a retry's rows and not counted.")
-    seen = {p.name.removesuffix(".parquet") for p in shards.glob("*.parquet")}
-    seen |= {p.stem.rpartition("-")[0] for p in shards.glob("*.tar")}
+    seen = {name.removesuffix(".parquet") for name in shards.names("*.parquet")}
+    seen |= {name.removesuffix(".tar").rpartition("-")[0] for name in shards.names("*.tar")}
     pending = sorted(seen - set(committed) - {""})
     return BuildView(root, info, stats, tally, tally.pool(), pending, notes)
 
 
-def _read_json(path: Path, notes: list[str], name: str) -> dict[str, Any]:
-    if not path.exists():
+def _tar_files(store: Store) -> set[str]:
+    """The names a stats file may give its tars by (relative to DIR/shards, or to DIR) of the tars that are
+    there, from two listings rather than a request per tar."""
+    in_shards = store.child("shards").names("*.tar")
+    return {*in_shards, *(f"shards/{name}" for name in in_shards), *store.names("*.tar")}
+
+
+def _read_json(store: Store, name: str, notes: list[str], shown: str | None = None) -> dict[str, Any]:
+    """The object in the file `name` of `store`, {} when missing; unreadable is a note naming it as `shown`."""
+    if not store.exists(name):
         return {}
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(store.read_text(name))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        notes.append(f"{name} is unreadable ({exc}); it is ignored.")
+        notes.append(f"{shown or name} is unreadable ({exc}); it is ignored.")
         return {}
     if not isinstance(value, dict):
-        notes.append(f"{name} holds a {type(value).__name__}, not an object; it is ignored.")
+        notes.append(f"{shown or name} holds a {type(value).__name__}, not an object; it is ignored.")
         return {}
     return value
 
@@ -383,19 +409,18 @@ def _sample_tiles(sample: dict[str, Any]) -> tuple[list[tuple[str, Image.Image]]
     return tiles, caption
 
 
-def _read_chosen(root: Path, chosen: pd.DataFrame, notes: list[str]) -> list[dict[str, Any]]:
+def _read_chosen(store: Store, chosen: pd.DataFrame, notes: list[str]) -> list[dict[str, Any]]:
     """The chosen samples' members, read with webdataset one tar at a time, stopping once all are found."""
     from pipeline.inspect_shard import read_samples  # webdataset imports torch: ~0.6 GiB, loaded only now
 
     found: dict[str, dict[str, Any]] = {}
     for tar, group in chosen.groupby("tar", sort=True):
         wanted = set(group["key"])
-        path = root / str(tar)
-        if not path.is_file():
+        if not store.is_file(str(tar)):
             notes.append(f"contact sheet: {tar} is listed in a committed shard table but missing.")
             continue
         errors: list[str] = []
-        with closing(read_samples(path, errors.append, keys=wanted)) as samples:
+        with closing(read_samples(store.location_of(str(tar)), errors.append, keys=wanted)) as samples:
             for sample in samples:
                 if sample["__key__"] in wanted:
                     found[sample["__key__"]] = sample
@@ -408,12 +433,12 @@ def _read_chosen(root: Path, chosen: pd.DataFrame, notes: list[str]) -> list[dic
     return [found[key] for key in chosen["key"] if key in found]
 
 
-def _save_contact_sheet(root: Path, chosen: pd.DataFrame, path: Path, notes: list[str]) -> list[dict[str, str]]:
+def _save_contact_sheet(store: Store, chosen: pd.DataFrame, path: Path, notes: list[str]) -> list[dict[str, str]]:
     """Draws the chosen samples, two per row; returns what is shown (key, dataset, caption, tar)."""
     cells: list[tuple[str, str, list[tuple[str, Image.Image]]]] = []
     shown = []
     tars = dict(zip(chosen["key"], chosen["tar"], strict=True))
-    for sample in _read_chosen(root, chosen, notes):
+    for sample in _read_chosen(store, chosen, notes):
         key = sample["__key__"]
         try:
             tiles, caption = _sample_tiles(sample)
@@ -595,7 +620,7 @@ def _page(
         for name, caption in figures.items()
     )
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>build report: {_esc(view.root.name)}</title>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>build report: {_esc(_name(view.root))}</title>",
         f"<style>{STYLE}</style></head><body><h1>Build report: {_esc(view.root)}</h1>",
         f"<table class=grid>{facts}</table>",
         *(f"<p class=note>{_esc(note)}</p>" for note in notes),

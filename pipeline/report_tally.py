@@ -6,7 +6,9 @@ with pyarrow, only the columns the page uses, one work-shard family at a time: `
 item's latest attempt is found inside its family. What is kept is what the page shows: rows and reasons
 per (dataset, kind, status), the dropped rows per reason, the finite numbers that the histograms and the
 medians are drawn from (8 bytes each, since an exact median needs them), the (tar, key) of every ok
-sample the contact sheet draws from, and per media combination its count and its first files.
+sample the contact sheet draws from, and per media combination its count and its first files. The tables
+are read through the build's store (pipeline/storage.py), so a build at an fsspec URL is tallied the same
+way, a family at a time.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import reduce
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline.manifest_merge import annotation_rows
 from pipeline.plan import WORK_NAME
+from pipeline.storage import Store
 
 NUMBERS = ("frames", "face_px", "blur", "yaw", "pitch", "roll", "seconds_total")  # the numbers the page draws
 TEXTS = ("item_id", "dataset", "kind", "status", "reason", "error_class", "tar", "key")
@@ -100,17 +102,19 @@ def sample_pool(pairs: pa.Table) -> pa.Table:
     return ordered.filter(pa.concat_arrays([pa.array([True]), pc.fill_null(differs, True)]))
 
 
-def tally_build(root: Path, works: Iterable[str], notes: list[str]) -> Tally:
-    """Tallies the committed work shards `works` (in the order the page lists them), then the items the
-    build kept aside (excluded.parquet and the annotation problems); an unreadable table becomes a note."""
+def tally_build(store: Store, works: Iterable[str], notes: list[str]) -> Tally:
+    """Tallies the committed work shards `works` of the build folder `store` (in the order the page lists
+    them), then the items the build kept aside (excluded.parquet and the annotation problems); an unreadable
+    table becomes a note."""
     tally = Tally()
+    shards = store.child("shards")
     for family in _families(works):
-        tables = [_read(root / "shards" / f"{work}.parquet", work, notes) for work in family]
+        tables = [_read(shards, f"{work}.parquet", work, notes) for work in family]
         _add(tally, [table for table in tables if table is not None])
     aside = []
-    if (root / "excluded.parquet").exists():
-        aside.append(_read(root / "excluded.parquet", None, notes))
-    annotation = annotation_rows(root)
+    if store.exists("excluded.parquet"):
+        aside.append(_read(store, "excluded.parquet", None, notes))
+    annotation = annotation_rows(store)
     if annotation:
         table = pa.Table.from_pylist(annotation)
         aside.append((table, table.column_names))
@@ -128,14 +132,16 @@ def _families(works: Iterable[str]) -> Iterator[list[str]]:
     yield from order.values()
 
 
-def _read(path: Path, work: str | None, notes: list[str]) -> Table | None:
-    """The READ columns the table has, and the names of all its columns (for the missing-column note)."""
+def _read(folder: Store, name: str, work: str | None, notes: list[str]) -> Table | None:
+    """The READ columns the table `name` of `folder` has, and the names of all its columns (for the
+    missing-column note)."""
+    filesystem, (path,) = folder.arrow([name])
     try:
-        parquet = pq.ParquetFile(path)
-        names = parquet.schema_arrow.names
-        return parquet.read(columns=[name for name in READ if name in names]), names
+        with pq.ParquetFile(path, filesystem=filesystem) as parquet:
+            names = parquet.schema_arrow.names
+            return parquet.read(columns=[column for column in READ if column in names]), names
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        where = f"work shard {work} is committed but its table shards/{path.name}" if work else path.name
+        where = f"work shard {work} is committed but its table shards/{name}" if work else name
         notes.append(f"{where} is unreadable: {exc}")
         return None
 

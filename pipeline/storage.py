@@ -39,6 +39,22 @@ def is_url(location: str | os.PathLike[str]) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+Location = Path | str  # a local file or folder as a Path, a remote one as its URL
+
+
+def location(value: str | os.PathLike[str]) -> Location:
+    """`value` as readers keep it: a URL as the string it is (a Path would make `s3://b/run` `s3:/b/run`), a
+    local path (or `file://` URL) as a Path."""
+    text = str(value)
+    return text.rstrip("/") if is_url(text) else Path(text.removeprefix("file://"))
+
+
+def open_file(where: str | os.PathLike[str]) -> IO[bytes]:
+    """A seekable binary reader of the file at a local path or an fsspec URL."""
+    folder, name = Store.holding(where)
+    return folder.open(name)
+
+
 @dataclass(frozen=True)
 class Store:
     """A folder of a build: `fs` and `root` are fsspec's filesystem and its path of the folder, `url` how
@@ -68,6 +84,12 @@ class Store:
         path = str(Path(text.removeprefix("file://")).expanduser().resolve())
         return cls(LocalFileSystem(), path, path)
 
+    @classmethod
+    def holding(cls, where: str | os.PathLike[str]) -> tuple[Store, str]:
+        """The folder of the file at `where` (a local path or an fsspec URL), and the file's name in it."""
+        folder, name = posixpath.split(str(where).rstrip("/"))
+        return cls.at(folder or "."), name
+
     @property
     def local(self) -> bool:
         return not is_url(self.url)
@@ -88,6 +110,10 @@ class Store:
     def url_of(self, name: str) -> str:
         """What a message (or another process) calls the file `name` of this folder."""
         return str(Path(self.root) / name) if self.local else f"{self.url}/{name}"
+
+    def location_of(self, name: str) -> Location:
+        """The file `name` of this folder as readers keep it: a local Path, or its URL."""
+        return Path(self.url_of(name)) if self.local else self.url_of(name)
 
     def __str__(self) -> str:
         return self.url
@@ -117,19 +143,38 @@ class Store:
         return (None if self.local else self.fs), [self._path(name) for name in names]
 
     def names(self, pattern: str = "*") -> list[str]:
-        """Names of the files in this folder (not below it) that match the glob `pattern`, sorted. On an object
-        store only the keys that begin with the pattern's literal head are listed, where the filesystem can
-        (s3fs, gcsfs): the driver lists one work shard's files per commit, never the whole folder."""
+        """Names of the files in this folder (not below it) that match the glob `pattern`, sorted."""
         if self.local:
             folder = Path(self.root)
             return sorted(p.name for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
+        return sorted(self._listing(pattern))
+
+    def sizes(self, pattern: str = "*") -> dict[str, int]:
+        """name -> bytes of the files `names(pattern)` lists, from one listing (no request per file)."""
+        if self.local:
+            folder = Path(self.root)
+            found = folder.glob(pattern) if folder.is_dir() else []
+            return {p.name: p.stat().st_size for p in found if p.is_file()}
+        return {name: int(info["size"]) for name, info in self._listing(pattern).items()}
+
+    def _listing(self, pattern: str) -> dict[str, dict[str, Any]]:
+        """An object store's files matching `pattern`, with what the listing says of each. Only the keys that
+        begin with the pattern's literal head are listed where the filesystem can (s3fs, gcsfs): a commit
+        lists one work shard's files, never the whole folder."""
         head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
         if "prefix" in inspect.signature(self.fs.find).parameters:
             found = self.fs.find(self.root, maxdepth=1, detail=True, prefix=head)
         else:
             found = self.fs.find(self.root, maxdepth=1, detail=True)
-        names = (posixpath.basename(path) for path, info in found.items() if info.get("type") == "file")
-        return sorted(name for name in names if fnmatch.fnmatchcase(name, pattern))
+        files = {posixpath.basename(path): info for path, info in found.items() if info.get("type") == "file"}
+        return {name: info for name, info in files.items() if fnmatch.fnmatchcase(name, pattern)}
+
+    def is_file(self, name: str) -> bool:
+        return bool(self.fs.isfile(self._path(name)))
+
+    def size(self, name: str) -> int:
+        """Bytes of the file `name`."""
+        return int(self.fs.size(self._path(name)))
 
     def modified(self, name: str) -> float:
         """When the file was last written, in seconds since the epoch."""

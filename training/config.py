@@ -13,18 +13,20 @@ is reached by index or, for stages, by name: `stages.stage1.steps=10`.
 
 Relative paths: `base` is relative to the file that names it; `deepspeed` is looked up beside the
 config file, then in `training/configs/` (so `deepspeed=zero3.json` works from the command line);
-every other path is relative to the working directory the run is launched from.
+every other path is relative to the working directory the run is launched from. A build folder
+(`data.build_dir`, `validation.build_dir`) may also be an fsspec URL such as `s3://bucket/run`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from manifests.yaml_files import apply_override, read_mapping, validate
+from pipeline.storage import Location, is_url, location
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -37,8 +39,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _build_location(value: Any) -> Location:
+    """A build folder: a local path as a Path, an fsspec URL as the string it is (a Path would make
+    `s3://b/run` `s3:/b/run`). A URL whose protocol fsspec does not know, or whose package is not installed,
+    is refused here, before any process starts, rather than when the first rank lists the build."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a build folder or an fsspec URL such as s3://bucket/run, got {value!r}")
+    if is_url(value):
+        import fsspec
+
+        protocol = value.split("://", 1)[0]
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ValueError, ImportError) as error:
+            raise ValueError(f"{value}: fsspec cannot open {protocol}:// URLs: {error}") from error
+    return location(value)
+
+
+# an `rp-data build --out` folder: a local path or an fsspec URL
+BuildLocation = Annotated[Location, BeforeValidator(_build_location)]
+BUILD_HELP = "an `rp-data build --out` folder or an fsspec URL such as s3://bucket/run"
+
+
 class DataConfig(_Strict):
-    build_dir: Path = Field(description="an `rp-data build --out` folder (shards/ with *.stats.json commit markers)")
+    build_dir: BuildLocation = Field(description=f"{BUILD_HELP} (shards/ with *.stats.json commit markers)")
     weights: dict[str, float] = Field(
         default_factory=dict, description="per-dataset mixing weight; 0 leaves a dataset out"
     )
@@ -201,7 +227,9 @@ class ValidationConfig(_Strict):
     every: int = Field(1000, ge=1, description="validation samples every N steps (and at the end of a stage)")
     pairs: int = Field(2, ge=0, description="fixed validation clips (0 disables validation)")
     splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="json splits they come from")
-    build_dir: Path | None = Field(None, description="another build for validation; default data.build_dir")
+    build_dir: BuildLocation | None = Field(
+        None, description=f"another build for validation ({BUILD_HELP}); default data.build_dir"
+    )
     frames: int = Field(8, ge=1, description="driving frames per clip (image mode animates them one by one)")
     num_steps: int = Field(50, ge=1, description="DDIM steps of the validation sample")
     reference_guidance: float = 2.0

@@ -7,7 +7,9 @@ own. Slots are not given disjoint parts of the tar list: whenever the tar count 
 the slot count that made some tars half as likely as others (20 tars over 16 slots: 8 at half rate),
 and confined each slot's batches to the videos of its one or two tars. Datasets are mixed sample by
 sample with the configured weights, shuffled in one buffer, turned into examples
-(`training.examples`) and batched inside the worker; `with_epoch` bounds an epoch.
+(`training.examples`) and batched inside the worker; `with_epoch` bounds an epoch. The build is a local
+folder or an fsspec URL (`s3://bucket/run`): its records are read through `pipeline.storage`, its tars
+streamed through fsspec (`pipeline.tar_stream`).
 
 Every random draw of a slot comes from a generator seeded by (run seed, stage, resume step, rank,
 worker, epoch): slots draw independently, and a resumed run does not replay the samples its first
@@ -22,7 +24,6 @@ Only a stream that yields nothing usable for `MAX_BARREN` samples and tars in a 
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections import Counter
@@ -32,11 +33,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
+from pipeline.storage import Location, Store
+from pipeline.tar_stream import tar_to_samples
+from training.build_record import committed_shards
 from training.config import ConfigError, DataConfig, StageConfig
 from training.examples import Example, Framing, Unfit, make_example
 from training.heldout import heldout_keys
@@ -48,7 +51,7 @@ MAX_BARREN = 10_000
 class TarEntry:
     """One committed tar of a build, with what the build's parquet says it holds."""
 
-    path: Path
+    path: Location  # a local Path, or the tar's URL
     dataset: str
     clips: int
     images: int
@@ -64,27 +67,25 @@ class Source:
     weight: float
 
 
-def read_index(build_dir: Path) -> list[TarEntry]:
+def read_index(build_dir: Location) -> list[TarEntry]:
     """Every tar named by a stats file (the build's commit marker), with its samples from the work
-    shard's parquet (written before the stats file). A clip has more than one frame."""
-    shard_dir = Path(build_dir) / "shards"
-    markers = sorted(shard_dir.glob("*.stats.json"))
-    if not markers:
+    shard's parquet (written before the stats file). A clip has more than one frame. `build_dir` is a
+    local folder or an fsspec URL."""
+    shards = Store.at(build_dir).child("shards")
+    if not shards.names("*.stats.json"):
         raise ConfigError(
-            f"data.build_dir {build_dir}: no committed shards ({shard_dir}/*.stats.json); "
+            f"data.build_dir {build_dir}: no committed shards ({shards.url_of('*.stats.json')}); "
             f"build them first: rp-data build ... --out {build_dir}"
         )
     entries = []
-    for marker in markers:
-        stats = json.loads(marker.read_text())
-        rows = pq.read_table(shard_dir / f"{stats['work']}.parquet", columns=["kind", "status", "tar", "key", "frames"])
+    for stats, rows in committed_shards(build_dir, ["kind", "status", "tar", "key", "frames"]):
         rows = rows.to_pandas()
         rows = rows[(rows.kind == "sample") & (rows.status == "ok")]
         for name in stats["tars"]:
             mine = rows[rows.tar.map(lambda tar, name=name: Path(tar).name == name)]
             dataset = name.split("-", 1)[0]
             clips = int((mine.frames > 1).sum())
-            entries.append(TarEntry(shard_dir / name, dataset, clips, len(mine) - clips, frozenset(mine.key)))
+            entries.append(TarEntry(shards.location_of(name), dataset, clips, len(mine) - clips, frozenset(mine.key)))
     return entries
 
 
@@ -213,7 +214,7 @@ class PortraitStream(IterableDataset):
                 list(source.tars), seed=int(rng.integers(2**31)), worker_seed=lambda: 0, deterministic=True
             ),
             wds.map(counter.opened),
-            wds.tarfile_to_samples(handler=counter),
+            tar_to_samples(handler=counter),  # through fsspec: a build at a URL streams as a local one
         )
 
     def epoch_samples(self) -> SlotEpoch:

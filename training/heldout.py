@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from manifests.schema import SpecError
 from pipeline.split import load_split
+from pipeline.storage import Location
 from training.build_record import committed_shards, source_manifests
 from training.config import ConfigError, DataConfig
 
@@ -79,9 +80,9 @@ class Leak:
     why: str
 
 
-def _related_items(build_dir: Path, split: HeldOutSplit) -> dict[str, str]:
+def _related_items(build_dir: Location, split: HeldOutSplit) -> dict[str, str]:
     """item_id -> why, for every source item of the build that is a split clip or shares its video or identity."""
-    manifests = source_manifests(
+    filesystem, manifests = source_manifests(
         build_dir, "data.heldout_split: the build's videos and identities cannot be matched against the split"
     )
     related: dict[str, str] = {}
@@ -89,7 +90,9 @@ def _related_items(build_dir: Path, split: HeldOutSplit) -> dict[str, str]:
     videos = pa.array(sorted(split.videos), pa.string())
     identities = pa.array(sorted(split.identities), pa.string())
     for path in manifests:
-        for batch in pq.ParquetFile(path).iter_batches(columns=["item_id", "youtube_id", "identity"]):
+        for batch in pq.ParquetFile(path, filesystem=filesystem).iter_batches(
+            columns=["item_id", "youtube_id", "identity"]
+        ):
             same_video = pc.fill_null(pc.is_in(batch["youtube_id"], videos), False)
             same_identity = pc.fill_null(pc.is_in(batch["identity"], identities), False)
             hit = pc.or_(pc.or_(pc.is_in(batch["item_id"], clips), same_video), same_identity)
@@ -104,7 +107,7 @@ def _related_items(build_dir: Path, split: HeldOutSplit) -> dict[str, str]:
     return related
 
 
-def find_leaks(build_dir: Path, split: HeldOutSplit) -> list[Leak]:
+def find_leaks(build_dir: Location, split: HeldOutSplit) -> list[Leak]:
     """The committed samples of the build (work shards with a stats file) that the split holds out, by key."""
     related = _related_items(build_dir, split)
     leaks: list[Leak] = []
@@ -130,7 +133,7 @@ class HeldOutPlan:
     """What a run does about the split: the split, the build's samples of it, and the policy."""
 
     split: HeldOutSplit
-    build_dir: Path
+    build_dir: Location
     policy: str
     leaks: tuple[Leak, ...]
 
@@ -162,7 +165,7 @@ REASONS = {
 
 
 @functools.lru_cache(maxsize=4)
-def _plan(build_dir: Path, split_path: Path, policy: str, modified: int) -> HeldOutPlan:
+def _plan(build_dir: Location, split_path: Path, policy: str, modified: int) -> HeldOutPlan:
     """Cached: the config asks for it once before training and again for each stage's loader (`modified`
     is the split file's mtime, so a rewritten file is read again)."""
     split = HeldOutSplit.read(split_path)

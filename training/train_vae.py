@@ -36,15 +36,15 @@ from typing import Literal
 
 import numpy as np
 import torch
-import webdataset as wds
 from diffusers import AutoencoderKL
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from manifests.yaml_files import apply_override, read_mapping, validate
 from model.vae import SD15_VAE_CONFIG
+from pipeline.tar_stream import tar_samples
 from pipeline.video_file import VideoFile
-from training.config import CONFIG_DIR, ConfigError, DataConfig
+from training.config import BUILD_HELP, CONFIG_DIR, BuildLocation, ConfigError, DataConfig
 from training.data import read_index
 from training.examples import Framing, image_pair
 from training.heldout import file_sha256, plan_heldout
@@ -62,7 +62,7 @@ class VAETrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    build_dir: Path = Field(description="an `rp-data build --out` folder (the sample build of `make demo`)")
+    build_dir: BuildLocation = Field(description=f"{BUILD_HELP} (the sample build of `make demo`)")
     out: Path = Field(description="the save_pretrained folder written (refused if it exists, unless --overwrite)")
     heldout_split: Path | None = Field(
         description="the evaluation split file: its clips, videos and identities are never trained and give "
@@ -183,7 +183,7 @@ def read_frames(config: VAETrainConfig, held_out: frozenset[str]) -> SampleFrame
     framing = Framing(mode="image", resolution=side, crop_scale=config.crop_scale)
     result = SampleFrames(FrameSet(), FrameSet(), FrameSet(), set())
     for entry in read_index(config.build_dir):
-        for sample in wds.DataPipeline(wds.SimpleShardList([str(entry.path)]), wds.tarfile_to_samples()):
+        for sample in tar_samples([{"url": str(entry.path)}]):
             meta = json.loads(sample["json"])
             key = meta["key"]
             target = result.heldout if key in held_out else result.train

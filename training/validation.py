@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from model.realportrait import RealPortrait
 from model.vae import FrameVAE
+from pipeline.storage import Location
 from pipeline.video_file import VideoFile
 from training.config import StageConfig, ValidationConfig
 from training.monitor import Monitor
@@ -45,7 +45,7 @@ class ValidationClip:
 
 
 def load_clips(
-    build_dir: Path,
+    build_dir: Location,
     settings: ValidationConfig,
     *,
     frames: int,
