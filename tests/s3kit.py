@@ -8,7 +8,6 @@ and the Ray workers they start all find it the way a user's processes find a rea
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,6 @@ def s3_endpoint(log: Path) -> Iterator[S3Endpoint]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    saved = {name: os.environ.get(name) for name in env}
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -65,13 +65,10 @@ def s3_endpoint(log: Path) -> Iterator[S3Endpoint]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the S3 endpoint did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(0.2)
-        os.environ.update(env)
-        yield S3Endpoint(url, env)
+        with pytest.MonkeyPatch.context() as environment:
+            for name, value in env.items():
+                environment.setenv(name, value)
+            yield S3Endpoint(url, env)
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         server.terminate()
         server.wait(timeout=30)
