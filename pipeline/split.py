@@ -36,7 +36,7 @@ import av
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from manifests.schema import DATASETS_DIR, SpecError, get_spec
+from manifests.schema import DATASETS_DIR, DatasetSpec, SpecError, load_specs
 from pipeline.decode import frame_files
 from pipeline.sources import open_adapter
 from pipeline.sources.probe import probe
@@ -395,7 +395,7 @@ def readable(roots: Mapping[str, Path]) -> Callable[[SourceItem], str | None]:
 
 
 def faces_check(
-    roots: Mapping[str, Path], thresholds: Thresholds, registry: Path, stack: ExitStack
+    roots: Mapping[str, Path], thresholds: Thresholds, registry: Mapping[str, DatasetSpec] | None, stack: ExitStack
 ) -> Callable[[SourceItem], CheckResult]:
     """The `faces` check: the probe, then §11's face rules (pipeline/split_check.py). The detector is
     the build's default backend, closed when `stack` closes."""
@@ -406,7 +406,8 @@ def faces_check(
     cfg = BuildConfig()
     detector = open_detector(cfg.face_backend)
     stack.callback(detector.close)
-    defaults = {name: get_spec(name, registry).defaults for name in DATASETS}
+    specs = registry or load_specs()
+    defaults = {name: specs[name].defaults for name in roots}
     faces = face_check(roots, detector, defaults, thresholds.min_crop_px, cfg)
     opens = readable(roots)
 
@@ -432,7 +433,7 @@ def select_split(
     train_youtube_ids: Iterable[str] = frozenset(),
     check: CheckLevel | Callable[[SourceItem], CheckResult] = "faces",
     seed: int = 0,
-    registry: Path = DATASETS_DIR,
+    registry: Mapping[str, DatasetSpec] | None = None,
 ) -> Split:
     """Selects up to `per_dataset` clips of each dataset (datasets.md §11) and pairs them for cross-reenactment.
 
@@ -646,10 +647,15 @@ def verify_split(split: Split, roots: Mapping[str, Path]) -> list[str]:
 # -- from dataset roots ----------------------------------------------------------------------------
 
 
-def read_items(dataset: str, root: Path, registry: Path = DATASETS_DIR) -> tuple[list[SourceItem], list[Problem]]:
+def read_items(
+    dataset: str, root: Path, registry: Mapping[str, DatasetSpec] | None = None
+) -> tuple[list[SourceItem], list[Problem]]:
     """Every item of one dataset's official layout under `root`, with the problems the adapter found."""
     problems: list[Problem] = []
-    items = list(open_adapter(get_spec(dataset, registry), Path(root), problems.append).items())
+    specs = registry or load_specs()
+    if dataset not in specs:
+        raise SpecError(f"unknown dataset {dataset!r}; the registry has: {', '.join(sorted(specs))}")
+    items = list(open_adapter(specs[dataset], Path(root), problems.append).items())
     return items, problems
 
 
@@ -661,7 +667,7 @@ def split_from_roots(
     train_youtube_ids: Iterable[str] = frozenset(),
     check: CheckLevel | Callable[[SourceItem], CheckResult] = "faces",
     seed: int = 0,
-    registry: Path = DATASETS_DIR,
+    registry: Mapping[str, DatasetSpec] | None = None,
 ) -> tuple[Split, list[Problem]]:
     """Reads VFHQ and CelebV-HQ under `roots` with their adapters and selects (see `select_split`);
     the adapters' problems come back for printing."""
