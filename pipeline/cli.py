@@ -320,12 +320,58 @@ def _split_roots(args: argparse.Namespace) -> dict[str, tuple[str, Path]]:
     return {"vfhq": ("--vfhq-root", Path(args.vfhq_root)), "celebvhq": ("--celebvhq-root", Path(args.celebvhq_root))}
 
 
+def _folder_split(args: argparse.Namespace) -> int:
+    """`rp-data split --folder NAME=PATH`: a folder source's identity-disjoint test split (pipeline/split_folder.py)."""
+    from pipeline import split as splits
+    from pipeline.sources.scan import first_items, refuse_empty
+    from pipeline.split_folder import folder_split
+
+    registry = load_specs(args.registry)
+    [(name, root)] = resolve_sources([args.folder], registry)
+    if args.verify:
+        mismatches = splits.verify_split(splits.load_split(Path(args.verify)), {name: root})
+        for line in mismatches:
+            console.print(Text(line))
+        console.print(f"{args.verify}: " + (f"{len(mismatches)} mismatch(es)" if mismatches else "every clip matches"))
+        return 1 if mismatches else 0
+    if not args.out:
+        raise SpecError("give --out FILE (or --verify FILE)")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SpecError(f"{out} exists: a frozen split is the source of truth (use --force to replace it)")
+    refuse_empty(first_items(name, root, registry), registry, prefix=f"--folder {name}={root}: ")
+    if args.check == "faces":
+        quiet_native_logs(args.verbose)
+    changes = {"min_crop_px": args.min_crop_px} if args.min_crop_px else {}
+    split, problems = folder_split(
+        name,
+        root,
+        registry,
+        per_dataset=args.per_dataset or 50,
+        thresholds=splits.DEFAULT_THRESHOLDS.model_copy(update=changes),
+        check=args.check,
+        seed=args.seed,
+    )
+    splits.write_split(split, out)
+    console.print(f"wrote {out}: {len(split.clips)} clips of {name}, {len(split.pairs.pairs)} cross-identity pairs")
+    for note in split.notes:
+        console.print(Text(f"note: {note}"))
+    skipped = Counter(skip.reason for skip in split.skipped)
+    if skipped:
+        console.print("skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items())))
+    if problems:
+        console.print(f"{len(problems)} problem(s) while reading (see rp-data scan)")
+    return 0
+
+
 def _cmd_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from pipeline import split as splits
     from pipeline.sources.scan import first_items, refuse_empty
 
+    if args.folder:
+        return _folder_split(args)
     given = _split_roots(args)
     roots = {name: root for name, (_, root) in given.items()}
     if args.verify:
@@ -653,6 +699,14 @@ def _add_split(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="instead of the roots, the embedded sample at DIR (written there if DIR does not exist), with its "
         "small defaults: 2 clips per dataset, 20 frames, 1 s, 128 px (default: off)",
+    )
+    split.add_argument(
+        "--folder",
+        type=_parse_source,
+        metavar="NAME=folder:PATH",
+        help="instead of VFHQ and CelebV-HQ, a folder source of your own footage (as --source of build takes it): "
+        "one clip per identity, its sidecar's test rows if any, so a build with --exclude-split holds those "
+        "identities out (default: none)",
     )
     split.add_argument(
         "--out",

@@ -73,6 +73,9 @@ SKIP_REASONS: dict[str, str] = {
     "face_lost": "faces check: the build's tracker does not hold the subject over the clip",
     "multiple_faces": "faces check: too many sampled frames show a second prominent face",
     "crop_too_small": "faces check: the build's crop square is smaller than thresholds.min_crop_px",
+    "no_identity": "folder source: the item has no identity, so no split can keep its person out of training",
+    "not_a_clip": "folder source: a photo, not a video clip",
+    "identity_duplicate": "folder source: a better-ranked eligible clip of the same identity represents it",
 }
 
 
@@ -513,9 +516,14 @@ def _select(
 # -- cross-identity pairs --------------------------------------------------------------------------
 
 
+def _video(clip: Clip) -> str:
+    """The video a clip comes from: its YouTube id, or for a folder source (no YouTube id) its file."""
+    return clip.youtube_id or f"{clip.dataset}:{clip.media}"
+
+
 def _different(a: Clip, b: Clip) -> bool:
     """May `a` be animated by `b`: another video (so never `a` itself) and not the same known identity."""
-    return a.youtube_id != b.youtube_id and (a.identity is None or a.identity != b.identity)
+    return _video(a) != _video(b) and (a.identity is None or a.identity != b.identity)
 
 
 def pairing_problem(clips: Sequence[Clip], pairs: Pairs) -> str | None:
@@ -624,7 +632,8 @@ def load_split(path: Path) -> Split:
 
 def excluded_ids(split: Split) -> tuple[set[str], set[str]]:
     """(YouTube ids, identities) of the test clips, to keep out of every training shard."""
-    return {clip.youtube_id for clip in split.clips}, {clip.identity for clip in split.clips if clip.identity}
+    youtube_ids = {clip.youtube_id for clip in split.clips if clip.youtube_id}  # a folder source's clips have none
+    return youtube_ids, {clip.identity for clip in split.clips if clip.identity}
 
 
 def verify_split(split: Split, roots: Mapping[str, Path]) -> list[str]:
