@@ -8,6 +8,9 @@ adapter's own model, so a typo in a spec fails at load time with the file and fi
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, mod
 from manifests.yaml_files import read_mapping, validate
 
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
+USER_REGISTRY_ENV = "RP_DATA_REGISTRY"  # the user's own specs (folder sources), when not in the config dir
+FOLDER_ADAPTER = "folder"
+RESERVED_NAMES = ("new", "folder")  # `rp-data datasets new|folder` are commands, not specs
 
 
 class SpecError(ValueError):
@@ -99,7 +105,7 @@ class Native(_Strict):
 class License(_Strict):
     tag: str = Field(pattern=r"^[a-z0-9_]+:[a-z0-9._-]+$")
     summary: str
-    terms_url: HttpUrl
+    terms_url: HttpUrl | None = Field(None, description="the terms page; none for one's own footage")
     commercial_use: bool
     redistribution: bool
 
@@ -153,17 +159,67 @@ def load_spec(path: Path) -> DatasetSpec:
     return spec
 
 
+def user_registry_dir() -> Path:
+    """Where `rp-data datasets new` writes and every command finds the user's own specs: $RP_DATA_REGISTRY,
+    else realportrait/datasets under the XDG config folder, which keeps them out of the repository (a
+    pull never touches them) and in one place for every checkout."""
+    if os.environ.get(USER_REGISTRY_ENV):
+        return Path(os.environ[USER_REGISTRY_ENV]).expanduser()
+    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config) / "realportrait" / "datasets"
+
+
+def source_name_problem(name: str, official: Iterable[str]) -> str | None:
+    """Why `name` cannot name a folder source, or None.
+
+    Work shards are named `<dataset>-<index>` and every reader splits the dataset off at the first "-"
+    (training/data.py, pipeline/plan.py), so a name with a "-" (or a "." or a capital, which other
+    tools fold) would be read as another dataset; an official name would mix two datasets' shards.
+    """
+    if not re.fullmatch(r"[a-z0-9_]+", name):
+        return f"{name!r} is not a folder source name: use lowercase letters, digits and underscores only"
+    if name in set(official):
+        return f"{name!r} is an official dataset's name: choose another name for your own footage"
+    if name in RESERVED_NAMES:
+        return f"{name!r} is a word of `rp-data datasets` ({', '.join(RESERVED_NAMES)}): choose another name"
+    return None
+
+
 def load_registry(directory: Path = DATASETS_DIR) -> dict[str, DatasetSpec]:
-    """All specs of a registry folder, keyed by name, with composite members checked to exist."""
+    """All specs of one registry folder, keyed by name, with composite members checked to exist."""
     specs = {path.stem: load_spec(path) for path in sorted(Path(directory).glob("*.yaml"))}
+    _check_members(specs, Path(directory))
+    return specs
+
+
+def load_specs(user: Path | None = None) -> dict[str, DatasetSpec]:
+    """The official specs with the user's own (`user`, default `user_registry_dir()`) added.
+
+    A user spec of an official name replaces it (an edited copy of the registry still works as one); a
+    folder spec must have a name of its own (`source_name_problem`).
+    """
+    specs = load_registry(DATASETS_DIR)
+    official = set(specs)
+    folder = Path(user) if user is not None else user_registry_dir()
+    if folder.is_dir() and folder.resolve() != DATASETS_DIR:
+        for path in sorted(folder.glob("*.yaml")):
+            spec = load_spec(path)
+            problem = source_name_problem(spec.name, official) if spec.adapter == FOLDER_ADAPTER else None
+            if problem:
+                raise SpecError(f"{path}: field 'name': {problem}")
+            specs[spec.name] = spec
+        _check_members(specs, folder)
+    return specs
+
+
+def _check_members(specs: dict[str, DatasetSpec], directory: Path) -> None:
     for spec in specs.values():
         for member in spec.members:
             if member not in specs:
                 raise SpecError(
-                    f"{Path(directory) / (spec.name + '.yaml')}: field 'members' names {member!r}, "
+                    f"{directory / (spec.name + '.yaml')}: field 'members' names {member!r}, "
                     "which has no spec in the registry"
                 )
-    return specs
 
 
 def get_spec(name: str, directory: Path = DATASETS_DIR) -> DatasetSpec:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from manifests.schema import DatasetSpec, PipelineDefaults, SpecError, load_registry
+from manifests.schema import DatasetSpec, PipelineDefaults, SpecError, load_specs
 from pipeline import atomic
 from pipeline.build_lock import FolderLocked, build_lock
 from pipeline.config import BuildConfig
@@ -83,6 +83,7 @@ def scan_sources(
     out: Path,
     on_item: Callable[[DatasetScan], None] | None = None,
     ray_address: str | None = None,
+    registry: dict[str, DatasetSpec] | None = None,
 ) -> list[Path]:
     """The source manifests, scanned once per build directory (a rerun reuses them); a large root is listed
     by tasks on the build's Ray cluster (`ray_address`), or on an embedded Ray without one."""
@@ -90,7 +91,7 @@ def scan_sources(
     for name, root in sources:
         path = _scan_path(out, name)
         if not _scanned(path):
-            scan(name, Path(root), out=path, on_item=on_item, ray_address=ray_address)
+            scan(name, Path(root), out=path, on_item=on_item, ray_address=ray_address, registry=registry)
         paths.append(path)
     return paths
 
@@ -257,17 +258,19 @@ def build(
     force_unlock: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     on_status: Callable[[str], None] | None = None,
+    registry: dict[str, DatasetSpec] | None = None,
 ) -> BuildResult:
     """Builds `sources` into `out`, or resumes it; `on_status` hears what the driver is doing (checking,
     scanning, planning, merging), `on_progress` how the work shards run. Another build running on `out`
     is refused (pipeline/build_lock.py); `force_unlock` takes over the lock of one that died. `out` is a
-    local folder (a relative one is resolved here, for every node) or an fsspec URL (pipeline/storage.py)."""
+    local folder (a relative one is resolved here, for every node) or an fsspec URL (pipeline/storage.py).
+    `registry` holds the sources' specs (default: the official ones and the user's, manifests.schema.load_specs)."""
     try:
         store = Store.at(out)
     except StoreError as exc:
         raise BuildError(f"--out {exc}") from exc
     status = on_status or (lambda text: None)
-    registry = load_registry()
+    registry = registry if registry is not None else load_specs()
     for name, root in sources:
         if name not in registry:
             raise SpecError(f"unknown dataset {name!r}; the registry has: {', '.join(sorted(registry))}")
@@ -331,7 +334,7 @@ def _locked_build(
         driver.upload("build.json")
     unscanned = [name for name, _ in sources if not _scanned(_scan_path(out, name))]
     scans = scan_sources(
-        sources, out, lambda stats: status(f"scanning {stats.dataset}: {stats.items} items"), ray_address
+        sources, out, lambda stats: status(f"scanning {stats.dataset}: {stats.items} items"), ray_address, registry
     )
     driver.upload(*(f"sources/{name}{suffix}" for name in unscanned for suffix in (".parquet", ".problems.parquet")))
     if not (out / "plan.parquet").exists():

@@ -16,7 +16,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.text import Text
 
-from manifests.schema import DATASETS_DIR, DatasetSpec, SpecError, load_registry
+from manifests.folder_spec import FOLDER_PREFIX, resolve_sources
+from manifests.schema import USER_REGISTRY_ENV, DatasetSpec, SpecError, load_specs, user_registry_dir
 from pipeline.build_lock import STALE_AFTER_S
 from pipeline.capacity import usable_cpus
 from pipeline.cli_help import HelpFormatter
@@ -84,7 +85,14 @@ examples:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    registry = load_registry(args.registry)
+    if args.name == "new":
+        return _new_folder_source(args)
+    if args.name == "folder":
+        from pipeline.sources.folder import folder_help
+
+        console.print(Text(folder_help()))
+        return 0
+    registry = load_specs(args.registry)
     if args.name is None:
         console.print(datasets_table(registry))
     elif args.name in registry:
@@ -94,11 +102,36 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_source(text: str) -> tuple[str, Path]:
+def _new_folder_source(args: argparse.Namespace) -> int:
+    """`rp-data datasets new NAME --root PATH`: a folder source's spec in the user registry, once the root
+    is shown to hold media (an empty or mistyped root is refused, as a build's would be)."""
+    from manifests.folder_spec import folder_spec, write_user_spec
+    from pipeline.sources.scan import first_items, refuse_empty
+
+    if not args.source_name or not args.root:
+        raise SpecError("give a name and a root: rp-data datasets new NAME --root PATH")
+    root = Path(args.root)
+    if not root.is_dir():
+        raise SpecError(f"--root {root}: not a directory")
+    spec = folder_spec(args.source_name, root)
+    registry = {**load_specs(args.registry), spec.name: spec}
+    refuse_empty(first_items(spec.name, root, registry), registry, prefix=f"--root {root}: ")
+    path = write_user_spec(spec, args.registry or user_registry_dir(), replace=args.force)
+    console.print(
+        Text(
+            f"wrote {path}: edit it as an official spec (defaults, licence, options)\n"
+            f"next: rp-data scan --dataset {spec.name} --root {root}\n"
+            f"      rp-data build --source {spec.name} --out out/{spec.name}"
+        )
+    )
+    return 0
+
+
+def _parse_source(text: str) -> tuple[str, str | None]:
     name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name, Path(path)
+    if not name or (sep and not path) or (sep and path == FOLDER_PREFIX):
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, NAME=folder:PATH or NAME, got {text!r}")
+    return name, path if sep else None
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -153,9 +186,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.recovery import StorageError, WorkerError
     from pipeline.summary import build_table, recovery_line
 
-    sources = list(args.source or [])
+    registry = load_specs(args.registry)
+    sources = resolve_sources(list(args.source or []), registry)
     names = [(f"--source {name}", name) for name, _ in sources] + ([("--sample", "sample")] if args.sample else [])
-    twice = _built_twice(names, load_registry(args.registry))
+    twice = _built_twice(names, registry)
     if twice:
         _error(twice)
         return 2
@@ -193,6 +227,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 force_unlock=args.force_unlock,
                 on_progress=on_progress,
                 on_status=status.update,
+                registry=registry,
             )
         except BuildError as exc:
             _error(str(exc))
@@ -285,12 +320,58 @@ def _split_roots(args: argparse.Namespace) -> dict[str, tuple[str, Path]]:
     return {"vfhq": ("--vfhq-root", Path(args.vfhq_root)), "celebvhq": ("--celebvhq-root", Path(args.celebvhq_root))}
 
 
+def _folder_split(args: argparse.Namespace) -> int:
+    """`rp-data split --folder NAME=PATH`: a folder source's identity-disjoint test split (pipeline/split_folder.py)."""
+    from pipeline import split as splits
+    from pipeline.sources.scan import first_items, refuse_empty
+    from pipeline.split_folder import folder_split
+
+    registry = load_specs(args.registry)
+    [(name, root)] = resolve_sources([args.folder], registry)
+    if args.verify:
+        mismatches = splits.verify_split(splits.load_split(Path(args.verify)), {name: root})
+        for line in mismatches:
+            console.print(Text(line))
+        console.print(f"{args.verify}: " + (f"{len(mismatches)} mismatch(es)" if mismatches else "every clip matches"))
+        return 1 if mismatches else 0
+    if not args.out:
+        raise SpecError("give --out FILE (or --verify FILE)")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SpecError(f"{out} exists: a frozen split is the source of truth (use --force to replace it)")
+    refuse_empty(first_items(name, root, registry), registry, prefix=f"--folder {name}={root}: ")
+    if args.check == "faces":
+        quiet_native_logs(args.verbose)
+    changes = {"min_crop_px": args.min_crop_px} if args.min_crop_px else {}
+    split, problems = folder_split(
+        name,
+        root,
+        registry,
+        per_dataset=args.per_dataset or 50,
+        thresholds=splits.DEFAULT_THRESHOLDS.model_copy(update=changes),
+        check=args.check,
+        seed=args.seed,
+    )
+    splits.write_split(split, out)
+    console.print(f"wrote {out}: {len(split.clips)} clips of {name}, {len(split.pairs.pairs)} cross-identity pairs")
+    for note in split.notes:
+        console.print(Text(f"note: {note}"))
+    skipped = Counter(skip.reason for skip in split.skipped)
+    if skipped:
+        console.print("skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items())))
+    if problems:
+        console.print(f"{len(problems)} problem(s) while reading (see rp-data scan)")
+    return 0
+
+
 def _cmd_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from pipeline import split as splits
     from pipeline.sources.scan import first_items, refuse_empty
 
+    if args.folder:
+        return _folder_split(args)
     given = _split_roots(args)
     roots = {name: root for name, (_, root) in given.items()}
     if args.verify:
@@ -304,7 +385,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise SpecError(f"{out} exists: a frozen split is the source of truth (use --force to replace it)")
-    registry = load_registry(args.registry)
+    registry = load_specs(args.registry)
     for name, (argument, root) in given.items():
         refuse_empty(first_items(name, root, registry), registry, prefix=f"{argument} {root}: ")
     if args.check == "faces":
@@ -334,7 +415,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
         train_youtube_ids=train_ids,
         check=args.check,
         seed=args.seed,
-        registry=args.registry,
+        registry=registry,
     )
     splits.write_split(split, out)
     counts = ", ".join(f"{d}: {sum(1 for c in split.clips if c.dataset == d)}" for d in splits.DATASETS)
@@ -368,15 +449,15 @@ def _print_scan(results: list[DatasetScan], show_problems: int) -> None:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-
-    root = Path(args.root)
+    registry = load_specs(args.registry)
+    [(_, root)] = resolve_sources([(args.dataset, args.root)], registry)
     if not root.is_dir():
         _error(f"--root {root} is not a directory")
         return 2
     if args.faces:
         quiet_native_logs(args.verbose)
     try:
-        results = _scan_with_progress(args, root)
+        results = _scan_with_progress(args, root, registry)
     except NoItemsError as exc:
         _print_scan(exc.scans, args.show_problems)
         _error(str(exc) + (f"\nnothing was written to {args.out}" if args.out else ""))
@@ -388,7 +469,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scan_with_progress(args: argparse.Namespace, root: Path) -> list[DatasetScan]:
+def _scan_with_progress(args: argparse.Namespace, root: Path, registry: dict[str, DatasetSpec]) -> list[DatasetScan]:
     """The scan, with a spinner naming the dataset being read and how many of its items it has read."""
     from pipeline.sources.scan import scan
 
@@ -408,7 +489,7 @@ def _scan_with_progress(args: argparse.Namespace, root: Path) -> list[DatasetSca
             workers=args.workers,
             on_item=on_item,
             check_faces=args.faces,
-            registry=load_registry(args.registry),
+            registry=registry,
         )
 
 
@@ -429,8 +510,10 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
         action="append",
         type=_parse_source,
         metavar="NAME=PATH",
-        help="a registry dataset (rp-data datasets) and the folder of its official download; repeatable, once per "
-        "dataset (default: none; give --source, --sample or both)",
+        help="a registry dataset (rp-data datasets) and the folder of its official download; NAME=folder:PATH "
+        "for any folder of your own videos and photos (NAME: lowercase letters, digits, _), or NAME alone for a "
+        "folder source made by `rp-data datasets new`; repeatable, once per dataset (default: none; give "
+        "--source, --sample or both)",
     )
     build.add_argument(
         "--sample", action="store_true", help="also build the embedded sample (all eight datasets), written first"
@@ -618,6 +701,14 @@ def _add_split(commands: argparse._SubParsersAction) -> None:
         "small defaults: 2 clips per dataset, 20 frames, 1 s, 128 px (default: off)",
     )
     split.add_argument(
+        "--folder",
+        type=_parse_source,
+        metavar="NAME=folder:PATH",
+        help="instead of VFHQ and CelebV-HQ, a folder source of your own footage (as --source of build takes it): "
+        "one clip per identity, its sidecar's test rows if any, so a build with --exclude-split holds those "
+        "identities out (default: none)",
+    )
+    split.add_argument(
         "--out",
         metavar="FILE",
         help="write the split here; refused if it exists, unless --force (default: none; needed unless --verify)",
@@ -672,15 +763,29 @@ def _add_split(commands: argparse._SubParsersAction) -> None:
 def _add_datasets(commands: argparse._SubParsersAction) -> None:
     datasets = commands.add_parser(
         "datasets",
-        help="list the dataset registry",
+        help="list the dataset registry; add a folder of your own footage",
         formatter_class=HelpFormatter,
-        description="Print every spec of manifests/datasets/ (validated) as a table, or one in full:\n"
-        "where its official download lands, which annotation files hold what, its licence and defaults.",
-        epilog="examples:\n  rp-data datasets\n  rp-data datasets hdtf\n",
+        description="Print every spec of the registry (manifests/datasets/ and your own, validated) as a table,\n"
+        "or one in full: where its official download lands, which annotation files hold what, its licence\n"
+        "and defaults. `datasets new NAME --root PATH` writes the spec of a folder source (any folder of\n"
+        "your own videos and photos) into your registry folder (--registry); `datasets folder` prints\n"
+        "what a folder source reads and the schema of its optional sidecar.",
+        epilog="examples:\n  rp-data datasets\n  rp-data datasets hdtf\n  rp-data datasets folder\n",
     )
     datasets.add_argument(
-        "name", nargs="?", help="show this spec in full, with its defaults (default: list every spec)"
+        "name",
+        nargs="?",
+        help="show this spec in full, with its defaults; or `new` (with NAME and --root) or `folder` "
+        "(default: list every spec)",
     )
+    datasets.add_argument(
+        "source_name",
+        nargs="?",
+        metavar="NAME",
+        help="with `new`: the folder source's name, lowercase letters, digits and underscores (default: none)",
+    )
+    datasets.add_argument("--root", metavar="PATH", help="with `new`: the folder of your footage (default: none)")
+    datasets.add_argument("--force", action="store_true", help="with `new`: replace an existing spec of that name")
     datasets.set_defaults(run=_cmd_datasets)
 
 
@@ -746,9 +851,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--registry",
         type=Path,
-        default=DATASETS_DIR,
         metavar="DIR",
-        help="folder of dataset specs, given before the command (default: %(default)s)",
+        help="folder of your own dataset specs, given before the command: they join the official ones "
+        "(manifests/datasets), a spec of an official name replacing it, and `datasets new` writes there "
+        f"(default: ${USER_REGISTRY_ENV}, else {user_registry_dir()})",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_build, _add_report, _add_inspect, _add_split, _add_datasets, _add_sample, _add_scan):

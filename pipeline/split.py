@@ -36,7 +36,7 @@ import av
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from manifests.schema import DATASETS_DIR, SpecError, get_spec
+from manifests.schema import DATASETS_DIR, DatasetSpec, SpecError, load_specs
 from pipeline.decode import frame_files
 from pipeline.sources import open_adapter
 from pipeline.sources.probe import probe
@@ -73,6 +73,9 @@ SKIP_REASONS: dict[str, str] = {
     "face_lost": "faces check: the build's tracker does not hold the subject over the clip",
     "multiple_faces": "faces check: too many sampled frames show a second prominent face",
     "crop_too_small": "faces check: the build's crop square is smaller than thresholds.min_crop_px",
+    "no_identity": "folder source: the item has no identity, so no split can keep its person out of training",
+    "not_a_clip": "folder source: a photo, not a video clip",
+    "identity_duplicate": "folder source: a better-ranked eligible clip of the same identity represents it",
 }
 
 
@@ -395,7 +398,7 @@ def readable(roots: Mapping[str, Path]) -> Callable[[SourceItem], str | None]:
 
 
 def faces_check(
-    roots: Mapping[str, Path], thresholds: Thresholds, registry: Path, stack: ExitStack
+    roots: Mapping[str, Path], thresholds: Thresholds, registry: Mapping[str, DatasetSpec] | None, stack: ExitStack
 ) -> Callable[[SourceItem], CheckResult]:
     """The `faces` check: the probe, then §11's face rules (pipeline/split_check.py). The detector is
     the build's default backend, closed when `stack` closes."""
@@ -406,7 +409,8 @@ def faces_check(
     cfg = BuildConfig()
     detector = open_detector(cfg.face_backend)
     stack.callback(detector.close)
-    defaults = {name: get_spec(name, registry).defaults for name in DATASETS}
+    specs = registry or load_specs()
+    defaults = {name: specs[name].defaults for name in roots}
     faces = face_check(roots, detector, defaults, thresholds.min_crop_px, cfg)
     opens = readable(roots)
 
@@ -432,7 +436,7 @@ def select_split(
     train_youtube_ids: Iterable[str] = frozenset(),
     check: CheckLevel | Callable[[SourceItem], CheckResult] = "faces",
     seed: int = 0,
-    registry: Path = DATASETS_DIR,
+    registry: Mapping[str, DatasetSpec] | None = None,
 ) -> Split:
     """Selects up to `per_dataset` clips of each dataset (datasets.md §11) and pairs them for cross-reenactment.
 
@@ -512,9 +516,14 @@ def _select(
 # -- cross-identity pairs --------------------------------------------------------------------------
 
 
+def _video(clip: Clip) -> str:
+    """The video a clip comes from: its YouTube id, or for a folder source (no YouTube id) its file."""
+    return clip.youtube_id or f"{clip.dataset}:{clip.media}"
+
+
 def _different(a: Clip, b: Clip) -> bool:
     """May `a` be animated by `b`: another video (so never `a` itself) and not the same known identity."""
-    return a.youtube_id != b.youtube_id and (a.identity is None or a.identity != b.identity)
+    return _video(a) != _video(b) and (a.identity is None or a.identity != b.identity)
 
 
 def pairing_problem(clips: Sequence[Clip], pairs: Pairs) -> str | None:
@@ -623,7 +632,8 @@ def load_split(path: Path) -> Split:
 
 def excluded_ids(split: Split) -> tuple[set[str], set[str]]:
     """(YouTube ids, identities) of the test clips, to keep out of every training shard."""
-    return {clip.youtube_id for clip in split.clips}, {clip.identity for clip in split.clips if clip.identity}
+    youtube_ids = {clip.youtube_id for clip in split.clips if clip.youtube_id}  # a folder source's clips have none
+    return youtube_ids, {clip.identity for clip in split.clips if clip.identity}
 
 
 def verify_split(split: Split, roots: Mapping[str, Path]) -> list[str]:
@@ -646,10 +656,15 @@ def verify_split(split: Split, roots: Mapping[str, Path]) -> list[str]:
 # -- from dataset roots ----------------------------------------------------------------------------
 
 
-def read_items(dataset: str, root: Path, registry: Path = DATASETS_DIR) -> tuple[list[SourceItem], list[Problem]]:
+def read_items(
+    dataset: str, root: Path, registry: Mapping[str, DatasetSpec] | None = None
+) -> tuple[list[SourceItem], list[Problem]]:
     """Every item of one dataset's official layout under `root`, with the problems the adapter found."""
     problems: list[Problem] = []
-    items = list(open_adapter(get_spec(dataset, registry), Path(root), problems.append).items())
+    specs = registry or load_specs()
+    if dataset not in specs:
+        raise SpecError(f"unknown dataset {dataset!r}; the registry has: {', '.join(sorted(specs))}")
+    items = list(open_adapter(specs[dataset], Path(root), problems.append).items())
     return items, problems
 
 
@@ -661,7 +676,7 @@ def split_from_roots(
     train_youtube_ids: Iterable[str] = frozenset(),
     check: CheckLevel | Callable[[SourceItem], CheckResult] = "faces",
     seed: int = 0,
-    registry: Path = DATASETS_DIR,
+    registry: Mapping[str, DatasetSpec] | None = None,
 ) -> tuple[Split, list[Problem]]:
     """Reads VFHQ and CelebV-HQ under `roots` with their adapters and selects (see `select_split`);
     the adapters' problems come back for printing."""

@@ -32,6 +32,19 @@ def eval_ground_truth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user's own dataset specs (folder sources) in this session's folder, never ~/.config: a spec the
+    user made must not change what the tests see, nor a test write into the user's registry."""
+    import os
+
+    from manifests.schema import USER_REGISTRY_ENV
+
+    folder = tmp_path_factory.mktemp("user_registry")
+    os.environ[USER_REGISTRY_ENV] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipeline.sample import write_sample

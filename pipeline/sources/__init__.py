@@ -1,4 +1,5 @@
-"""One adapter per official dataset layout, each yielding normalized SourceItems (see records.py)."""
+"""One adapter per official dataset layout, and one for any folder of one's own footage (folder.py), each
+yielding normalized SourceItems (see records.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pipeline.sources.base import SourceAdapter
 from pipeline.sources.celeba import CelebA
 from pipeline.sources.celebvhq import CelebVHQ
 from pipeline.sources.ffhq import FFHQ
+from pipeline.sources.folder import Folder
 from pipeline.sources.hdtf import HDTF
 from pipeline.sources.mead import MEAD
 from pipeline.sources.records import Problem
@@ -18,7 +20,7 @@ from pipeline.sources.vfhq import VFHQ
 from pipeline.sources.vggface2 import VGGFace2
 
 ADAPTERS: dict[str, type[SourceAdapter]] = {
-    adapter.name: adapter for adapter in (VGGFace2, CelebA, FFHQ, CelebVHQ, TalkingHead1KH, HDTF, MEAD, VFHQ)
+    adapter.name: adapter for adapter in (VGGFace2, CelebA, FFHQ, CelebVHQ, TalkingHead1KH, HDTF, MEAD, VFHQ, Folder)
 }
 
 

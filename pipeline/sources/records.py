@@ -168,6 +168,11 @@ REASONS: dict[str, str] = {
     "count_mismatch": "the number of files differs from the count the annotation states",
     "missing_view": "a recording lacks a camera view or emotion that the dataset defines",
     "unextracted_archive": "an archive is present but was not extracted",
+    "not_media": "a folder source's file is no video or image (by extension, or by its first bytes)",
+    "symlink_loop": "a link leads back to itself or to a folder that holds it: never followed",
+    "linked_folder": "a link to a folder inside the root: its files are read where they lie, not twice",
+    "duplicate_content": "a file has the same bytes as another: built once, as the other",
+    "unknown_split": "a sidecar row names a split other than train, val or test",
 }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.schema import DatasetSpec, SpecError, load_registry
+from manifests.schema import FOLDER_ADAPTER, DatasetSpec, SpecError, load_specs
 from pipeline.decode import middle_frame, widened
 from pipeline.faces import FaceDetector, labelled_face, open_detector, prominent
 from pipeline.sources import open_adapter
@@ -85,7 +85,7 @@ def resolve_targets(
 ) -> list[tuple[DatasetSpec, Path]]:
     """(spec, root) pairs to scan: a composite spec (the sample) expands to its members' folders,
     whose pipeline defaults it overrides."""
-    registry = registry or load_registry()
+    registry = registry or load_specs()
     if name not in registry:
         raise SpecError(f"unknown dataset {name!r}; the registry has: {', '.join(sorted(registry))}")
     spec = registry[name]
@@ -293,7 +293,7 @@ def refuse_empty(
     """Raises NoItemsError naming, for every scan that found no item, what it looked for."""
     empty = [stats for stats in scans if stats.items == 0]
     if empty:
-        registry = registry or load_registry()
+        registry = registry or load_specs()
         message = "\n".join(prefix + no_items_message(stats, registry) for stats in empty)
         raise NoItemsError(message, scans)
 
@@ -333,7 +333,7 @@ def other_layouts(root: Path, name: str, registry: Mapping[str, DatasetSpec]) ->
     its subfolders, holds: the usual mistake is the right path given to the wrong name."""
     found = []
     for spec in registry.values():
-        if spec.name == name or spec.members:
+        if spec.name == name or spec.members or spec.adapter == FOLDER_ADAPTER:  # a folder source takes any tree
             continue
         for pattern in layout_globs(spec):
             match = next((m for where in ("", "*/") for m in Path(root).glob(where + pattern)), None)
