@@ -342,7 +342,8 @@ def _folder_split(args: argparse.Namespace) -> int:
     refuse_empty(first_items(name, root, registry), registry, prefix=f"--folder {name}={root}: ")
     if args.check == "faces":
         quiet_native_logs(args.verbose)
-    changes = {"min_crop_px": args.min_crop_px} if args.min_crop_px else {}
+    given = {"min_crop_px": args.min_crop_px, "celebvhq_min_seconds": args.celebvhq_min_seconds}
+    changes = {name: value for name, value in given.items() if value}
     split, problems = folder_split(
         name,
         root,
@@ -729,7 +730,7 @@ def _add_split(commands: argparse._SubParsersAction) -> None:
         "--celebvhq-min-seconds",
         type=_positive(float),
         metavar="S",
-        help="minimum CelebV-HQ clip length in seconds (default: 5; with --sample 1)",
+        help="minimum CelebV-HQ clip length in seconds, and of a --folder source's clips (default: 5; with --sample 1)",
     )
     split.add_argument(
         "--train-manifest",

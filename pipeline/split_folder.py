@@ -4,9 +4,12 @@ the same media check (`faces`: the build's detector, tracker, crop and scene cut
 media sha256s and cross-identity pairs, verified the same way.
 
 What stands in for the official rules: a folder has no YouTube ids, so the unit kept apart is the
-identity. A clip needs one (`no_identity`), one clip represents each identity (`identity_duplicate`),
-and `rp-data build --exclude-split` then keeps every item of a test identity out of training, so the
-split is identity-disjoint. The pool is the sidecar's `test` rows when there are any, else every clip.
+identity (and `--train-manifest`, a check of YouTube ids, has nothing to compare). A clip needs one
+(`no_identity`), one clip represents each identity (`identity_duplicate`), and `rp-data build
+--exclude-split` then keeps every item of a test identity out of training, so the split is
+identity-disjoint. A clip must last as long as the official clip datasets' shortest test clip
+(`thresholds.celebvhq_min_seconds`, 5 s: `too_short`), measured on its sidecar range or, without one, on the
+video's header. The pool is the sidecar's `test` rows when there are any, else every clip.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+
+import av
 
 from manifests.schema import DatasetSpec
 from pipeline.sources.records import Problem, SourceItem
 from pipeline.split import (
     DEFAULT_THRESHOLDS,
     CheckLevel,
+    CheckResult,
     DatasetCounts,
     Fingerprint,
     Ranked,
@@ -37,6 +43,7 @@ from pipeline.split import (
 )
 
 log = logging.getLogger(__name__)
+Check = Callable[[SourceItem], CheckResult]
 
 
 def folder_pool(items: Sequence[SourceItem], dataset: str) -> tuple[list[SourceItem], str, list[str]]:
@@ -72,6 +79,34 @@ def rank_folder_pool(pool: Sequence[SourceItem]) -> list[Ranked]:
     return out
 
 
+def clip_seconds(path: Path, item: SourceItem) -> float:
+    """How long the clip lasts: its sidecar range (frames over the video's rate), or the whole video."""
+    if item.time_unit == "sec" and item.start is not None and item.end is not None:
+        return item.end - item.start
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if item.start is not None and item.end is not None:
+            rate = float(stream.average_rate or 0)
+            return (item.end - item.start) / rate if rate else 0.0
+        return float(container.duration or 0) / av.time_base
+
+
+def long_enough(check: Check, root: Path, min_seconds: float) -> Check:
+    """`check`, after a clip shorter than `min_seconds` is refused (`too_short`); a video that cannot be read
+    is left to the walk, which records it as unreadable."""
+
+    def verdict(item: SourceItem) -> CheckResult:
+        try:
+            seconds = clip_seconds(root / item.media_path, item)
+        except (OSError, av.FFmpegError, IndexError):
+            return check(item)
+        if seconds < min_seconds:
+            return "too_short", f"{seconds:.2f} s < {min_seconds:g} s"
+        return check(item)
+
+    return verdict
+
+
 def folder_split(
     dataset: str,
     root: Path,
@@ -90,6 +125,7 @@ def folder_split(
     with ExitStack() as stack:
         roots = {dataset: Path(root)}
         verdict = faces_check(roots, thresholds, registry, stack) if check == "faces" else readable(roots)
+        verdict = long_enough(verdict, Path(root), thresholds.celebvhq_min_seconds)
         clips, skipped, walked = walk(ranked, Path(root), per_dataset, verdict)
     excluded = Counter(entry.reason for entry in ranked if entry.reason)
     counts = DatasetCounts(
