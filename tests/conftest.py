@@ -1,5 +1,5 @@
-"""Shared fixtures: the embedded sample, its shards built by the CLI, a small VAE, the tiny model trained on
-those shards (all session-wide, made once), and the shared reference folder."""
+"""Shared fixtures: the embedded sample, its shards built by the CLI (one build, `sample_build`), a small VAE,
+the tiny model trained on those shards (all session-wide, made once), and the shared reference folder."""
 
 from __future__ import annotations
 
@@ -65,13 +65,21 @@ def hdtf_fixture() -> Path:
 
 
 @pytest.fixture(scope="session")
-def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shards of the embedded sample, built by the CLI exactly as `make demo` does."""
-    root = tmp_path_factory.mktemp("training_build")
+def sample_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The main job on the embedded sample, built by the CLI exactly as `make demo` runs it, undisturbed:
+    its folder and what the build printed. One build for the session: the build tests check it (and resume
+    it in place, a no-op), the training, demo and help-example tests read its shards, nothing writes into it."""
+    root = tmp_path_factory.mktemp("sample_build")
     command = [str(BIN / "rp-data"), "build", "--sample", "--sample-dir", str(root / "sample"), "--out"]
     result = subprocess.run([*command, str(root / "out"), "--workers", "2"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root / "out"
+    return root / "out", result.stdout
+
+
+@pytest.fixture(scope="session")
+def build_dir(sample_build: tuple[Path, str]) -> Path:
+    """The shards of the embedded sample (`sample_build`'s folder; the sample it wrote is beside it, in sample/)."""
+    return sample_build[0]
 
 
 @pytest.fixture(scope="session")

@@ -15,16 +15,22 @@ The examples name a fixed set of placeholders, and each is made real here:
   control would make them, at the paths `rp-eval inputs` names.
 Relative paths land in the test's working folder. An example is run once even where several help texts
 show it, in the order first shown; the one that needs a Ray cluster (`--ray-address HEAD:6379`) is left out.
+The examples of each command run in that order, and the two commands' lanes side by side: rp-data's and
+rp-eval's then rp-animate's read and write apart (rp-data writes builds, reports and scans; rp-eval reads
+the dataset folders and the split made here and writes its inputs, runs and tables; rp-animate reads
+me.jpg and driving.mp4), and each lane alone uses about one of a machine's cores.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +79,12 @@ def examples(text: str) -> list[str]:
     return found
 
 
-def all_examples() -> list[str]:
+@functools.cache
+def all_examples() -> tuple[str, ...]:
+    """Every help text's examples, run once per session (each `--help` is a process start of about a second)."""
     texts = [help_text(name, *([sub] if sub else [])) for name, subs in COMMANDS.items() for sub in ("", *subs)]
     ordered = dict.fromkeys(example for text in texts for example in examples(text))
-    return [example for example in ordered if NEEDS_A_CLUSTER not in example]
+    return tuple(example for example in ordered if NEEDS_A_CLUSTER not in example)
 
 
 def test_every_help_shows_runnable_examples() -> None:
@@ -101,7 +109,7 @@ def _other_method(world: Path) -> None:
 
 def _world(folder: Path, build_dir: Path, tiny_checkpoint: Path) -> Path:
     run = lambda *args: subprocess.run([str(BIN / args[0]), *args[1:]], cwd=folder, capture_output=True, text=True)  # noqa: E731
-    assert run("rp-data", "sample", "--out", "sample").returncode == 0
+    shutil.copytree(build_dir.parent / "sample", folder / "sample")  # `rp-data sample`'s, as the build wrote it
     data = folder / "data"
     link_data_folders(data, folder / "sample")
     shutil.copytree(build_dir, data / "shards")  # reports are written into it: a copy of the session's build
@@ -117,14 +125,25 @@ def _world(folder: Path, build_dir: Path, tiny_checkpoint: Path) -> Path:
     return folder
 
 
-@pytest.mark.slow
-def test_every_help_example_runs_on_the_sample(tmp_path: Path, build_dir: Path, tiny_checkpoint: Path) -> None:
-    world = _world(tmp_path, build_dir, tiny_checkpoint)
+def _lane(world: Path, examples: list[str]) -> list[str]:
+    """Runs the examples in order; the failures, each with its output (the first one stops the lane)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    for example in all_examples():
+    for example in examples:
         if "--outputs out/other_method" in example:
             _other_method(world)
         script = example.replace("/data/", f"{world}/data/")
         result = subprocess.run(["bash", "-e", "-c", script], cwd=world, env=env, capture_output=True, text=True)
-        assert result.returncode == 0, f"{example}\n---\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        if result.returncode != 0:
+            return [f"{example}\n---\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"]
+    return []
+
+
+@pytest.mark.slow
+def test_every_help_example_runs_on_the_sample(tmp_path: Path, build_dir: Path, tiny_checkpoint: Path) -> None:
+    world = _world(tmp_path, build_dir, tiny_checkpoint)
+    found = all_examples()
+    lanes = [[e for e in found if e.startswith("rp-data")], [e for e in found if not e.startswith("rp-data")]]
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        failures = [failure for done in pool.map(lambda lane: _lane(world, lane), lanes) for failure in done]
+    assert not failures, "\n\n".join(failures)
     assert (world / "out" / "animation.mp4").is_file() and (world / "out" / "tables" / "table1.md").is_file()
