@@ -49,6 +49,15 @@ class LockHolder:
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return cls(socket.gethostname(), os.getpid(), started)
 
+    @classmethod
+    def parse(cls, text: str) -> LockHolder | None:
+        """Who a lock's text names, or None when it names nobody readable."""
+        try:
+            fields = json.loads(text)
+            return cls(str(fields["host"]), int(fields["pid"]), str(fields["started"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
     def __str__(self) -> str:
         return f"pid {self.pid} on host {self.host}, started {self.started}"
 
@@ -57,11 +66,7 @@ def _read(store: Store) -> tuple[LockHolder | None, float]:
     """(who holds the lock or None when unreadable, seconds since its last heartbeat); FileNotFoundError
     when there is no lock."""
     age = time.time() - store.modified(LOCK_NAME)
-    try:
-        fields = json.loads(store.read_text(LOCK_NAME))
-        return LockHolder(str(fields["host"]), int(fields["pid"]), str(fields["started"])), age
-    except (ValueError, TypeError, KeyError):
-        return None, age
+    return LockHolder.parse(store.read_text(LOCK_NAME)), age
 
 
 def _alive(pid: int) -> bool:
@@ -94,18 +99,10 @@ def _take_over(store: Store, holder: LockHolder | None) -> None:
     moved = path.with_name(f"{path.name}.taken-over.{os.getpid()}")
     with suppress(FileNotFoundError):
         os.replace(path, moved)
-        if _holder_of(moved) != holder:
+        if LockHolder.parse(moved.read_text()) != holder:
             with suppress(FileExistsError):  # another build took it over first: give its lock back
                 os.link(moved, path)
         moved.unlink()
-
-
-def _holder_of(path: Path) -> LockHolder | None:
-    try:
-        fields = json.loads(path.read_text())
-        return LockHolder(str(fields["host"]), int(fields["pid"]), str(fields["started"]))
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
 
 
 def acquire(out: Path | str | Store, force_unlock: bool = False, stale_after: float = STALE_AFTER_S) -> LockHolder:

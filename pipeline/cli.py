@@ -320,6 +320,27 @@ def _split_roots(args: argparse.Namespace) -> dict[str, tuple[str, Path]]:
     return {"vfhq": ("--vfhq-root", Path(args.vfhq_root)), "celebvhq": ("--celebvhq-root", Path(args.celebvhq_root))}
 
 
+def _verify_split(path: Path, roots: dict[str, Path]) -> int:
+    """`rp-data split --verify FILE`: every mismatch printed; exit 1 when there is one."""
+    from pipeline import split as splits
+
+    mismatches = splits.verify_split(splits.load_split(path), roots)
+    for line in mismatches:
+        console.print(Text(line))
+    console.print(f"{path}: " + (f"{len(mismatches)} mismatch(es)" if mismatches else "every clip matches"))
+    return 1 if mismatches else 0
+
+
+def _split_out(args: argparse.Namespace) -> Path:
+    """Where a new split goes: a frozen split already there is replaced only with --force."""
+    if not args.out:
+        raise SpecError("give --out FILE (or --verify FILE)")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SpecError(f"{out} exists: a frozen split is the source of truth (use --force to replace it)")
+    return out
+
+
 def _folder_split(args: argparse.Namespace) -> int:
     """`rp-data split --folder NAME=PATH`: a folder source's identity-disjoint test split (pipeline/split_folder.py)."""
     from pipeline import split as splits
@@ -329,16 +350,8 @@ def _folder_split(args: argparse.Namespace) -> int:
     registry = load_specs(args.registry)
     [(name, root)] = resolve_sources([args.folder], registry)
     if args.verify:
-        mismatches = splits.verify_split(splits.load_split(Path(args.verify)), {name: root})
-        for line in mismatches:
-            console.print(Text(line))
-        console.print(f"{args.verify}: " + (f"{len(mismatches)} mismatch(es)" if mismatches else "every clip matches"))
-        return 1 if mismatches else 0
-    if not args.out:
-        raise SpecError("give --out FILE (or --verify FILE)")
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise SpecError(f"{out} exists: a frozen split is the source of truth (use --force to replace it)")
+        return _verify_split(Path(args.verify), {name: root})
+    out = _split_out(args)
     refuse_empty(first_items(name, root, registry), registry, prefix=f"--folder {name}={root}: ")
     if args.check == "faces":
         quiet_native_logs(args.verbose)
@@ -376,16 +389,8 @@ def _cmd_split(args: argparse.Namespace) -> int:
     given = _split_roots(args)
     roots = {name: root for name, (_, root) in given.items()}
     if args.verify:
-        mismatches = splits.verify_split(splits.load_split(Path(args.verify)), roots)
-        for line in mismatches:
-            console.print(Text(line))
-        console.print(f"{args.verify}: " + (f"{len(mismatches)} mismatch(es)" if mismatches else "every clip matches"))
-        return 1 if mismatches else 0
-    if not args.out:
-        raise SpecError("give --out FILE (or --verify FILE)")
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise SpecError(f"{out} exists: a frozen split is the source of truth (use --force to replace it)")
+        return _verify_split(Path(args.verify), roots)
+    out = _split_out(args)
     registry = load_specs(args.registry)
     for name, (argument, root) in given.items():
         refuse_empty(first_items(name, root, registry), registry, prefix=f"{argument} {root}: ")

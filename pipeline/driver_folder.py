@@ -37,12 +37,11 @@ class DriverFolder:
         """Fetches the driver's files the store holds (a resume's record); nothing to do for a local build."""
         if not self.mirrored:
             return
-        for folder, names in (("", DRIVER_FILES), ("sources", None)):
-            store = self.store.child(folder) if folder else self.store
-            present = store.names("*.parquet") + store.names("*.json") if names is None else store.names()
-            for name in sorted(set(present) & set(names or present)):
-                (self.path / folder).mkdir(parents=True, exist_ok=True)
-                store.fs.get_file(f"{store.root}/{name}", str(self.path / folder / name))
+        wanted = [name for name in DRIVER_FILES if self.store.exists(name)]
+        wanted += [f"sources/{name}" for name in self.store.child("sources").names()]
+        for name in wanted:
+            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
+            self.store.fs.get_file(f"{self.store.root}/{name}", str(self.path / name))
 
     def upload(self, *names: str) -> None:
         """Puts the whole local files `names` (relative, e.g. "sources/ffhq.parquet") into the store, in order;

@@ -157,6 +157,20 @@ class DatasetCounts(_Frozen):
     selected: int
     not_reached: int
 
+    @classmethod
+    def of(cls, ranked: Sequence[Ranked], pool_split: str, walked: int, selected: int) -> DatasetCounts:
+        """The counts of one dataset's walk through its ranked pool."""
+        excluded = Counter(entry.reason for entry in ranked if entry.reason)
+        return cls(
+            pool_split=pool_split,
+            pool=len(ranked),
+            eligible=len(ranked) - excluded.total(),
+            excluded=dict(sorted(excluded.items())),
+            walked=walked,
+            selected=selected,
+            not_reached=len(ranked) - walked,
+        )
+
 
 class Pair(_Frozen):
     source: str  # item_id: frame 0 of this clip is the portrait ...
@@ -485,16 +499,7 @@ def _select(
         items, split_name = pools[name]
         ranked = rank_pool(items, thresholds, shared, training)
         accepted, missed, walked = walk(ranked, Path(roots[name]), per_dataset, verdict)
-        excluded = Counter(entry.reason for entry in ranked if entry.reason)
-        counts[name] = DatasetCounts(
-            pool_split=split_name,
-            pool=len(ranked),
-            eligible=len(ranked) - excluded.total(),
-            excluded=dict(sorted(excluded.items())),
-            walked=walked,
-            selected=len(accepted),
-            not_reached=len(ranked) - walked,
-        )
+        counts[name] = DatasetCounts.of(ranked, split_name, walked, len(accepted))
         if len(accepted) < per_dataset:
             notes.append(f"{name}: selected {len(accepted)} of the {per_dataset} clips asked for: the pool ran out")
         clips += accepted

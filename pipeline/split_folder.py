@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -127,16 +126,7 @@ def folder_split(
         verdict = faces_check(roots, thresholds, registry, stack) if check == "faces" else readable(roots)
         verdict = long_enough(verdict, Path(root), thresholds.celebvhq_min_seconds)
         clips, skipped, walked = walk(ranked, Path(root), per_dataset, verdict)
-    excluded = Counter(entry.reason for entry in ranked if entry.reason)
-    counts = DatasetCounts(
-        pool_split=pool_split,
-        pool=len(ranked),
-        eligible=len(ranked) - excluded.total(),
-        excluded=dict(sorted(excluded.items())),
-        walked=walked,
-        selected=len(clips),
-        not_reached=len(ranked) - walked,
-    )
+    counts = DatasetCounts.of(ranked, pool_split, walked, len(clips))
     if len(clips) < per_dataset:
         notes.append(f"{dataset}: selected {len(clips)} of the {per_dataset} clips asked for: the pool ran out")
     split = Split(
