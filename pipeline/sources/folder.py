@@ -70,6 +70,15 @@ def container_kind(head: bytes) -> Modality | None:
     return None
 
 
+def subject_region(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """The part of a video the build looks in for the sidecar's face: a square twice the box's larger side,
+    as VFHQ's annotated crops are, so the face tracked is the one the box names and not a neighbour's (the
+    decoder keeps it inside the picture)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = max(box[2] - box[0], box[3] - box[1])
+    return (max(0.0, cx - half), max(0.0, cy - half), cx + half, cy + half)
+
+
 def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
@@ -270,6 +279,7 @@ class Folder(SourceAdapter):
             assert row is not None and row.start is not None and row.end is not None
             native_id += f"#{row.start:g}-{row.end:g}{'s' if row.unit == 'sec' else 'f'}"
         identity, kind = self._identity(media.id_path, row)
+        region = subject_region(row.box) if row and row.box and media.modality == "video" else None
         labels: dict[str, object] = {"tags": list(row.tags)} if row and row.tags else {}
         if line is not None:
             labels["sidecar_line"] = line
@@ -283,7 +293,8 @@ class Folder(SourceAdapter):
             identity=identity,
             identity_kind=kind,
             license_tag=self.spec.license.tag,
-            media_cut=not ranged,
+            media_cut=not ranged and region is None,
+            crop=region,
             time_unit=row.unit if ranged and row else None,
             start=row.start if ranged and row else None,
             end=row.end if ranged and row else None,

@@ -8,9 +8,9 @@ Columns (CSV header, or JSONL keys; only `path` is required):
     start     with `end`: the part of a video to use, in `unit`s ([start, end), end exclusive)
     end
     unit      sec (default) or frame
-    box       the face as "x0 y0 x1 y1" in the media's pixels (JSONL: a list of 4 numbers); in a photo it
-              picks the subject when several faces show (a video does not use it yet: a clip showing
-              several faces is filtered as multiple_faces)
+    box       the face as "x0 y0 x1 y1" in the picture as displayed (JSONL: a list of 4 numbers); it picks
+              the subject when several faces show: in a photo the detection it names, in a video the
+              face tracked within a square twice its size around it
     tags      free-form: "a;b" in CSV, a list of strings in JSONL; kept with the item's labels
 
 A file may have several rows (several ranges of one video); a file without a row is one item, whose

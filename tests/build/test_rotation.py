@@ -1,5 +1,6 @@
 """Rotation everywhere: a phone's video, stored on its side with a display matrix and annotated upright, is cut
-upright and unstretched around the annotated face, by the build and by rp-eval's clip reader alike.
+upright and unstretched around the annotated face, by the build and by rp-eval's clip reader alike; the build
+does the same for it as one's own footage, its subject boxed in a folder source's sidecar.
 
 The footage is rendered here, so every face's geometry is known per frame: two people in a portrait phone
 video, the annotation (CelebV-HQ's normalised head box, VFHQ's pixel boxes) on the lower one, in displayed
@@ -19,6 +20,7 @@ from kit import run_adapter
 
 from eval.clips import load_clip
 from eval.frame_files import read_video
+from manifests.folder_spec import folder_spec
 from manifests.schema import get_spec
 from pipeline.config import BuildConfig
 from pipeline.faces import FaceDetector, open_detector, open_landmarker
@@ -26,7 +28,8 @@ from pipeline.process import Models, process_item
 from pipeline.sample.files import face_box, square_around
 from pipeline.sample.recording import Recording, write_recording
 from pipeline.sample.render import Actor, FaceGeometry, Shot, render_video
-from pipeline.sources.records import SourceItem
+from pipeline.sources import open_adapter
+from pipeline.sources.records import Problem, SourceItem
 from pipeline.split import frozen_clip, measure
 
 SIZE = (360, 480)  # displayed (width, height); the file stores 480x360
@@ -72,6 +75,15 @@ def write_vfhq(root: Path, frames: np.ndarray, geometry: list[list[FaceGeometry]
     meta.write_text("\n".join(lines) + "\n")
 
 
+def write_folder(root: Path, frames: np.ndarray, geometry: list[list[FaceGeometry]]) -> None:
+    """One's own footage: the phone video under a name with a space, its sidecar's box drawn on the picture
+    as displayed (a person draws it on what the player shows) around the subject's faces."""
+    write_recording(root / "me" / f"{YTID} phone.mp4", frames, FPS, PHONE)
+    x0, y0, x1, y1 = face_box([face for faces in geometry for face in faces if face.actor == SUBJECT])
+    row = f"me/{YTID} phone.mp4,me,train,,,,{x0:.1f} {y0:.1f} {x1:.1f} {y1:.1f},"
+    (root / "sidecar.csv").write_text("path,identity,split,start,end,unit,box,tags\n" + row + "\n")
+
+
 @pytest.fixture(scope="module")
 def footage(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[FaceGeometry]]]:
     """Both datasets' layouts over the same rotated recording, and its ground truth per frame."""
@@ -79,6 +91,7 @@ def footage(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[F
     frames, geometry = render_video([SHOT], SIZE, seed=3)
     write_celebvhq(root / "celebvhq", frames, geometry)
     write_vfhq(root / "vfhq", frames, geometry)
+    write_folder(root / "folder", frames, geometry)
     return root, geometry
 
 
@@ -88,6 +101,11 @@ def detector() -> FaceDetector:
 
 
 def the_item(root: Path, dataset: str) -> SourceItem:
+    if dataset == "folder":  # one's own footage, the subject boxed in its sidecar
+        problems: list[Problem] = []
+        items = list(open_adapter(folder_spec("mine"), root / dataset, problems.append).items())
+        assert problems == [] and len(items) == 1 and items[0].media_path == f"me/{YTID} phone.mp4"
+        return items[0]
     items, problems = run_adapter(dataset, root / dataset)
     assert problems == [] and len(items) == 1 and items[0].media_path.endswith(f"{YTID}.mp4")
     assert (items[0].space_w, items[0].space_h) == SIZE  # the annotation's frame: the picture as displayed
@@ -124,7 +142,7 @@ def assert_upright_subject(
         assert error.max() < EYES_AND_NOSE, (index, error)
 
 
-@pytest.mark.parametrize("dataset", ["celebvhq", "vfhq"])
+@pytest.mark.parametrize("dataset", ["celebvhq", "vfhq", "folder"])
 def test_the_build_cuts_the_annotated_face_of_a_rotated_video_upright(
     footage: tuple[Path, list[list[FaceGeometry]]], detector: FaceDetector, dataset: str, tmp_path: Path
 ) -> None:
